@@ -1,0 +1,130 @@
+"""Config validation: every mistake gives one line naming the key and the bad value, and a non-zero exit."""
+
+from pathlib import Path
+
+import pytest
+
+from watcher.cli import main
+from watcher.config import ConfigError, load_config, parse_config, resolve_deployments
+
+GOOD = """
+[thresholds]
+warn = 1.25
+critical = "1.1"
+target = 1.5
+
+[chains.ethereum]
+chain_id = 1
+rpc_urls = ["http://127.0.0.1:1", { env = "MW_TEST_RPC" }]
+
+[[deployments]]
+protocol = "aave_v3"
+chains = ["ethereum"]
+
+[[deployments]]
+protocol = "spark"
+chains = ["ethereum"]
+
+[[accounts]]
+address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+label = "main"
+protocols = ["spark"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "config.toml"
+    p.write_text(text)
+    return p
+
+
+def test_good_config_resolves_deployments(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.thresholds.warn == 125 * 10**16 and cfg.thresholds.critical == 110 * 10**16
+    deps = resolve_deployments(cfg)
+    assert [(d.name, d.chain, d.pool_addresses_provider) for d in deps] == [
+        ("aave_v3", "ethereum", "0x2f39d218133AFaB8F2B819B1066c7E434Ad94E9e"),
+        ("spark", "ethereum", "0x02C3eA4e34C0cBd694D2adFa2c690EECbC1793eE"),
+    ]
+
+
+def test_example_config_is_valid() -> None:
+    cfg = load_config(Path(__file__).parent.parent / "config.toml")
+    assert {d.name for d in resolve_deployments(cfg)} == {"aave_v3", "spark"}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ('chains = ["ethereum"]\n\n[[deployments]]', 'chainz = ["ethereum"]\n\n[[deployments]]'),
+            "deployments[0].chainz: unknown key",
+        ),
+        (
+            ("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"),
+            "accounts[0].address: '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD' fails its EIP-55 checksum",
+        ),
+        (
+            ("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "0x5aAeb6"),
+            "accounts[0].address: '0x5aAeb6' is not a 20-byte hex address",
+        ),
+        (('protocol = "spark"', 'protocol = "sparkk"'), "deployments[1].protocol: unknown protocol 'sparkk'"),
+        (
+            ('chains = ["ethereum"]\n\n[[accounts]]', 'chains = ["mainnet"]\n\n[[accounts]]'),
+            "deployments[1].chains: unknown chain 'mainnet'",
+        ),
+        (("chain_id = 1", "chain_id = 5"), "protocols/aave_v3.toml has no deployment on chain id 5"),
+        (('protocols = ["spark"]', 'protocols = ["sprak"]'), "accounts[0].protocols: unknown deployment 'sprak'"),
+        (("warn = 1.25", "warn = 1.05"), "thresholds: thresholds must satisfy 1 < critical < warn"),
+        (("warn = 1.25", 'warn = "lots"'), "thresholds.warn: 'lots' is not a number"),
+        (("chain_id = 1", 'chain_id = "one"'), "chains.ethereum.chain_id"),
+    ],
+)
+def test_bad_config_names_key_and_value(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
+    old, new = change
+    assert old in GOOD
+    text = GOOD.replace(old, new, 1)
+    with pytest.raises(ConfigError) as err:
+        resolve_deployments(load_config(write(tmp_path, text)))
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_not_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[chains\n"))
+
+
+def test_missing_secret_env_names_key_not_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tomllib
+
+    monkeypatch.delenv("MW_TEST_RPC", raising=False)
+    cfg = parse_config(tomllib.loads(GOOD))
+    with pytest.raises(
+        ConfigError, match=r"chains.ethereum.rpc_urls\[1\]: environment variable MW_TEST_RPC is not set"
+    ):
+        cfg.chains["ethereum"].urls("ethereum")
+    monkeypatch.setenv("MW_TEST_RPC", "https://rpc.invalid/v2/SECRETKEY")
+    assert cfg.chains["ethereum"].urls("ethereum")[1].endswith("SECRETKEY")
+
+
+def test_cli_bad_config_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = write(tmp_path, GOOD.replace("label", "lable"))
+    assert main(["check", "--config", str(p)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "accounts[0].lable: unknown key" in err and "Traceback" not in err
+
+
+def test_cli_unreachable_rpc_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MW_TEST_RPC", "http://127.0.0.1:2/key/SECRETKEY")
+    assert main(["check", "--config", str(write(tmp_path, GOOD))]) == 2
+    err = capsys.readouterr().err
+    assert "chains.ethereum.rpc_urls[0] (http://127.0.0.1:1) is unreachable" in err
+    assert "SECRETKEY" not in err
+
+
+def test_cli_missing_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "cannot read" in capsys.readouterr().err

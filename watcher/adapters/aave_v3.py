@@ -1,0 +1,279 @@
+"""Aave v3 adapter (and forks such as Spark): raw per-user state in one batch, health replayed exactly.
+
+A check reads, at one pinned block: the Pool revision, the reserve list and each reserve's data (indexes,
+rates, configuration), the oracle prices, the eMode categories in use, and for each account its user
+configuration, its eMode and the scaled balances of the reserves it uses. Health is then computed in Python
+with the revision's own rounding (aave_math), which costs far less gas than getUserAccountData per account
+and yields the per-asset breakdown that liquidation prices need.
+
+Which reserves an account uses is only known after reading its configuration; the reader assumes what the
+previous check saw and, if an account changed, asks for another round at the same block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+from watcher.abi import Contract, word, word_address, words
+from watcher.adapters.aave_math import REV_EMODE_BITMAP, AaveSimulator, EModeCategory, Market, Reserve
+from watcher.adapters.base import Account, Call, ReadError
+from watcher.model import WAD, BlockRef, Leg, Position
+
+POOL = Contract("IPool")
+PROVIDER = Contract("IPoolAddressesProvider")
+ORACLE = Contract("IAaveOracle")
+SCALED = Contract("IScaledBalanceToken")
+ERC20 = Contract("IERC20Metadata")
+
+_CHEAP, _BALANCE, _RESERVE = 15_000, 12_000, 40_000
+
+
+def _bits(data: int, shift: int, width: int) -> int:
+    return (data >> shift) & ((1 << width) - 1)
+
+
+class AaveV3Reader:
+    """Reads one Aave v3 deployment (a PoolAddressesProvider) for a set of accounts."""
+
+    def __init__(self, protocol: str, chain: str, provider: str, accounts: Sequence[Account]) -> None:
+        self.protocol = protocol
+        self.chain = chain
+        self.provider = to_checksum_address(provider)
+        self.accounts = list(accounts)
+        # What earlier rounds learned; every round re-reads it and checks the assumption still holds.
+        self.pool: str | None = None
+        self.oracle: str | None = None
+        self.revision: int | None = None
+        self.reserves: tuple[str, ...] | None = None
+        self.tokens: dict[str, tuple[int, str, str, str]] = {}
+        self.symbols: dict[str, str] = {}
+        self.user_config: dict[str, int] = {}
+        self.categories: set[int] = set()
+        self.price_sources: dict[int, str] = {}
+        self.stable_live: set[str] = set()
+        self._plan: list[tuple[Any, ...]] = []
+        self._calls: list[Call] = []
+
+    # --- building the round
+
+    def _add(self, tag: tuple[Any, ...], target: str, data: bytes, gas: int = _CHEAP) -> None:
+        self._plan.append(tag)
+        self._calls.append(Call(target, data, gas))
+
+    def calls(self) -> list[Call]:
+        """The reads for this round, from what earlier rounds learned."""
+        self._plan, self._calls = [], []
+        self._add(("pool",), self.provider, PROVIDER.getPool.encode())
+        self._add(("oracle",), self.provider, PROVIDER.getPriceOracle.encode())
+        pool, oracle = self.pool, self.oracle
+        if pool is None or oracle is None:
+            return self._calls
+        self._add(("rev",), pool, POOL.POOL_REVISION.encode())
+        self._add(("list",), pool, POOL.getReservesList.encode(), _RESERVE)
+        self._add(("unit",), oracle, ORACLE.BASE_CURRENCY_UNIT.encode())
+        reserves, rev = self.reserves, self.revision
+        if reserves is not None and rev is not None:
+            for asset in reserves:
+                self._add(("rd", asset), pool, POOL.getReserveData.encode(asset), _RESERVE)
+                if asset not in self.symbols:
+                    self._add(("sym", asset), asset, ERC20.symbol.encode())
+            sources = tuple(self.price_sources[c] for c in sorted(self.price_sources))
+            priced = (*reserves, *sources)
+            self._add(("prices", priced), oracle, ORACLE.getAssetsPrices.encode(list(priced)), 15_000 * len(priced))
+            for c in sorted(self.categories):
+                if rev < REV_EMODE_BITMAP:
+                    self._add(("ecat", c), pool, POOL.getEModeCategoryData.encode(c))
+                else:
+                    self._add(("ecfg", c), pool, POOL.getEModeCategoryCollateralConfig.encode(c))
+                    self._add(("ebmp", c), pool, POOL.getEModeCategoryCollateralBitmap.encode(c))
+            if rev < REV_EMODE_BITMAP:
+                for asset in reserves:
+                    if asset in self.tokens:
+                        self._add(("ssup", asset), self.tokens[asset][2], SCALED.totalSupply.encode(), _RESERVE)
+        by_id = {t[0]: (asset, t) for asset, t in self.tokens.items()}
+        for acct in self.accounts:
+            user = acct.address
+            self._add(("ucfg", user), pool, POOL.getUserConfiguration.encode(user))
+            self._add(("uem", user), pool, POOL.getUserEMode.encode(user))
+            cfg, i = self.user_config.get(user, 0), 0
+            while cfg:
+                borrowing, collateral = cfg & 1, (cfg >> 1) & 1
+                if i in by_id:
+                    asset, (_, a_tok, s_tok, v_tok) = by_id[i]
+                    if collateral:
+                        self._add(("sa", user, i), a_tok, SCALED.scaledBalanceOf.encode(user), _BALANCE)
+                    if borrowing:
+                        self._add(("sv", user, i), v_tok, SCALED.scaledBalanceOf.encode(user), _BALANCE)
+                        if asset in self.stable_live:
+                            self._add(("ss", user, i), s_tok, SCALED.balanceOf.encode(user), _RESERVE)
+                cfg >>= 2
+                i += 1
+        return self._calls
+
+    # --- reading the answers
+
+    def parse(self, results: Sequence[tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
+        """Positions at `block`, or None when this round showed an assumption to be stale."""
+        if len(results) != len(self._plan):
+            raise ReadError(f"{self.protocol}/{self.chain}: expected {len(self._plan)} answers, got {len(results)}")
+        got: dict[tuple[Any, ...], bytes] = {}
+        for tag, (ok, data) in zip(self._plan, results, strict=True):
+            if not ok and tag[0] != "sym":
+                raise ReadError(f"{self.protocol}/{self.chain}: call {tag[0]} {tag[1:]} reverted")
+            got[tag] = data if ok else b""
+        try:
+            return self._parse(got, block)
+        except ValueError as exc:
+            raise ReadError(f"{self.protocol}/{self.chain}: malformed answer: {exc}") from None
+
+    def _parse(self, got: dict[tuple[Any, ...], bytes], block: BlockRef) -> list[Position] | None:
+        fresh = True
+        pool, oracle = word_address(got[("pool",)]), word_address(got[("oracle",)])
+        if (pool, oracle) != (self.pool, self.oracle):
+            self.pool, self.oracle = pool, oracle
+            self.reserves, self.tokens, self.revision = None, {}, None
+            return None
+        rev = word(got[("rev",)])
+        reserves = tuple(POOL.getReservesList.decode(got[("list",)])[0])
+        if rev != self.revision or reserves != self.reserves:
+            self.revision, self.reserves = rev, reserves
+            fresh = False
+        if not fresh:
+            return None
+        base_unit = word(got[("unit",)])
+        # Reserve data: token addresses can only change by governance; a change means another round.
+        reserve_words: dict[str, list[int]] = {}
+        for asset in reserves:
+            w = words(got[("rd", asset)])
+            if len(w) < 11:
+                raise ValueError(f"getReserveData({asset}) returned {len(w)} words")
+            reserve_words[asset] = w
+            toks = (w[7], *(to_checksum_address(x.to_bytes(20, "big")) for x in (w[8], w[9], w[10])))
+            if self.tokens.get(asset) != toks:
+                self.tokens[asset] = toks
+                fresh = False
+            if ("sym", asset) in got:
+                self.symbols[asset] = _symbol(got[("sym", asset)], asset)
+        priced_tag = next(t for t in got if t[0] == "prices")
+        prices = dict(zip(priced_tag[1], ORACLE.getAssetsPrices.decode(got[priced_tag])[0], strict=True))
+        emode: dict[int, EModeCategory] = {}
+        for c in sorted(self.categories):
+            if rev < REV_EMODE_BITMAP:
+                lt, source = _emode_legacy(got[("ecat", c)])
+                if self.price_sources.get(c, "0x" + "0" * 40) != source and int(source, 16):
+                    self.price_sources[c] = source
+                    fresh = False
+                emode[c] = EModeCategory(lt, prices.get(source, 0) if int(source, 16) else 0)
+            else:
+                cfg = words(got[("ecfg", c)])
+                emode[c] = EModeCategory(cfg[1], 0, word(got[("ebmp", c)]))
+        if rev < REV_EMODE_BITMAP:
+            live = {a for a in reserves if ("ssup", a) in got and word(got[("ssup", a)]) > 0}
+            if not live <= self.stable_live:
+                fresh = False
+            self.stable_live = live
+        users: dict[str, tuple[int, int]] = {}
+        for acct in self.accounts:
+            cfg = word(got[("ucfg", acct.address)])
+            cat = word(got[("uem", acct.address)])
+            known = self.user_config.get(acct.address)
+            if known is None or cfg & ~known:
+                fresh = False
+            self.user_config[acct.address] = cfg
+            if cat and cat not in self.categories:
+                self.categories.add(cat)
+                fresh = False
+            users[acct.address] = (cfg, cat)
+        if not fresh:
+            return None
+        by_id: dict[int, Reserve] = {}
+        for asset in reserves:
+            w = reserve_words[asset]
+            conf = w[0]
+            rid, a_tok, s_tok, v_tok = self.tokens[asset]
+            by_id[rid] = Reserve(
+                asset=asset,
+                symbol=self.symbols.get(asset, asset[:8]),
+                id=rid,
+                decimals=_bits(conf, 48, 8),
+                liquidation_threshold=_bits(conf, 16, 16),
+                emode_category=_bits(conf, 168, 8),
+                liquidity_index=w[1],
+                liquidity_rate=w[2],
+                borrow_index=w[3],
+                borrow_rate=w[4],
+                last_update=w[6],
+                a_token=a_tok,
+                stable_debt_token=s_tok,
+                variable_debt_token=v_tok,
+                price=prices[asset],
+            )
+        market = Market(rev, block.timestamp, base_unit, by_id, emode)
+        balances: dict[str, dict[str, dict[int, int]]] = {
+            a.address: {"sa": {}, "sv": {}, "ss": {}} for a in self.accounts
+        }
+        for tag, data in got.items():
+            if len(tag) == 3:
+                balances[tag[1]][tag[0]][tag[2]] = word(data)
+        out = []
+        for acct in self.accounts:
+            cfg, cat = users[acct.address]
+            b = balances[acct.address]
+            sim = AaveSimulator(market, cfg, cat, b["sa"], b["sv"], b["ss"])
+            out.append(self._position(acct, sim, block))
+        return out
+
+    def _position(self, acct: Account, sim: AaveSimulator, block: BlockRef) -> Position:
+        collateral, debt = [], []
+        for v in sim.valued():
+            r = v.reserve
+            if v.collateral:
+                collateral.append(
+                    Leg(
+                        r.asset,
+                        r.symbol,
+                        r.decimals,
+                        v.collateral,
+                        v.price,
+                        v.collateral_value,
+                        v.liquidation_threshold,
+                    )
+                )
+            if v.debt:
+                debt.append(Leg(r.asset, r.symbol, r.decimals, v.debt, v.price, v.debt_value))
+        hf = sim.health()
+        details = {"pool": self.pool, "pool_revision": sim.market.revision, "emode": sim.emode}
+        return Position(
+            protocol=self.protocol,
+            chain=self.chain,
+            account=acct.address,
+            label=acct.label,
+            collateral=tuple(collateral),
+            debt=tuple(debt),
+            health=hf,
+            liquidatable=hf is not None and hf < WAD,
+            base_unit=sim.market.base_unit,
+            base_currency="USD" if sim.market.base_unit == 10**8 else "base",
+            block=block,
+            details=details,
+            simulator=sim,
+        )
+
+
+def _symbol(data: bytes, asset: str) -> str:
+    """ERC20 symbol(), tolerating tokens (like MKR) that return bytes32."""
+    if not data:
+        return asset[:8]
+    try:
+        return str(ERC20.symbol.decode(data)[0])
+    except Exception:  # bytes32 symbols do not decode as a string
+        return data[:32].rstrip(b"\0").decode("utf-8", "replace") or asset[:8]
+
+
+def _emode_legacy(data: bytes) -> tuple[int, str]:
+    """(liquidation threshold, price source) from getEModeCategoryData (revisions before 5)."""
+    (cat,) = POOL.getEModeCategoryData.decode(data)
+    return int(cat[1]), to_checksum_address(cat[3])

@@ -1,0 +1,115 @@
+"""One check: for each chain, every deployment's reads in one aggregate call at one pinned block."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from watcher.adapters.aave_v3 import AaveV3Reader
+from watcher.adapters.base import Account, Reader, ReadError
+from watcher.chain import ChainClient, ChainError, ReadStats
+from watcher.config import Config, Deployment, resolve_deployments
+from watcher.model import BlockRef, Position
+
+MAX_ROUNDS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A deployment whose positions could not be read this check: they are unknown, never healthy."""
+
+    protocol: str
+    chain: str
+    accounts: tuple[Account, ...]
+    reason: str
+
+
+@dataclass
+class CheckResult:
+    """What a check found."""
+
+    positions: list[Position] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
+    stats: dict[str, ReadStats] = field(default_factory=dict)
+    blocks: dict[str, BlockRef] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def build_readers(cfg: Config, deployments: Sequence[Deployment]) -> list[Reader]:
+    """One reader per deployment, with the accounts that watch it."""
+    readers: list[Reader] = []
+    for dep in deployments:
+        accounts = [
+            Account(a.address, a.label or a.address[:10])
+            for a in cfg.accounts
+            if a.protocols is None or dep.name in a.protocols
+        ]
+        if not accounts:
+            continue
+        if dep.adapter == "aave_v3":
+            readers.append(AaveV3Reader(dep.name, dep.chain, dep.pool_addresses_provider, accounts))
+    return readers
+
+
+def build(cfg: Config) -> list[Reader]:
+    """Readers for a validated config."""
+    return build_readers(cfg, resolve_deployments(cfg))
+
+
+def _accounts(reader: Reader) -> tuple[Account, ...]:
+    return tuple(getattr(reader, "accounts", ()))
+
+
+def check_chain(client: ChainClient, readers: Sequence[Reader], result: CheckResult) -> None:
+    """Read every reader on one chain at its latest block; failures mark positions unknown."""
+    stats = result.stats.setdefault(client.name, ReadStats())
+    try:
+        number = client.latest_block()
+    except ChainError as exc:
+        result.unreadable.extend(Unreadable(r.protocol, r.chain, _accounts(r), str(exc)) for r in readers)
+        return
+    pending = list(readers)
+    for _ in range(MAX_ROUNDS):
+        if not pending:
+            break
+        plans = [r.calls() for r in pending]
+        flat = [c for plan in plans for c in plan]
+        try:
+            timestamp, answers = client.read(flat, number, stats)
+        except ChainError as exc:
+            result.unreadable.extend(Unreadable(r.protocol, r.chain, _accounts(r), str(exc)) for r in pending)
+            return
+        stats.rounds += 1
+        block = BlockRef(number, timestamp)
+        result.blocks[client.name] = block
+        still: list[Reader] = []
+        offset = 0
+        for reader, plan in zip(pending, plans, strict=True):
+            part = answers[offset : offset + len(plan)]
+            offset += len(plan)
+            try:
+                positions = reader.parse(part, block)
+            except ReadError as exc:
+                result.unreadable.append(Unreadable(reader.protocol, reader.chain, _accounts(reader), str(exc)))
+                continue
+            if positions is None:
+                still.append(reader)
+            else:
+                result.positions.extend(positions)
+        pending = still
+    for r in pending:
+        reason = f"state kept changing over {MAX_ROUNDS} rounds at block {number}"
+        result.unreadable.append(Unreadable(r.protocol, r.chain, _accounts(r), reason))
+
+
+def run_check(clients: dict[str, ChainClient], readers: Sequence[Reader]) -> CheckResult:
+    """Check every chain; each chain's reads are one batched call (more only while learning new state)."""
+    t0 = time.perf_counter()
+    result = CheckResult()
+    for name, client in clients.items():
+        mine = [r for r in readers if r.chain == name]
+        if mine:
+            check_chain(client, mine, result)
+    result.seconds = time.perf_counter() - t0
+    return result

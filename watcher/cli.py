@@ -1,0 +1,106 @@
+"""Command line: `watcher check` for one pass, `watcher demo` for the embedded local-chain demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from watcher import __version__
+from watcher.chain import ChainClient, ChainError
+from watcher.check import CheckResult, build, run_check
+from watcher.config import Config, ConfigError, load_config
+from watcher.model import Level
+from watcher.risk import Advice, Thresholds, advise, level_of
+
+EXIT_OK, EXIT_WARN, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+
+
+def thresholds_of(cfg: Config) -> Thresholds:
+    """The risk module's thresholds from the config's."""
+    t = cfg.thresholds
+    return Thresholds(warn=t.warn, critical=t.critical, target=t.target)
+
+
+def clients_for(cfg: Config, chains: set[str]) -> dict[str, ChainClient]:
+    """Connect to each chain that has deployments, checking every RPC's chain id."""
+    out = {}
+    for name in sorted(chains):
+        c = cfg.chains[name]
+        client = ChainClient.from_urls(name, c.chain_id, c.urls(name), c.multicall, c.call_gas_budget, c.timeout)
+        client.verify()
+        out[name] = client
+    return out
+
+
+def advise_all(result: CheckResult, thresholds: Thresholds) -> dict[str, Advice]:
+    """Advice for every position that has debt."""
+    return {p.key: advise(p, thresholds.target) for p in result.positions if p.has_debt}
+
+
+def exit_code(result: CheckResult, thresholds: Thresholds) -> int:
+    """1 if anything is at or below warn, else 3 if anything could not be read, else 0."""
+    if any(level_of(p, thresholds) is not Level.OK for p in result.positions):
+        return EXIT_WARN
+    return EXIT_UNKNOWN if result.unreadable else EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """One pass over every configured position."""
+    from watcher.render import render_table, result_json
+
+    cfg = load_config(args.config)
+    readers = build(cfg)
+    clients = clients_for(cfg, {r.chain for r in readers})
+    result = run_check(clients, readers)
+    thresholds = thresholds_of(cfg)
+    advices = advise_all(result, thresholds)
+    if args.json:
+        print(json.dumps(result_json(result, advices, thresholds), indent=2))
+    else:
+        render_table(result, advices, thresholds, Console())
+    return exit_code(result, thresholds)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the embedded demo on a local chain with real Aave v3 contracts."""
+    from watcher.demo import run_demo
+
+    return run_demo(chain=args.chain, version=args.aave, steps=args.steps)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser."""
+    p = argparse.ArgumentParser(prog="watcher", description="Warns before your DeFi positions are liquidated.")
+    p.add_argument("--version", action="version", version=f"margin-watcher {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="check every configured position once")
+    c.add_argument("--config", default=os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
+    c.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    c.set_defaults(func=cmd_check)
+    d = sub.add_parser("demo", help="local chain, real Aave v3, falling prices: no network or secrets needed")
+    d.add_argument("--chain", choices=("anvil", "eth-tester"), default="anvil")
+    d.add_argument("--aave", choices=("3.0", "3.6"), default="3.0", help="Aave version to deploy")
+    d.add_argument("--steps", type=int, default=6, help="price steps to show")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `watcher` console script."""
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, ChainError) as exc:
+        print(f"watcher: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""Configuration: TOML, validated with pydantic; every error names the key and the bad value."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from watcher.chain import MULTICALL3_ADDRESS
+from watcher.model import WAD
+from watcher.resources import protocol_files
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the user: it names the key and the bad value."""
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str) or not is_hex_address(value):
+        raise ValueError(f"{value!r} is not a 20-byte hex address")
+    if value != value.lower() and value[2:] != value[2:].upper() and not is_checksum_address(value):
+        raise ValueError(f"{value!r} fails its EIP-55 checksum (expected {to_checksum_address(value)})")
+    return to_checksum_address(value)
+
+
+def _health(value: Any) -> int:
+    """A health factor written as 1.25 or "1.25", held as an exact WAD integer."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a number") from None
+    if not d.is_finite() or d <= 0:
+        raise ValueError(f"{value!r} must be a positive number")
+    return int(d * WAD)
+
+
+Address = Annotated[str, BeforeValidator(_address)]
+Health = Annotated[int, BeforeValidator(_health)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Strict):
+    """A secret given by indirection: an environment variable or a file; never written in the config."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env or file")
+        return self
+
+    def resolve(self, where: str) -> str:
+        """The secret's value; the error names where it was asked for, never the value."""
+        if self.env is not None:
+            val = os.environ.get(self.env)
+            if not val:
+                raise ConfigError(f"{where}: environment variable {self.env} is not set")
+            return val.strip()
+        path = Path(os.path.expanduser(str(self.file)))
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read secret file {path}: {exc.strerror}") from None
+
+
+class Thresholds(_Strict):
+    """Health thresholds; a level fires at or below its threshold."""
+
+    warn: Health = Field(default=_health("1.25"))
+    critical: Health = Field(default=_health("1.1"))
+    target: Health = Field(default=_health("1.5"))
+
+    @model_validator(mode="after")
+    def _order(self) -> Thresholds:
+        if not WAD < self.critical < self.warn:
+            raise ValueError("thresholds must satisfy 1 < critical < warn")
+        if self.target <= self.critical:
+            raise ValueError("thresholds.target must be above critical")
+        return self
+
+
+class ChainConfig(_Strict):
+    """One chain: its id, RPC URLs (plain or by secret reference) and batching settings."""
+
+    chain_id: int = Field(gt=0)
+    rpc_urls: list[str | SecretRef] = Field(min_length=1)
+    multicall: Address = MULTICALL3_ADDRESS
+    call_gas_budget: int = Field(default=25_000_000, ge=1_000_000)
+    timeout: float = Field(default=10.0, gt=0)
+
+    def urls(self, name: str) -> list[str]:
+        """Resolved URLs (secrets read now)."""
+        out = []
+        for i, u in enumerate(self.rpc_urls):
+            out.append(u.resolve(f"chains.{name}.rpc_urls[{i}]") if isinstance(u, SecretRef) else u)
+        for i, u in enumerate(out):
+            if not u.startswith(("http://", "https://")):
+                raise ConfigError(f"chains.{name}.rpc_urls[{i}]: only http(s) URLs are supported")
+        return out
+
+
+class DeploymentConfig(_Strict):
+    """A protocol deployment to watch: a protocols/ file by name, or a custom one with its addresses."""
+
+    protocol: str
+    chains: list[str] = Field(min_length=1)
+    name: str | None = None
+    adapter: str | None = None
+    pool_addresses_provider: Address | None = None
+
+
+class AccountConfig(_Strict):
+    """An account to watch."""
+
+    address: Address
+    label: str = ""
+    protocols: list[str] | None = None  #: names of deployments; None watches all
+
+
+class Config(_Strict):
+    """The whole configuration file."""
+
+    thresholds: Thresholds = Thresholds()
+    chains: dict[str, ChainConfig] = Field(min_length=1)
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+    accounts: list[AccountConfig] = Field(min_length=1)
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique(cls, v: list[AccountConfig]) -> list[AccountConfig]:
+        seen: set[str] = set()
+        for i, a in enumerate(v):
+            if a.address in seen:
+                raise ValueError(f"accounts[{i}]: {a.address} is listed twice")
+            seen.add(a.address)
+        return v
+
+
+class Deployment(BaseModel):
+    """A resolved deployment: which adapter reads it, on which chain, at which address."""
+
+    name: str
+    adapter: str
+    chain: str
+    chain_id: int
+    pool_addresses_provider: str
+
+
+ADAPTERS = ("aave_v3",)
+
+
+def resolve_deployments(cfg: Config) -> list[Deployment]:
+    """Match each [[deployments]] entry with protocols/ and the configured chains."""
+    files = protocol_files()
+    out: list[Deployment] = []
+    for i, d in enumerate(cfg.deployments):
+        where = f"deployments[{i}]"
+        spec = files.get(d.protocol)
+        adapter = d.adapter or (spec or {}).get("adapter")
+        if spec is None and d.pool_addresses_provider is None:
+            known = ", ".join(sorted(files))
+            raise ConfigError(f"{where}.protocol: unknown protocol {d.protocol!r} (known: {known})")
+        if adapter not in ADAPTERS:
+            raise ConfigError(f"{where}.adapter: unknown adapter {adapter!r} (known: {', '.join(ADAPTERS)})")
+        for chain in d.chains:
+            if chain not in cfg.chains:
+                raise ConfigError(f"{where}.chains: unknown chain {chain!r} (configured: {', '.join(cfg.chains)})")
+            chain_id = cfg.chains[chain].chain_id
+            provider = d.pool_addresses_provider
+            if provider is None:
+                assert spec is not None
+                match = [v for v in spec.get("deployments", {}).values() if v.get("chain_id") == chain_id]
+                if not match:
+                    raise ConfigError(
+                        f"{where}: protocols/{d.protocol}.toml has no deployment on chain id {chain_id} "
+                        f"(chains.{chain}); give pool_addresses_provider for a custom one"
+                    )
+                provider = to_checksum_address(match[0]["pool_addresses_provider"])
+            out.append(
+                Deployment(
+                    name=d.name or d.protocol,
+                    adapter=adapter,
+                    chain=chain,
+                    chain_id=chain_id,
+                    pool_addresses_provider=provider,
+                )
+            )
+    names = {dep.name for dep in out}
+    for i, a in enumerate(cfg.accounts):
+        for p in a.protocols or []:
+            if p not in names:
+                raise ConfigError(
+                    f"accounts[{i}].protocols: unknown deployment {p!r} (configured: {', '.join(sorted(names))})"
+                )
+    return out
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("str", "SecretRef", "function-after[_one(), SecretRef]") or str(part).startswith("function-"):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: key, message, value."""
+    lines = []
+    for err in exc.errors():
+        loc = _fmt_loc(tuple(err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (a typo?)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in err and err["type"] not in ("value_error",):
+            msg = f"{msg} (got {err['input']!r})"
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(dict.fromkeys(lines))
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    """Validate a parsed TOML document."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file; errors carry the file name."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None

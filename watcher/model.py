@@ -1,0 +1,106 @@
+"""The common risk model: positions of collateral and debt legs, in each protocol's own integer units."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+WAD = 10**18
+BPS = 10_000
+MAX_UINT256 = 2**256 - 1
+
+
+class Simulator(Protocol):
+    """Exact replay of a protocol's own health check, with prices or balances changed."""
+
+    def health(self) -> int | None:
+        """Health in WAD as the protocol computes it; None when there is no debt."""
+        ...
+
+    def at_time(self, timestamp: int) -> Simulator:
+        """The same position with interest accrued to `timestamp`."""
+        ...
+
+    def with_price(self, asset: str, price: int) -> Simulator:
+        """The same position with one asset's oracle price replaced."""
+        ...
+
+    def with_supply(self, asset: str, amount: int) -> Simulator:
+        """The same position after supplying `amount` base units of collateral `asset`."""
+        ...
+
+    def with_repay(self, asset: str, amount: int) -> Simulator:
+        """The same position after repaying `amount` base units of debt `asset`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One asset of a position, valued as the protocol values it."""
+
+    asset: str  #: token address (checksum)
+    symbol: str  #: token symbol, for display only
+    decimals: int  #: token decimals
+    amount: int  #: balance in token base units, as the protocol counts it at the read block
+    price: int  #: oracle price of one whole token, in base-currency units
+    value: int  #: amount valued in base-currency units, rounded as the protocol rounds
+    weight_bps: int = 0  #: maintenance weight (e.g. Aave's liquidation threshold) in bps; 0 on debt legs
+
+
+class Level(StrEnum):
+    """Alert level of a position, from best to worst; UNKNOWN when it could not be read."""
+
+    OK = "ok"
+    WARN = "warn"
+    CRITICAL = "critical"
+    LIQUIDATABLE = "liquidatable"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    """The block a check read its state at."""
+
+    number: int
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class Position:
+    """One account's position in one protocol deployment, normalised."""
+
+    protocol: str  #: protocol name, as in protocols/ (aave_v3, spark, ...)
+    chain: str  #: chain name from the config
+    account: str  #: owner address (checksum)
+    label: str  #: the account's label from the config
+    collateral: tuple[Leg, ...]
+    debt: tuple[Leg, ...]
+    health: int | None  #: WAD; None when there is no debt (health is unbounded)
+    liquidatable: bool  #: the protocol's own verdict, replayed exactly
+    base_unit: int  #: one unit of the base currency (1e8 on Aave USD markets)
+    base_currency: str  #: e.g. "USD"
+    block: BlockRef
+    details: Mapping[str, Any] = field(default_factory=dict)  #: protocol extras (revision, eMode ...)
+    simulator: Simulator | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        """A stable id: protocol, chain and account."""
+        return f"{self.protocol}:{self.chain}:{self.account}"
+
+    @property
+    def total_collateral(self) -> int:
+        """Collateral value in base-currency units."""
+        return sum(leg.value for leg in self.collateral)
+
+    @property
+    def total_debt(self) -> int:
+        """Debt value in base-currency units."""
+        return sum(leg.value for leg in self.debt)
+
+    @property
+    def has_debt(self) -> bool:
+        """Whether anything is borrowed."""
+        return any(leg.amount for leg in self.debt)
