@@ -33,7 +33,7 @@ class Fn:
 
     def encode(self, *args: Any) -> bytes:
         """ABI-encode a call; addresses and integers take a fast path that skips eth_abi."""
-        if all(t.startswith(_SIMPLE_STATIC) for t in self.inputs):
+        if all(t.startswith(_SIMPLE_STATIC) and "[" not in t for t in self.inputs):
             parts = [self.selector]
             for t, a in zip(self.inputs, args, strict=True):
                 if t == "address":
@@ -49,7 +49,10 @@ class Fn:
 
     def decode(self, data: bytes) -> tuple[Any, ...]:
         """Decode the return data with eth_abi (for dynamic outputs; use words() on hot paths)."""
-        return tuple(abi_decode(list(self.outputs), data))
+        try:
+            return tuple(abi_decode(list(self.outputs), data))
+        except Exception as exc:  # eth_abi raises its own hierarchy; callers handle ValueError
+            raise ValueError(f"{self.name} returned undecodable data: {exc}") from None
 
 
 class Contract:

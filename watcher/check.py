@@ -12,7 +12,7 @@ from watcher.chain import ChainClient, ChainError, ReadStats
 from watcher.config import Config, Deployment, resolve_deployments
 from watcher.model import BlockRef, Position
 
-MAX_ROUNDS = 4
+MAX_ROUNDS = 6
 
 
 @dataclass(frozen=True, slots=True)

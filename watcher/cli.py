@@ -8,8 +8,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rich.console import Console
-
 from watcher import __version__
 from watcher.chain import ChainClient, ChainError
 from watcher.check import CheckResult, build, run_check
@@ -51,7 +49,7 @@ def exit_code(result: CheckResult, thresholds: Thresholds) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """One pass over every configured position."""
-    from watcher.render import render_table, result_json
+    from watcher.render import make_console, render_table, result_json
 
     cfg = load_config(args.config)
     readers = build(cfg)
@@ -62,7 +60,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result_json(result, advices, thresholds), indent=2))
     else:
-        render_table(result, advices, thresholds, Console())
+        render_table(result, advices, thresholds, make_console())
     return exit_code(result, thresholds)
 
 
@@ -85,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="local chain, real Aave v3, falling prices: no network or secrets needed")
     d.add_argument("--chain", choices=("anvil", "eth-tester"), default="anvil")
     d.add_argument("--aave", choices=("3.0", "3.6"), default="3.0", help="Aave version to deploy")
-    d.add_argument("--steps", type=int, default=6, help="price steps to show")
+    d.add_argument("--steps", type=int, default=8, help="price steps to show (at most 8)")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -21,6 +21,12 @@ _LEVEL_STYLE = {
 }
 
 
+def make_console() -> Console:
+    """A console; when output is not a terminal, wide enough that tables do not wrap."""
+    probe = Console()
+    return probe if probe.is_terminal else Console(width=160)
+
+
 def units(amount: int, decimals: int) -> str:
     """An integer amount of base units as an exact decimal string."""
     if decimals == 0:
