@@ -14,15 +14,16 @@ from watcher.devchain.deploy import Tx, deploy_batch_reader, is_eth_tester, send
 from watcher.model import Position
 
 MAX_UINT = 2**256 - 1
-_READERS: dict[int, str] = {}
+_READERS: dict[int, tuple[str, bytes]] = {}
 
 
 def batch_reader(w3: Web3) -> str:
-    """The BatchReader on this chain, deployed once per chain."""
-    key = id(w3)
-    if key not in _READERS or not w3.eth.get_code(_READERS[key]):
-        _READERS[key] = deploy_batch_reader(w3)
-    return _READERS[key]
+    """The BatchReader on this chain; deployed again when a snapshot revert took it away (or reused its address)."""
+    known = _READERS.get(id(w3))
+    if known is None or bytes(w3.eth.get_code(known[0])) != known[1]:
+        address = deploy_batch_reader(w3)
+        known = _READERS[id(w3)] = (address, bytes(w3.eth.get_code(address)))
+    return known[0]
 
 
 class Watcher:

@@ -5,7 +5,15 @@ import random
 import pytest
 from eth_abi import decode, encode
 
-from watcher.abi import MULTICALL3, Contract, decode_aggregate3, encode_aggregate3
+from watcher.abi import (
+    MULTICALL3,
+    Contract,
+    decode_aggregate,
+    decode_aggregate3,
+    encode_aggregate,
+    encode_aggregate3,
+    encoded_size,
+)
 
 
 def test_encode_aggregate3_matches_eth_abi() -> None:
@@ -37,3 +45,19 @@ def test_fast_encode_matches_eth_abi() -> None:
     assert pool.getEModeCategoryData.encode(3) == pool.getEModeCategoryData.selector + encode(["uint8"], [3])
     # selector of getUserAccountData(address), as published in Aave's IPool
     assert pool.getUserAccountData.selector.hex() == "bf92857c"
+
+
+def test_encode_aggregate_matches_eth_abi() -> None:
+    rng = random.Random(9)
+    calls = [("0x" + rng.randbytes(20).hex(), rng.randbytes(rng.randrange(0, 100))) for _ in range(50)]
+    ref = MULTICALL3.aggregate.selector + encode(["(address,bytes)[]"], [calls])
+    assert encode_aggregate(calls) == ref
+    assert len(ref) == 4 + 64 + sum(encoded_size(d) for _, d in calls)
+
+
+def test_decode_aggregate_matches_eth_abi() -> None:
+    rng = random.Random(10)
+    datas = [rng.randbytes(rng.randrange(0, 200)) for _ in range(40)]
+    assert decode_aggregate(encode(["uint256", "bytes[]"], [1234, datas])) == (1234, datas)
+    with pytest.raises(ValueError, match="malformed aggregate"):
+        decode_aggregate(encode(["uint256", "bytes[]"], [1, datas])[:-50])

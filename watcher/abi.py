@@ -101,6 +101,7 @@ def word_address(data: bytes, index: int = 0) -> str:
 
 MULTICALL3 = Contract("IMulticall3")
 _AGG3 = MULTICALL3.aggregate3.selector
+_AGG = MULTICALL3.aggregate.selector
 
 
 def _pad(n: int) -> int:
@@ -130,6 +131,55 @@ def encode_aggregate3(calls: Sequence[tuple[str, bytes]]) -> bytes:
         bodies.append(body)
         offset += len(body)
     return b"".join((_AGG3, (32).to_bytes(32, "big"), n.to_bytes(32, "big"), *heads, *bodies))
+
+
+def encoded_size(data: bytes) -> int:
+    """Bytes one call adds to an aggregate((address,bytes)[]) request."""
+    return 128 + _pad(len(data))
+
+
+def encode_aggregate(calls: Sequence[tuple[str, bytes]]) -> bytes:
+    """Encode Multicall's aggregate((address,bytes)[]): every call must succeed."""
+    n = len(calls)
+    heads: list[bytes] = []
+    bodies: list[bytes] = []
+    offset = 32 * n
+    sixty_four = (0x40).to_bytes(32, "big")
+    for target, data in calls:
+        heads.append(offset.to_bytes(32, "big"))
+        body = b"".join(
+            (
+                b"\0" * 12 + bytes.fromhex(target[2:]),
+                sixty_four,
+                len(data).to_bytes(32, "big"),
+                data,
+                b"\0" * (_pad(len(data)) - len(data)),
+            )
+        )
+        bodies.append(body)
+        offset += len(body)
+    return b"".join((_AGG, (32).to_bytes(32, "big"), n.to_bytes(32, "big"), *heads, *bodies))
+
+
+def decode_aggregate(data: bytes) -> tuple[int, list[bytes]]:
+    """Decode aggregate's (uint256 blockNumber, bytes[] returnData), refusing anything out of bounds."""
+    try:
+        block = _word_at(data, 0)
+        base = _word_at(data, 32)
+        n = _word_at(data, base)
+        start = base + 32
+        if n > (len(data) - start) // 32:
+            raise ValueError(f"claims {n} results")
+        out: list[bytes] = []
+        for i in range(n):
+            el = start + _word_at(data, start + 32 * i)
+            blen = _word_at(data, el)
+            if el + 32 + blen > len(data):
+                raise ValueError(f"result {i} is truncated")
+            out.append(bytes(data[el + 32 : el + 32 + blen]))
+        return block, out
+    except ValueError as exc:
+        raise ValueError(f"malformed aggregate answer ({len(data)} bytes): {exc}") from None
 
 
 def _word_at(data: bytes, pos: int) -> int:

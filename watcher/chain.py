@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import json
+import operator
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from web3 import Web3
 from web3.providers import HTTPProvider
 
-from watcher.abi import MULTICALL3, decode_aggregate3, encode_aggregate3, word
+from watcher.abi import (
+    MULTICALL3,
+    decode_aggregate,
+    decode_aggregate3,
+    encode_aggregate,
+    encode_aggregate3,
+    encoded_size,
+    word,
+)
 from watcher.adapters.base import Call
 
 #: Multicall3's address, the same on every chain it is deployed on.
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
+#: Gas per batched eth_call: geth's and erigon's default eth_call cap (--rpc.gascap) is 50M.
+DEFAULT_GAS_BUDGET = 50_000_000
+#: Words in a node's refusal that mean "this batch is too big", as opposed to a dead or lying node.
+_CAPACITY = re.compile(r"gas|too large|exceed|limit|size|timeout|timed out|invalid request", re.IGNORECASE)
+#: A node's word for "a call in the batch reverted".
+_REVERT = re.compile(r"revert", re.IGNORECASE)
+#: Request size per eth_call, in characters: anvil refuses bodies over 2 MiB, geth over 5 MB.
+DEFAULT_MAX_REQUEST_BYTES = 2_000_000
 
 
 class ChainError(Exception):
@@ -40,6 +60,75 @@ class ReadStats:
     rounds: int = 0
     seconds: float = 0.0
     chunk_sizes: list[int] = field(default_factory=list)
+    splits: int = 0  #: batches the node refused and that were retried in halves
+
+
+class RpcError(ChainError):
+    """A JSON-RPC node answered with an error object."""
+
+
+class HttpTransport:
+    """JSON-RPC over HTTP with a kept-alive session; no web3 formatters on the hot path."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers["Content-Type"] = "application/json"
+
+    def request(self, method: str, params: list[Any]) -> Any:
+        """One JSON-RPC call; raises RpcError for an error answer, ChainError for a bad HTTP answer."""
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        resp = self.session.post(self.url, data=body, timeout=self.timeout)
+        if resp.status_code == 429:
+            raise ChainError(f"rate limited (HTTP 429, Retry-After {resp.headers.get('Retry-After', '-')})")
+        if resp.status_code != 200:
+            raise ChainError(f"HTTP {resp.status_code}")
+        try:
+            answer = resp.json()
+        except ValueError:
+            raise ChainError("answer is not JSON") from None
+        if not isinstance(answer, dict):
+            raise ChainError("answer is not a JSON-RPC object")
+        if "error" in answer:
+            err = answer["error"]
+            msg = err.get("message", err) if isinstance(err, dict) else err
+            raise RpcError(f"{method}: {msg}")
+        if "result" not in answer:
+            raise ChainError("answer has no result")
+        return answer["result"]
+
+
+class Web3Transport:
+    """An in-process chain (eth-tester) behind the same interface."""
+
+    def __init__(self, w3: Web3) -> None:
+        self.w3 = w3
+
+    def request(self, method: str, params: list[Any]) -> Any:
+        """The few methods a check needs."""
+        w3 = self.w3
+        if method == "eth_chainId":
+            return hex(w3.eth.chain_id)
+        if method == "eth_blockNumber":
+            return hex(w3.eth.block_number)
+        if method == "eth_call":
+            tx, block = params
+            try:
+                return "0x" + bytes(w3.eth.call(tx, block_identifier=int(block, 16))).hex()
+            except Exception as exc:
+                raise RpcError(f"eth_call: execution reverted: {exc}") from None
+        raise ChainError(f"unsupported method {method}")
+
+
+Transport = HttpTransport | Web3Transport
+
+
+def transport_for(w3: Web3) -> Transport:
+    """The fastest transport for a Web3 instance."""
+    if isinstance(w3.provider, HTTPProvider) and w3.provider.endpoint_uri:
+        return HttpTransport(str(w3.provider.endpoint_uri))
+    return Web3Transport(w3)
 
 
 class ChainClient:
@@ -49,16 +138,24 @@ class ChainClient:
         self,
         name: str,
         chain_id: int,
-        endpoints: Sequence[tuple[str, Web3]],
+        endpoints: Sequence[tuple[str, Web3 | Transport]],
         multicall: str = MULTICALL3_ADDRESS,
-        gas_budget: int = 25_000_000,
+        gas_budget: int = DEFAULT_GAS_BUDGET,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         self.name = name
         self.chain_id = chain_id
-        self.endpoints = list(endpoints)  # (label safe to print, web3)
+        self.endpoints: list[tuple[str, Transport]] = [
+            (label, transport_for(t) if isinstance(t, Web3) else t) for label, t in endpoints
+        ]
         self.multicall = Web3.to_checksum_address(multicall)
         self.gas_budget = gas_budget
+        self.max_request_bytes = max_request_bytes
         self._active = 0
+        # Consecutive checks usually send the very same batches: keep their encoding.
+        self._encoded: dict[int, tuple[list[Call], str]] = {}
+        self._last_batches: tuple[list[Call], list[list[Call]]] | None = None
+        self._ts_call = Call(self.multicall, MULTICALL3.getCurrentBlockTimestamp.encode(), 5_000)
 
     @classmethod
     def from_urls(
@@ -71,44 +168,24 @@ class ChainClient:
         timeout: float = 10.0,
     ) -> ChainClient:
         """Clients over HTTP JSON-RPC URLs."""
-        eps = [
-            (
-                f"chains.{name}.rpc_urls[{i}] ({redact_url(u)})",
-                Web3(HTTPProvider(u, request_kwargs={"timeout": timeout})),
-            )
-            for i, u in enumerate(urls)
+        eps: list[tuple[str, Web3 | Transport]] = [
+            (f"chains.{name}.rpc_urls[{i}] ({redact_url(u)})", HttpTransport(u, timeout)) for i, u in enumerate(urls)
         ]
         return cls(name, chain_id, eps, multicall, gas_budget)
 
-    def _request(self, w3: Web3, method: str, params: list[Any]) -> Any:
-        if isinstance(w3.provider, HTTPProvider):
-            # The raw request skips web3's formatters, which cost more than the EVM on megabyte batches.
-            resp = w3.provider.make_request(method, params)  # type: ignore[arg-type]
-            if "error" in resp:
-                raise ChainError(f"{method} failed: {resp['error']}")
-            return resp["result"]
-        if method == "eth_chainId":
-            return hex(w3.eth.chain_id)
-        if method == "eth_blockNumber":
-            return hex(w3.eth.block_number)
-        if method == "eth_call":
-            tx, block = params
-            return "0x" + bytes(w3.eth.call(tx, block_identifier=int(block, 16))).hex()
-        raise ChainError(f"unsupported method {method}")
-
     def _each(self, method: str, params: list[Any]) -> Any:
-        """Call on the active endpoint, falling over to the next on a transport failure."""
+        """Call on the active endpoint, falling over to the next on a failure."""
         errors = []
         for k in range(len(self.endpoints)):
             i = (self._active + k) % len(self.endpoints)
-            label, w3 = self.endpoints[i]
+            label, transport = self.endpoints[i]
             try:
-                out = self._request(w3, method, params)
+                out = transport.request(method, params)
             except ChainError as exc:
                 errors.append(f"{label}: {exc}")
                 continue
             except Exception as exc:  # transport errors of every kind: the next URL may serve
-                errors.append(f"{label}: {type(exc).__name__}: {exc}")
+                errors.append(f"{label}: {type(exc).__name__}")
                 continue
             self._active = i
             return out
@@ -116,9 +193,9 @@ class ChainClient:
 
     def verify(self) -> None:
         """Check that each RPC answers, with this chain's id; the error names the offending URL."""
-        for label, w3 in self.endpoints:
+        for label, transport in self.endpoints:
             try:
-                got = int(self._request(w3, "eth_chainId", []), 16)
+                got = int(transport.request("eth_chainId", []), 16)
             except Exception as exc:
                 raise ChainError(f"{label} is unreachable ({type(exc).__name__})") from None
             if got != self.chain_id:
@@ -129,53 +206,110 @@ class ChainClient:
         return int(self._each("eth_blockNumber", []), 16)
 
     def chunks(self, calls: Sequence[Call]) -> list[list[Call]]:
-        """Split calls into batches whose estimated gas fits the budget."""
+        """Split calls into batches whose estimated gas and request size fit the budgets."""
         out: list[list[Call]] = [[]]
-        used = 0
+        gas = size = 0
         for c in calls:
-            if out[-1] and used + c.gas > self.gas_budget:
+            c_size = 2 * encoded_size(c.data)  # hex doubles the bytes on the wire
+            if out[-1] and (gas + c.gas > self.gas_budget or size + c_size > self.max_request_bytes):
                 out.append([])
-                used = 0
+                gas = size = 0
             out[-1].append(c)
-            used += c.gas
+            gas += c.gas
+            size += c_size
         return out
+
+    def _eth_call(self, data: bytes | str, block: int) -> bytes:
+        hexdata = data if isinstance(data, str) else "0x" + data.hex()
+        raw = self._each("eth_call", [{"to": self.multicall, "data": hexdata}, hex(block)])
+        if not isinstance(raw, str) or not raw.startswith("0x"):
+            raise ChainError(f"chain {self.name}: eth_call answered {str(raw)[:40]!r}, not hex data")
+        if raw == "0x":
+            raise ChainError(
+                f"chain {self.name}: no aggregate contract answers at {self.multicall}; "
+                f"set chains.{self.name}.multicall"
+            )
+        try:
+            return bytes.fromhex(raw[2:])
+        except ValueError:
+            raise ChainError(f"chain {self.name}: eth_call answered malformed hex") from None
+
+    def _batches(self, calls: Sequence[Call]) -> list[list[Call]]:
+        """The batches for these calls, the block-timestamp read first; reused while the calls are the same."""
+        last = self._last_batches
+        if last is not None and len(last[0]) == len(calls) and all(map(operator.is_, last[0], calls)):
+            return last[1]
+        batches = [[self._ts_call, *chunk] if k == 0 else chunk for k, chunk in enumerate(self.chunks(calls))]
+        self._last_batches = (list(calls), batches)
+        return batches
+
+    def _encode(self, slot: int, batch: list[Call]) -> str:
+        cached = self._encoded.get(slot)
+        if cached is not None and len(cached[0]) == len(batch) and all(map(operator.is_, cached[0], batch)):
+            return cached[1]
+        hexdata = "0x" + encode_aggregate([(c.target, c.data) for c in batch]).hex()
+        self._encoded[slot] = (batch, hexdata)
+        return hexdata
+
+    def _batch(self, slot: int, batch: list[Call], block: int, stats: ReadStats) -> list[tuple[bool, bytes]]:
+        """One eth_call: aggregate (compact, all must succeed); if a call reverts, aggregate3 tells which."""
+        try:
+            raw = self._eth_call(self._encode(slot, batch), block)
+        except ChainError as exc:
+            if _CAPACITY.search(str(exc)) or not _REVERT.search(str(exc)):
+                raise
+            stats.eth_calls += 1
+            raw3 = self._eth_call(encode_aggregate3([(c.target, c.data) for c in batch]), block)
+            try:
+                answers = decode_aggregate3(raw3)
+            except ValueError as err:
+                raise ChainError(f"chain {self.name}: {err}") from None
+        else:
+            try:
+                number, datas = decode_aggregate(raw)
+            except ValueError as err:
+                raise ChainError(f"chain {self.name}: {err}") from None
+            if number != block:
+                raise ChainError(f"chain {self.name}: asked for block {block}, the node answered for {number}")
+            answers = [(True, d) for d in datas]
+        if len(answers) != len(batch):
+            raise ChainError(f"chain {self.name}: asked {len(batch)} calls, got {len(answers)} answers")
+        return answers
 
     def read(
         self, calls: Sequence[Call], block: int, stats: ReadStats | None = None
     ) -> tuple[int, list[tuple[bool, bytes]]]:
-        """Run all calls at `block`; returns the block timestamp and each call's (success, data)."""
+        """Run all calls at `block`; returns the block timestamp and each call's (success, data).
+
+        Calls go in as few eth_calls as the gas and size budgets allow. A batch the node refuses as too big
+        (its caps may be below the budgets, or the estimates low) is split in two and retried.
+        """
         stats = stats if stats is not None else ReadStats()
         t0 = time.perf_counter()
-        ts_call = Call(self.multicall, MULTICALL3.getCurrentBlockTimestamp.encode(), 5_000)
         results: list[tuple[bool, bytes]] = []
-        timestamp = 0
-        for k, chunk in enumerate(self.chunks(calls)):
-            batch = [ts_call, *chunk] if k == 0 else chunk
-            data = encode_aggregate3([(c.target, c.data) for c in batch])
-            raw = self._each("eth_call", [{"to": self.multicall, "data": "0x" + data.hex()}, hex(block)])
-            if raw in ("0x", ""):
-                raise ChainError(
-                    f"chain {self.name}: no aggregate3 contract answers at {self.multicall}; "
-                    f"set chains.{self.name}.multicall"
-                )
+        queue = [list(b) for b in self._batches(calls)]
+        slot = 0
+        while queue:
+            batch = queue.pop(0)
+            slot += 1
             try:
-                answers = decode_aggregate3(bytes.fromhex(raw[2:]))
-            except ValueError as exc:
-                raise ChainError(f"chain {self.name}: {exc}") from None
-            if len(answers) != len(batch):
-                raise ChainError(f"chain {self.name}: asked {len(batch)} calls, got {len(answers)} answers")
-            if k == 0:
-                ok, ts = answers[0]
-                if not ok:
-                    raise ChainError(f"chain {self.name}: the aggregator at {self.multicall} does not answer")
-                timestamp = word(ts)
-                answers = answers[1:]
+                answers = self._batch(slot, batch, block, stats)
+            except ChainError as exc:
+                if len(batch) <= 2 or not _CAPACITY.search(str(exc)):
+                    raise
+                half = len(batch) // 2
+                queue[:0] = [batch[:half], batch[half:]]
+                stats.splits += 1
+                continue
             results.extend(answers)
             stats.eth_calls += 1
             stats.chunk_sizes.append(len(batch))
+        ok, ts = results.pop(0)
+        if not ok:
+            raise ChainError(f"chain {self.name}: the aggregator at {self.multicall} does not answer")
         stats.calls += len(calls)
         stats.seconds += time.perf_counter() - t0
-        return timestamp, results
+        return word(ts), results
 
     def raw_call(self, to: str, data: bytes, block: int) -> bytes:
         """One plain eth_call (used by baselines and tests, not by checks)."""

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from watcher.chain import MULTICALL3_ADDRESS
+from watcher.chain import DEFAULT_GAS_BUDGET, MULTICALL3_ADDRESS
 from watcher.model import WAD
 from watcher.resources import protocol_files
 
@@ -105,7 +105,7 @@ class ChainConfig(_Strict):
     chain_id: int = Field(gt=0)
     rpc_urls: list[str | SecretRef] = Field(min_length=1)
     multicall: Address = MULTICALL3_ADDRESS
-    call_gas_budget: int = Field(default=25_000_000, ge=1_000_000)
+    call_gas_budget: int = Field(default=DEFAULT_GAS_BUDGET, ge=1_000_000)
     timeout: float = Field(default=10.0, gt=0)
 
     def urls(self, name: str) -> list[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Any
 
 from watcher.model import BPS, WAD
 
@@ -76,14 +78,24 @@ class Reserve:
         """ReserveLogic.getNormalizedIncome at timestamp `now`."""
         if now == self.last_update:
             return self.liquidity_index
-        return ray_mul(linear_interest(self.liquidity_rate, self.last_update, now), self.liquidity_index)
+        return _income_index(self.liquidity_index, self.liquidity_rate, self.last_update, now)
 
     def debt_index(self, now: int, revision: int) -> int:
         """ReserveLogic.getNormalizedDebt at timestamp `now`."""
         if now == self.last_update:
             return self.borrow_index
-        factor = compounded_interest(self.borrow_rate, self.last_update, now, revision)
-        return ray_mul(factor, self.borrow_index)
+        return _debt_index(self.borrow_index, self.borrow_rate, self.last_update, now, revision)
+
+
+# Advice replays the health factor dozens of times at one timestamp: the indexes are worth caching.
+@lru_cache(maxsize=65_536)
+def _income_index(index: int, rate: int, last: int, now: int) -> int:
+    return ray_mul(linear_interest(rate, last, now), index)
+
+
+@lru_cache(maxsize=65_536)
+def _debt_index(index: int, rate: int, last: int, now: int, revision: int) -> int:
+    return ray_mul(compounded_interest(rate, last, now, revision), index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +116,44 @@ class Market:
     base_unit: int
     reserves_by_id: dict[int, Reserve]
     emode: dict[int, EModeCategory]
+    _rows: dict[tuple[Any, ...], dict[int, _Row]] = field(default_factory=dict, compare=False, repr=False)
+
+    def rows(self, now: int, emode: int, prices: dict[str, int]) -> dict[int, _Row]:
+        """Per reserve id: unit, price, indexes and collateral LT for one user setting, computed once per check."""
+        key = (now, emode, tuple(sorted(prices.items())) if prices else ())
+        rows = self._rows.get(key)
+        if rows is None:
+            rows = self._rows[key] = self._make_rows(now, emode, prices)
+        return rows
+
+    def _make_rows(self, now: int, emode: int, prices: dict[str, int]) -> dict[int, _Row]:
+        rev = self.revision
+        category = self.emode.get(emode) if emode else None
+        out = {}
+        for rid, r in self.reserves_by_id.items():
+            price = prices.get(r.asset)
+            in_category = category is not None and (
+                (category.collateral_bitmap >> rid) & 1 if rev >= REV_EMODE_BITMAP else r.emode_category == emode
+            )
+            if price is None:
+                price = r.price
+                # Before v3.2 an eMode category could price all its assets from one source.
+                legacy_source = category is not None and rev < REV_EMODE_BITMAP and category.price_source_price
+                if legacy_source and r.emode_category == emode:
+                    price = category.price_source_price
+            lt = category.liquidation_threshold if (category is not None and in_category) else r.liquidation_threshold
+            out[rid] = _Row(r, 10**r.decimals, price, r.income_index(now), r.debt_index(now, rev), lt)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    reserve: Reserve
+    unit: int
+    price: int
+    income_index: int
+    debt_index: int
+    collateral_lt: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +169,7 @@ class Valued:
     debt_value: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AaveSimulator:
     """A user's Aave account, replaying GenericLogic.calculateUserAccountData exactly."""
 
@@ -128,71 +178,46 @@ class AaveSimulator:
     emode: int  #: the user's eMode category id
     scaled_collateral: dict[int, int]  #: reserve id -> aToken scaled balance
     scaled_debt: dict[int, int]  #: reserve id -> variable debt scaled balance
-    stable_debt: dict[int, int] = field(default_factory=dict)  #: reserve id -> stable debt (revisions < 5)
-    now: int = 0
+    stable_debt: dict[int, int]  #: reserve id -> stable debt (revisions < 5)
+    now: int  #: the timestamp interest is accrued to
     prices: dict[str, int] = field(default_factory=dict)  #: price overrides by asset
-
-    def __post_init__(self) -> None:
-        if not self.now:
-            object.__setattr__(self, "now", self.market.timestamp)
-
-    def _price(self, r: Reserve, category: EModeCategory | None) -> int:
-        if r.asset in self.prices:
-            return self.prices[r.asset]
-        if (
-            category is not None
-            and self.market.revision < REV_EMODE_BITMAP
-            and category.price_source_price
-            and r.emode_category == self.emode
-        ):
-            return category.price_source_price
-        return r.price
 
     def valued(self) -> list[Valued]:
         """Each reserve the user uses, valued with the revision's rounding."""
-        m, rev = self.market, self.market.revision
-        category = m.emode.get(self.emode) if self.emode else None
-        directed = rev >= REV_DIRECTED_ROUNDING
+        rows = self.market.rows(self.now, self.emode, self.prices)
+        directed = self.market.revision >= REV_DIRECTED_ROUNDING
         out: list[Valued] = []
         cfg, i = self.config, 0
         while cfg:
             borrowing, collateral = cfg & 1, (cfg >> 1) & 1
             cfg >>= 2
-            r = m.reserves_by_id.get(i)
+            row = rows.get(i)
             i += 1
-            if r is None or not (borrowing or collateral):
+            if row is None or not (borrowing or collateral):
                 continue
-            unit = 10**r.decimals
-            price = self._price(r, category)
+            r, unit, price = row.reserve, row.unit, row.price
             a = c_val = lt = 0
             if collateral and (directed or r.liquidation_threshold != 0):
                 scaled = self.scaled_collateral.get(r.id, 0)
-                idx = r.income_index(self.now)
-                a = scaled * idx // RAY if directed else ray_mul(scaled, idx)
+                a = scaled * row.income_index // RAY if directed else (scaled * row.income_index + HALF_RAY) // RAY
                 c_val = a * price // unit
-                lt = r.liquidation_threshold
-                if category is not None:
-                    if rev >= REV_EMODE_BITMAP:
-                        if (category.collateral_bitmap >> r.id) & 1:
-                            lt = category.liquidation_threshold
-                    elif r.emode_category == self.emode:
-                        lt = category.liquidation_threshold
+                lt = row.collateral_lt
             d = d_val = 0
             if borrowing:
                 scaled = self.scaled_debt.get(r.id, 0)
-                idx = r.debt_index(self.now, rev)
                 if directed:
-                    d = _ceil_div(scaled * idx, RAY)
-                    d_val = _ceil_div(d * price, unit)
+                    d = -(-scaled * row.debt_index // RAY)
+                    d_val = -(-d * price // unit)
                 else:
-                    d = ray_mul(scaled, idx) + self.stable_debt.get(r.id, 0)
+                    d = (scaled * row.debt_index + HALF_RAY) // RAY + self.stable_debt.get(r.id, 0)
                     d_val = d * price // unit
             out.append(Valued(r, price, a, c_val, lt, d, d_val))
         return out
 
-    def account(self) -> tuple[int, int, int, int | None]:
+    def account(self, vs: list[Valued] | None = None) -> tuple[int, int, int, int | None]:
         """(total collateral, total debt, average LT in bps, health factor or None) in base units."""
-        vs = self.valued()
+        if vs is None:
+            vs = self.valued()
         sum_c = sum(v.collateral_value for v in vs)
         sum_clt = sum(v.collateral_value * v.liquidation_threshold for v in vs)
         sum_d = sum(v.debt_value for v in vs)

@@ -16,6 +16,24 @@ contract BatchReader {
         bytes returnData;
     }
 
+    struct Call {
+        address target;
+        bytes callData;
+    }
+
+    /// @notice Multicall's aggregate: all calls must succeed. Its encoding is ~15% smaller than aggregate3's
+    ///         on the way in and ~40% smaller on the way out, which is what keeps big reads in one request.
+    function aggregate(Call[] calldata calls) external payable returns (uint256 blockNumber, bytes[] memory returnData) {
+        blockNumber = block.number;
+        uint256 n = calls.length;
+        returnData = new bytes[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            (bool ok, bytes memory ret) = calls[i].target.call(calls[i].callData);
+            require(ok, "BatchReader: call failed");
+            returnData[i] = ret;
+        }
+    }
+
     function aggregate3(Call3[] calldata calls) external payable returns (Result[] memory results) {
         uint256 n = calls.length;
         results = new Result[](n);
