@@ -1,0 +1,198 @@
+"""`watcher check` end to end over real HTTP: anvil with real Aave, a lying node, and a dead one.
+
+A position that cannot be read is reported as unknown (exit code 3), never as healthy, and never with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.aave_helpers import batch_reader
+from watcher.cli import main
+from watcher.devchain.aave import AaveMarket, deploy_aave
+from watcher.devchain.anvil import Anvil
+from watcher.devchain.deploy import revert_snapshot, take_snapshot
+from watcher.model import WAD
+
+CONFIG = """
+[thresholds]
+warn = 1.25
+critical = 1.1
+target = 1.5
+
+[chains.local]
+chain_id = {chain_id}
+rpc_urls = ["{url}"]
+multicall = "{multicall}"
+
+[[deployments]]
+protocol = "aave_v3"
+name = "local_aave"
+chains = ["local"]
+pool_addresses_provider = "{provider}"
+
+[[accounts]]
+address = "{safe}"
+label = "safe one"
+
+[[accounts]]
+address = "{risky}"
+label = "risky one"
+"""
+
+
+@pytest.fixture(scope="module")
+def anvil_market(anvil: Anvil) -> Iterator[AaveMarket]:
+    """Aave v3.6 on the session's anvil, for tests that go through HTTP like a user would."""
+    w3 = anvil.w3
+    snap = take_snapshot(w3)
+    yield deploy_aave(w3, "3.6")
+    revert_snapshot(w3, snap)
+
+
+def write_config(tmp_path: Path, **kw: object) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(**kw))
+    return path
+
+
+def test_check_json_and_table_on_anvil(
+    anvil: Anvil, anvil_market: AaveMarket, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    m = anvil_market
+    safe = m.open_position(None, {"WETH": 10 * 10**18}, {"USDC": 5_000 * 10**6})
+    risky = m.open_position(None, {"WETH": 10 * 10**18}, {"USDC": 15_000 * 10**6})  # health 1.1
+    cfg = write_config(
+        tmp_path,
+        chain_id=anvil.chain_id,
+        url=anvil.url,
+        multicall=batch_reader(anvil.w3),
+        provider=m.addresses_provider,
+        safe=safe,
+        risky=risky,
+    )
+    assert main(["check", "--config", str(cfg), "--json"]) == 1  # something at or below warn
+    doc = json.loads(capsys.readouterr().out)
+    by = {p["account"]: p for p in doc["positions"]}
+    assert set(by) == {safe, risky} and doc["unknown"] == []
+    assert doc["reads"]["local"]["eth_calls"] >= 1
+    for user, pos in by.items():
+        assert pos["health_raw"] == m.account_data(user, pos["block"]["number"])[5]
+    assert by[safe]["level"] == "ok" and by[risky]["level"] == "critical"
+    assert by[risky]["health"].startswith("1.1")
+    [weth] = by[risky]["liquidation_prices"][:1]
+    assert weth["symbol"] == "WETH" and weth["direction"] == "down" and int(weth["price_raw"]) < 2_000 * 10**8
+    tops = by[risky]["advice"]["top_ups"]
+    assert tops and all(a["health_after_raw"] >= 3 * WAD // 2 for a in tops)
+
+    assert main(["check", "--config", str(cfg)]) == 1
+    out = capsys.readouterr().out
+    assert "risky one" in out and "critical" in out and "liquidation price" in out
+
+
+def test_wrong_chain_id_refused(anvil: Anvil, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(
+        tmp_path,
+        chain_id=1,
+        url=anvil.url,
+        multicall="0xcA11bde05977b3631167028862bE2a173976CA11",
+        provider="0x2f39d218133AFaB8F2B819B1066c7E434Ad94E9e",
+        safe="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        risky="0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+    )
+    assert main(["check", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert f"chains.local.rpc_urls[0] ({anvil.url}) reports chain id {anvil.chain_id}" in err
+    assert "chains.local.chain_id is 1" in err
+
+
+class _LyingNode(BaseHTTPRequestHandler):
+    """Answers chain id and block number properly, and eth_call with whatever the test asks for."""
+
+    eth_call_answer: bytes = b""
+    status = 200
+
+    def do_POST(self) -> None:
+        req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if req["method"] == "eth_chainId":
+            body = json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": "0x7a69"}).encode()
+            status = 200
+        elif req["method"] == "eth_blockNumber":
+            body = json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": "0x10"}).encode()
+            status = 200
+        else:
+            body, status = type(self).eth_call_answer, type(self).status
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def lying_node() -> Iterator[tuple[str, type[_LyingNode]]]:
+    handler = type("Handler", (_LyingNode,), {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def _rpc(result: object) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "result": result}).encode()
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "reason"),
+    [
+        (b"<html>busy</html>", 200, "answer is not JSON"),
+        (_rpc(5), 200, "not hex data"),
+        (_rpc("0xzz"), 200, "malformed hex"),
+        (_rpc("0x" + "00" * 31), 200, "malformed aggregate answer"),
+        (_rpc("0x"), 200, "no aggregate contract answers"),
+        (
+            json.dumps({"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "header not found"}}).encode(),
+            200,
+            "header not found",
+        ),
+        (b"", 500, "HTTP 500"),
+        (b"", 429, "rate limited"),
+    ],
+)
+def test_malformed_rpc_answer_is_unknown_not_healthy(
+    lying_node: tuple[str, type[_LyingNode]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    answer: bytes,
+    status: int,
+    reason: str,
+) -> None:
+    url, handler = lying_node
+    handler.eth_call_answer, handler.status = answer, status
+    cfg = write_config(
+        tmp_path,
+        chain_id=31337,
+        url=url,
+        multicall="0xcA11bde05977b3631167028862bE2a173976CA11",
+        provider="0x2f39d218133AFaB8F2B819B1066c7E434Ad94E9e",
+        safe="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        risky="0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+    )
+    assert main(["check", "--config", str(cfg), "--json"]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["positions"] == []
+    [unknown] = doc["unknown"]
+    assert unknown["protocol"] == "local_aave" and len(unknown["accounts"]) == 2
+    assert reason in unknown["reason"]

@@ -1,0 +1,43 @@
+"""An installed wheel (not only this checkout) finds abis/ and protocols/."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_ships_and_finds_its_data(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
+        check=True,
+    )
+    [wheel] = dist.glob("margin_watcher-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "watcher/_data/abis/IPool.json" in names
+    assert "watcher/_data/protocols/aave_v3.toml" in names and "watcher/_data/protocols/spark.toml" in names
+    assert "watcher/devchain/sol/BatchReader.sol" in names
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True
+    )
+    probe = (
+        "import watcher.resources as r, json; "
+        "print(json.dumps([str(r.data_dir('abis')), sorted(r.protocol_files()), len(r.load_abi('IPool'))]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    data_dir, protocols, n_functions = json.loads(out)
+    assert data_dir.startswith(str(target)) and data_dir.endswith("watcher/_data/abis")
+    assert protocols == ["aave_v3", "spark"] and n_functions > 5
