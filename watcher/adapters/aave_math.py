@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any
 
 from watcher.model import BPS, WAD
 
@@ -116,31 +115,40 @@ class Market:
     base_unit: int
     reserves_by_id: dict[int, Reserve]
     emode: dict[int, EModeCategory]
-    _rows: dict[tuple[Any, ...], dict[int, _Row]] = field(default_factory=dict, compare=False, repr=False)
+    _rows: dict[tuple[int, int], dict[int, _Row]] = field(default_factory=dict, compare=False, repr=False)
 
     def rows(self, now: int, emode: int, prices: dict[str, int]) -> dict[int, _Row]:
-        """Per reserve id: unit, price, indexes and collateral LT for one user setting, computed once per check."""
-        key = (now, emode, tuple(sorted(prices.items())) if prices else ())
+        """Per reserve id: unit, price, indexes and collateral LT for one user setting.
+
+        The rows for a timestamp and eMode are computed once per check; price overrides (what-if questions
+        from the risk module) are laid over them without being cached.
+        """
+        key = (now, emode)
         rows = self._rows.get(key)
         if rows is None:
-            rows = self._rows[key] = self._make_rows(now, emode, prices)
-        return rows
+            rows = self._rows[key] = self._make_rows(now, emode)
+        if not prices:
+            return rows
+        out = dict(rows)
+        for rid, row in rows.items():
+            price = prices.get(row.reserve.asset)
+            if price is not None:
+                out[rid] = replace(row, price=price)
+        return out
 
-    def _make_rows(self, now: int, emode: int, prices: dict[str, int]) -> dict[int, _Row]:
+    def _make_rows(self, now: int, emode: int) -> dict[int, _Row]:
         rev = self.revision
         category = self.emode.get(emode) if emode else None
         out = {}
         for rid, r in self.reserves_by_id.items():
-            price = prices.get(r.asset)
+            price = r.price
             in_category = category is not None and (
                 (category.collateral_bitmap >> rid) & 1 if rev >= REV_EMODE_BITMAP else r.emode_category == emode
             )
-            if price is None:
-                price = r.price
-                # Before v3.2 an eMode category could price all its assets from one source.
-                legacy_source = category is not None and rev < REV_EMODE_BITMAP and category.price_source_price
-                if legacy_source and r.emode_category == emode:
-                    price = category.price_source_price
+            # Before v3.2 an eMode category could price all its assets from one source.
+            legacy_source = category is not None and rev < REV_EMODE_BITMAP and category.price_source_price
+            if legacy_source and r.emode_category == emode:
+                price = category.price_source_price
             lt = category.liquidation_threshold if (category is not None and in_category) else r.liquidation_threshold
             out[rid] = _Row(r, 10**r.decimals, price, r.income_index(now), r.debt_index(now, rev), lt)
         return out
@@ -218,9 +226,11 @@ class AaveSimulator:
         """(total collateral, total debt, average LT in bps, health factor or None) in base units."""
         if vs is None:
             vs = self.valued()
-        sum_c = sum(v.collateral_value for v in vs)
-        sum_clt = sum(v.collateral_value * v.liquidation_threshold for v in vs)
-        sum_d = sum(v.debt_value for v in vs)
+        sum_c = sum_clt = sum_d = 0
+        for v in vs:
+            sum_c += v.collateral_value
+            sum_clt += v.collateral_value * v.liquidation_threshold
+            sum_d += v.debt_value
         avg_lt = sum_clt // sum_c if sum_c else 0
         if sum_d == 0:
             return sum_c, sum_d, avg_lt, None
