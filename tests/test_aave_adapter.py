@@ -62,14 +62,17 @@ def test_health_equals_pool_to_the_wei_randomized(aave_market: AaveMarket) -> No
     rng = random.Random(f"hf-{aave_market.version}")
     specs = random_specs(aave_market, rng, 9)
     users = aave_market.open_positions_bulk(specs)
+    switcher = _open(aave_market, {"USDC": 100_000 * 10**6}, {"DAI": 10_000 * 10**18}, emode=1)
+    users.append(switcher)
     watcher = Watcher(aave_market, users)
     compared = assert_matches_pool(aave_market, watcher)
     for step in range(4):
+        aave_market.set_user_emode(switcher, 0 if step % 2 == 0 else 1)  # eMode off, on, off, on
         advance_time(aave_market.w3, rng.randrange(3_600, 120 * 86_400))  # interest accrues
         symbol = rng.choice(list(SPECS))
         factor = rng.randint(80, 115)
         aave_market.set_price(symbol, aave_market.price(symbol) * factor // 100)
-        # Change some accounts: more debt in a new asset (the reader learns a new configuration), eMode switches.
+        # More debt in a new asset: the reader learns the new configuration at the same block.
         user = users[step]
         aave_market.borrow(user, "DAI", 10 * 10**18)
         compared += assert_matches_pool(aave_market, watcher)

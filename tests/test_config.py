@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from watcher.chain import redact_url
 from watcher.cli import main
 from watcher.config import ConfigError, load_config, parse_config, resolve_deployments
 
@@ -115,14 +116,53 @@ def test_cli_bad_config_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert err.count("\n") == 0 and "accounts[0].lable: unknown key" in err and "Traceback" not in err
 
 
-def test_cli_unreachable_rpc_exit_2(
+def test_cli_unreachable_rpc_exit_2_without_its_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MW_TEST_RPC", "http://127.0.0.1:2/key/SECRETKEY")
+    monkeypatch.setenv("MW_TEST_RPC", "http://127.0.0.1:2/key/SECRETKEY?apikey=SECRETKEY")
     assert main(["check", "--config", str(write(tmp_path, GOOD))]) == 2
     err = capsys.readouterr().err
+    assert err.count("\n") == 1
     assert "chains.ethereum.rpc_urls[0] (http://127.0.0.1:1) is unreachable" in err
+    assert "chains.ethereum.rpc_urls[1] (http://127.0.0.1:2/...) is unreachable" in err
     assert "SECRETKEY" not in err
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        'rpc_urls = "https://mainnet.example/v3/SECRETKEY"',
+        'rpc_urls = [{ url = "https://mainnet.example/v3/SECRETKEY" }]',
+        'rpc_urls = [42, "https://mainnet.example/v3/SECRETKEY", 43]',
+    ],
+)
+def test_config_errors_never_echo_rpc_urls(tmp_path: Path, bad: str) -> None:
+    text = GOOD.replace('rpc_urls = ["http://127.0.0.1:1", { env = "MW_TEST_RPC" }]', bad)
+    assert text != GOOD
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert "chains.ethereum.rpc_urls" in str(err.value) and "SECRETKEY" not in str(err.value)
+
+
+def test_a_url_given_as_address_is_not_echoed(tmp_path: Path) -> None:
+    text = GOOD.replace("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "https://rpc.example/SECRETKEY")
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert "accounts[0].address: a URL is not an address" in str(err.value) and "SECRETKEY" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://eth-mainnet.example/v2/SECRETKEY", "https://eth-mainnet.example/..."),
+        ("https://user:SECRETKEY@node.example:8545", "https://node.example:8545"),
+        ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
+        ("https://node.example/?key=SECRETKEY", "https://node.example/..."),
+        ("https://h:99999/SECRETKEY", "<unparsable URL>"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 def test_cli_missing_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

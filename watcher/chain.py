@@ -31,7 +31,8 @@ MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
 #: Gas per batched eth_call: geth's and erigon's default eth_call cap (--rpc.gascap) is 50M.
 DEFAULT_GAS_BUDGET = 50_000_000
 #: Words in a node's refusal that mean "this batch is too big", as opposed to a dead or lying node.
-_CAPACITY = re.compile(r"gas|too large|exceed|limit|size|timeout|timed out|invalid request", re.IGNORECASE)
+# Not "rate limit" nor timeouts: splitting would only multiply the requests and the waits.
+_CAPACITY = re.compile(r"gas|too large|exceed|size|payload|invalid request", re.IGNORECASE)
 #: A node's word for "a call in the batch reverted".
 _REVERT = re.compile(r"revert", re.IGNORECASE)
 #: Request size per eth_call, in characters: anvil refuses bodies over 2 MiB, geth over 5 MB.
@@ -44,9 +45,12 @@ class ChainError(Exception):
 
 def redact_url(url: str) -> str:
     """An RPC URL fit for logs and errors: scheme and host only, since paths and queries often hold API keys."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable URL>"
     tail = "/..." if (parts.path not in ("", "/") or parts.query) else ""
     return f"{parts.scheme}://{host}{port}{tail}"
 
@@ -191,15 +195,25 @@ class ChainClient:
             return out
         raise ChainError(f"chain {self.name}: every RPC failed: " + "; ".join(errors))
 
-    def verify(self) -> None:
-        """Check that each RPC answers, with this chain's id; the error names the offending URL."""
+    def verify(self) -> list[str]:
+        """Check each RPC's chain id; returns warnings for unreachable fallbacks.
+
+        A URL answering with another chain id is refused outright, and so is a chain none of whose URLs
+        answers; the errors name the offending key and URL (never its path, which may hold a key).
+        """
+        warnings, reachable = [], 0
         for label, transport in self.endpoints:
             try:
                 got = int(transport.request("eth_chainId", []), 16)
             except Exception as exc:
-                raise ChainError(f"{label} is unreachable ({type(exc).__name__})") from None
+                warnings.append(f"{label} is unreachable ({type(exc).__name__})")
+                continue
             if got != self.chain_id:
                 raise ChainError(f"{label} reports chain id {got}, but chains.{self.name}.chain_id is {self.chain_id}")
+            reachable += 1
+        if not reachable:
+            raise ChainError("; ".join(warnings))
+        return warnings
 
     def latest_block(self) -> int:
         """The latest block number."""
@@ -305,7 +319,7 @@ class ChainClient:
             stats.eth_calls += 1
             stats.chunk_sizes.append(len(batch))
         ok, ts = results.pop(0)
-        if not ok:
+        if not ok or len(ts) != 32:
             raise ChainError(f"chain {self.name}: the aggregator at {self.multicall} does not answer")
         stats.calls += len(calls)
         stats.seconds += time.perf_counter() - t0

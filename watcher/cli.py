@@ -15,7 +15,7 @@ from watcher.config import Config, ConfigError, load_config
 from watcher.model import Level
 from watcher.risk import Advice, Thresholds, advise, level_of
 
-EXIT_OK, EXIT_WARN, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+EXIT_OK, EXIT_WARN, EXIT_USAGE, EXIT_UNKNOWN, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
 
 def thresholds_of(cfg: Config) -> Thresholds:
@@ -25,12 +25,13 @@ def thresholds_of(cfg: Config) -> Thresholds:
 
 
 def clients_for(cfg: Config, chains: set[str]) -> dict[str, ChainClient]:
-    """Connect to each chain that has deployments, checking every RPC's chain id."""
+    """Connect to each chain that has deployments, checking every RPC's chain id; warn of dead fallbacks."""
     out = {}
     for name in sorted(chains):
         c = cfg.chains[name]
         client = ChainClient.from_urls(name, c.chain_id, c.urls(name), c.multicall, c.call_gas_budget, c.timeout)
-        client.verify()
+        for warning in client.verify():
+            print(f"watcher: warning: {warning}", file=sys.stderr)
         out[name] = client
     return out
 
@@ -98,6 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug of ours: one line, not a traceback that could carry secrets
+        if os.environ.get("MARGIN_WATCHER_DEBUG"):
+            raise
+        print(
+            f"watcher: internal error: {type(exc).__name__}; rerun with MARGIN_WATCHER_DEBUG=1 for details",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

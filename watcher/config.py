@@ -29,6 +29,8 @@ class ConfigError(Exception):
 
 
 def _address(value: Any) -> str:
+    if isinstance(value, str) and "://" in value:
+        raise ValueError("a URL is not an address")  # and it may hold an API key: do not echo it
     if not isinstance(value, str) or not is_hex_address(value):
         raise ValueError(f"{value!r} is not a 20-byte hex address")
     if value != value.lower() and value[2:] != value[2:].upper() and not is_checksum_address(value):
@@ -227,6 +229,11 @@ def _fmt_loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _may_hold_secret(loc: str, value: Any) -> bool:
+    """RPC URLs carry API keys: never echo them, nor anything that looks like a URL."""
+    return "rpc_urls" in loc or "://" in repr(value)
+
+
 def format_validation_error(exc: ValidationError) -> str:
     """One line per problem: key, message, value."""
     lines = []
@@ -237,7 +244,7 @@ def format_validation_error(exc: ValidationError) -> str:
             msg = "unknown key (a typo?)"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        elif "input" in err and err["type"] not in ("value_error",):
+        elif "input" in err and err["type"] not in ("value_error",) and not _may_hold_secret(loc, err["input"]):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(dict.fromkeys(lines))

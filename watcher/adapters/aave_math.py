@@ -15,6 +15,9 @@ SECONDS_PER_YEAR = 365 * 24 * 3600
 REV_EMODE_BITMAP = 5  # eMode by collateral bitmap, no eMode price source, no stable debt
 REV_TAYLOR_COMPOUNDING = 8  # compounded interest as a Taylor series
 REV_DIRECTED_ROUNDING = 9  # balances floor (collateral) / ceil (debt), HF = floor(wadDiv(sum C*LT, D) / 1e4)
+REV_ZERO_LT_COUNTS = 10  # v3.6: collateral whose reserve LT is 0 still counts (at its eMode LT, if any)
+#: Revisions whose replay the test suite checks against a real Pool; others are cross-checked on every read.
+VERIFIED_REVISIONS = frozenset({1, 10})
 
 
 def ray_mul(a: int, b: int) -> int:
@@ -201,11 +204,12 @@ class AaveSimulator:
             cfg >>= 2
             row = rows.get(i)
             i += 1
+            # No row means no listed reserve at that id (a dropped one): the Pool skips it too.
             if row is None or not (borrowing or collateral):
                 continue
             r, unit, price = row.reserve, row.unit, row.price
             a = c_val = lt = 0
-            if collateral and (directed or r.liquidation_threshold != 0):
+            if collateral and (self.market.revision >= REV_ZERO_LT_COUNTS or r.liquidation_threshold != 0):
                 scaled = self.scaled_collateral.get(r.id, 0)
                 a = scaled * row.income_index // RAY if directed else (scaled * row.income_index + HALF_RAY) // RAY
                 c_val = a * price // unit

@@ -35,6 +35,9 @@ class Reader(Protocol):
 
     protocol: str
     chain: str
+    accounts: list[Account]
+    #: accounts the last successful parse could not value, with the reason (they are unknown, not healthy)
+    skipped: list[tuple[Account, str]]
 
     def calls(self) -> list[Call]:
         """The reads this round needs, given what earlier checks learned."""
