@@ -1,0 +1,158 @@
+"""Alert rules per position: levels with hysteresis and confirmation, repeats, escalation, recovery, falling fast.
+
+Pure: `evaluate(state, observation, rules)` returns the next state and the events to notify; the caller stores
+both in one transaction (with the outbox rows), so a restart neither re-sends nor forgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+
+from watcher.model import WAD
+
+
+class Severity(IntEnum):
+    """Alert levels in order of badness."""
+
+    OK = 0
+    WARN = 1
+    CRITICAL = 2
+    LIQUIDATABLE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """Thresholds (WAD) and timing for one position; global defaults with per-account/position overrides."""
+
+    warn: int
+    critical: int
+    clear_margin: int = 2 * WAD // 100  #: a level clears only above its threshold plus this
+    confirm: tuple[int, int, int] = (2, 1, 1)  #: consecutive checks before warn, critical, liquidatable fire
+    repeat: tuple[float, float, float] = (6 * 3600.0, 1800.0, 300.0)  #: repeat interval while firing, per level
+    fall_drop: int = 10 * WAD // 100  #: "falling fast": health dropped by more than this ...
+    fall_window: float = 600.0  #: ... within this many seconds
+
+    def threshold(self, level: Severity) -> int:
+        """Health at or below which `level` applies (liquidatable: below 1, the protocol's verdict)."""
+        return {Severity.WARN: self.warn, Severity.CRITICAL: self.critical, Severity.LIQUIDATABLE: WAD}[level]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One check's reading of a position."""
+
+    at: float  #: check time (unix seconds)
+    health: int | None  #: WAD; None when there is no debt
+    liquidatable: bool  #: the protocol's own verdict
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """What is remembered between checks for one position."""
+
+    level: Severity = Severity.OK  #: the level the user was last told about (OK: nothing firing)
+    since: float = 0.0  #: when that level started firing
+    last_notified: float = 0.0
+    pending: Severity = Severity.OK  #: a worse level seen but not yet confirmed
+    pending_count: int = 0
+    samples: tuple[tuple[float, int], ...] = ()  #: recent (time, health) for "falling fast"
+    last_fall_alert: float = 0.0
+    episode: int = 0  #: increments each time a new alert episode starts (part of alert ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something to tell the user."""
+
+    kind: str  #: "fire", "escalate", "repeat", "recover", "falling_fast"
+    level: Severity
+    health: int | None
+    at: float
+    alert_id: str = field(default="")
+
+
+def raw_level(obs: Observation, rules: Rules) -> Severity:
+    """The level the thresholds give, without hysteresis."""
+    if obs.liquidatable:
+        return Severity.LIQUIDATABLE
+    if obs.health is None:
+        return Severity.OK
+    if obs.health <= rules.critical:
+        return Severity.CRITICAL
+    if obs.health <= rules.warn:
+        return Severity.WARN
+    return Severity.OK
+
+
+def held_level(current: Severity, obs: Observation, rules: Rules) -> Severity:
+    """The level after hysteresis: a firing level holds until health is above its threshold plus the margin."""
+    level = raw_level(obs, rules)
+    if obs.health is None:
+        return level
+    for candidate in range(current, level, -1):
+        sev = Severity(candidate)
+        if obs.health <= rules.threshold(sev) + rules.clear_margin:
+            return sev
+    return level
+
+
+def evaluate(key: str, state: AlertState, obs: Observation, rules: Rules) -> tuple[AlertState, list[Event]]:
+    """Next state and events for one position after one check."""
+    events: list[Event] = []
+    level = held_level(state.level, obs, rules)
+    if state.pending > state.level:
+        # A pending level holds with the same hysteresis as a firing one: a reading that wobbles back inside
+        # the margin still counts as consecutive, so health hovering at a threshold warns once.
+        level = max(level, held_level(state.pending, obs, rules))
+    new = state
+    if level > state.level:
+        pending_count = state.pending_count + 1 if state.pending == level else 1
+        # A worse level than the pending one also confirms everything below it.
+        if state.pending > level:
+            pending_count = state.pending_count + 1
+        if pending_count >= rules.confirm[level - 1]:
+            episode = state.episode + 1 if state.level == Severity.OK else state.episode
+            kind = "fire" if state.level == Severity.OK else "escalate"
+            new = replace(
+                state,
+                level=level,
+                since=obs.at,
+                last_notified=obs.at,
+                pending=Severity.OK,
+                pending_count=0,
+                episode=episode,
+            )
+            events.append(Event(kind, level, obs.health, obs.at, f"{key}#{episode}:{level.name.lower()}"))
+        else:
+            new = replace(state, pending=level, pending_count=pending_count)
+    elif level < state.level:
+        if level == Severity.OK:
+            events.append(Event("recover", Severity.OK, obs.health, obs.at, f"{key}#{state.episode}:recovered"))
+            new = replace(state, level=level, since=obs.at, last_notified=obs.at, pending=Severity.OK, pending_count=0)
+        else:
+            new = replace(state, level=level, pending=Severity.OK, pending_count=0)
+    else:
+        new = replace(state, pending=Severity.OK, pending_count=0)
+        if level > Severity.OK and obs.at - state.last_notified >= rules.repeat[level - 1]:
+            new = replace(new, last_notified=obs.at)
+            n = int((obs.at - state.since) // rules.repeat[level - 1])
+            events.append(
+                Event("repeat", level, obs.health, obs.at, f"{key}#{state.episode}:{level.name.lower()}:r{n}")
+            )
+    new, fall = _falling_fast(key, new, obs, rules)
+    return new, events + fall
+
+
+def _falling_fast(key: str, state: AlertState, obs: Observation, rules: Rules) -> tuple[AlertState, list[Event]]:
+    if obs.health is None:
+        return replace(state, samples=()), []
+    recent = (*(s for s in state.samples if obs.at - s[0] <= rules.fall_window), (obs.at, obs.health))
+    state = replace(state, samples=recent[-64:])
+    peak = max(h for _, h in recent)
+    if peak - obs.health > rules.fall_drop and obs.at - state.last_fall_alert > rules.fall_window:
+        state = replace(state, last_fall_alert=obs.at)
+        return state, [
+            Event("falling_fast", Severity(raw_level(obs, rules)), obs.health, obs.at, f"{key}:fall@{int(obs.at)}")
+        ]
+    return state, []
