@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -126,8 +127,9 @@ class _LyingNode(BaseHTTPRequestHandler):
         if req["method"] == "eth_chainId":
             body = json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": "0x7a69"}).encode()
             status = 200
-        elif req["method"] == "eth_blockNumber":
-            body = json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": "0x10"}).encode()
+        elif req["method"] == "eth_getBlockByNumber":
+            head = {"number": "0x10", "hash": "0x" + "ab" * 32, "timestamp": hex(int(time.time()))}
+            body = json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": head}).encode()
             status = 200
         else:
             body, status = type(self).eth_call_answer, type(self).status

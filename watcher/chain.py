@@ -55,6 +55,19 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{tail}"
 
 
+#: Seconds a rate-limited endpoint rests when it gives no Retry-After.
+RATE_LIMIT_COOLDOWN = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHeader:
+    """The block a check reads at."""
+
+    number: int
+    hash: str
+    timestamp: int
+
+
 @dataclass
 class ReadStats:
     """What one read cost."""
@@ -71,6 +84,26 @@ class RpcError(ChainError):
     """A JSON-RPC node answered with an error object."""
 
 
+class RateLimited(ChainError):
+    """The node asked us to slow down (HTTP 429 or a JSON-RPC rate-limit error)."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+#: JSON-RPC error codes and words providers use for "too many requests".
+_RATE_LIMIT_CODES = {-32005, -32029, 429}
+_RATE_LIMIT_WORDS = re.compile(r"rate.?limit|too many requests|exceeded .*(quota|capacity|requests)", re.IGNORECASE)
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: rare from RPC providers; the default cooldown applies
+
+
 class HttpTransport:
     """JSON-RPC over HTTP with a kept-alive session; no web3 formatters on the hot path."""
 
@@ -85,7 +118,8 @@ class HttpTransport:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
         resp = self.session.post(self.url, data=body, timeout=self.timeout)
         if resp.status_code == 429:
-            raise ChainError(f"rate limited (HTTP 429, Retry-After {resp.headers.get('Retry-After', '-')})")
+            after = _retry_after(resp.headers.get("Retry-After"))
+            raise RateLimited(f"rate limited (HTTP 429, Retry-After {after if after is not None else '-'})", after)
         if resp.status_code != 200:
             raise ChainError(f"HTTP {resp.status_code}")
         try:
@@ -97,6 +131,9 @@ class HttpTransport:
         if "error" in answer:
             err = answer["error"]
             msg = err.get("message", err) if isinstance(err, dict) else err
+            code = err.get("code") if isinstance(err, dict) else None
+            if code in _RATE_LIMIT_CODES or _RATE_LIMIT_WORDS.search(str(msg)):
+                raise RateLimited(f"{method}: rate limited: {msg}", None)
             raise RpcError(f"{method}: {msg}")
         if "result" not in answer:
             raise ChainError("answer has no result")
@@ -116,6 +153,9 @@ class Web3Transport:
             return hex(w3.eth.chain_id)
         if method == "eth_blockNumber":
             return hex(w3.eth.block_number)
+        if method == "eth_getBlockByNumber":
+            b = w3.eth.get_block(params[0])
+            return {"number": hex(b["number"]), "hash": "0x" + bytes(b["hash"]).hex(), "timestamp": hex(b["timestamp"])}
         if method == "eth_call":
             tx, block = params
             try:
@@ -146,6 +186,8 @@ class ChainClient:
         multicall: str = MULTICALL3_ADDRESS,
         gas_budget: int = DEFAULT_GAS_BUDGET,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_lag_blocks: int = 3,
+        max_block_age: float | None = None,
     ) -> None:
         self.name = name
         self.chain_id = chain_id
@@ -156,6 +198,10 @@ class ChainClient:
         self.gas_budget = gas_budget
         self.max_request_bytes = max_request_bytes
         self._active = 0
+        self._resting: dict[int, float] = {}  # endpoint index -> monotonic time it may be used again
+        self._fresh: list[int] | None = None  # endpoints at the head, from the last latest_header()
+        self.max_lag_blocks = max_lag_blocks
+        self.max_block_age = max_block_age  # seconds; None: never call a head stale (local chains)
         # Consecutive checks usually send the very same batches: keep their encoding.
         self._encoded: dict[int, tuple[list[Call], str]] = {}
         self._last_batches: tuple[list[Call], list[list[Call]]] | None = None
@@ -177,14 +223,24 @@ class ChainClient:
         ]
         return cls(name, chain_id, eps, multicall, gas_budget)
 
-    def _each(self, method: str, params: list[Any]) -> Any:
-        """Call on the active endpoint, falling over to the next on a failure."""
+    def _each(self, method: str, params: list[Any], only: Sequence[int] | None = None) -> Any:
+        """Call on the active endpoint, falling over to the next on a failure.
+
+        An endpoint that rate-limits us rests for its Retry-After (or RATE_LIMIT_COOLDOWN seconds); one that
+        lags the others' head is left out of reads until it catches up.
+        """
         errors = []
-        for k in range(len(self.endpoints)):
-            i = (self._active + k) % len(self.endpoints)
+        now = time.monotonic()
+        order = [(self._active + k) % len(self.endpoints) for k in range(len(self.endpoints))]
+        usable = [i for i in order if (only is None or i in only) and self._resting.get(i, 0.0) <= now]
+        for i in usable or order:  # when every endpoint rests, trying beats giving up
             label, transport = self.endpoints[i]
             try:
                 out = transport.request(method, params)
+            except RateLimited as exc:
+                self._resting[i] = now + (exc.retry_after if exc.retry_after is not None else RATE_LIMIT_COOLDOWN)
+                errors.append(f"{label}: {exc}")
+                continue
             except ChainError as exc:
                 errors.append(f"{label}: {exc}")
                 continue
@@ -194,6 +250,35 @@ class ChainClient:
             self._active = i
             return out
         raise ChainError(f"chain {self.name}: every RPC failed: " + "; ".join(errors))
+
+    def latest_header(self) -> BlockHeader:
+        """The newest block among the endpoints; endpoints lagging it by more than max_lag_blocks sit out."""
+        heads: dict[int, BlockHeader] = {}
+        errors = []
+        now = time.monotonic()
+        for i, (label, transport) in enumerate(self.endpoints):
+            if self._resting.get(i, 0.0) > now:
+                continue
+            try:
+                raw = transport.request("eth_getBlockByNumber", ["latest", False])
+                heads[i] = BlockHeader(int(raw["number"], 16), str(raw["hash"]), int(raw["timestamp"], 16))
+            except RateLimited as exc:
+                self._resting[i] = now + (exc.retry_after if exc.retry_after is not None else RATE_LIMIT_COOLDOWN)
+                errors.append(f"{label}: {exc}")
+            except (ChainError, KeyError, TypeError, ValueError) as exc:
+                errors.append(f"{label}: {exc}" if isinstance(exc, ChainError) else f"{label}: malformed block")
+            except Exception as exc:
+                errors.append(f"{label}: {type(exc).__name__}")
+            if len(self.endpoints) == 1 or len(heads) >= 2:
+                # Two answers are enough to spot a laggard without paying a request per endpoint.
+                break
+        if not heads:
+            raise ChainError(f"chain {self.name}: every RPC failed: " + "; ".join(errors))
+        best = max(heads.values(), key=lambda h: h.number)
+        self._fresh = [i for i, h in heads.items() if best.number - h.number <= self.max_lag_blocks]
+        if self._active not in self._fresh:
+            self._active = self._fresh[0]
+        return best
 
     def verify(self) -> list[str]:
         """Check each RPC's chain id; returns warnings for unreachable fallbacks.
@@ -235,7 +320,7 @@ class ChainClient:
 
     def _eth_call(self, data: bytes | str, block: int) -> bytes:
         hexdata = data if isinstance(data, str) else "0x" + data.hex()
-        raw = self._each("eth_call", [{"to": self.multicall, "data": hexdata}, hex(block)])
+        raw = self._each("eth_call", [{"to": self.multicall, "data": hexdata}, hex(block)], self._fresh)
         if not isinstance(raw, str) or not raw.startswith("0x"):
             raise ChainError(f"chain {self.name}: eth_call answered {str(raw)[:40]!r}, not hex data")
         if raw == "0x":

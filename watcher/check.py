@@ -35,6 +35,7 @@ class CheckResult:
     unreadable: list[Unreadable] = field(default_factory=list)
     stats: dict[str, ReadStats] = field(default_factory=dict)
     blocks: dict[str, BlockRef] = field(default_factory=dict)
+    degraded: dict[str, str] = field(default_factory=dict)  #: chain -> why it could not be read at all
     seconds: float = 0.0
 
 
@@ -63,13 +64,22 @@ def _accounts(reader: Reader) -> tuple[Account, ...]:
     return tuple(getattr(reader, "accounts", ()))
 
 
-def check_chain(client: ChainClient, readers: Sequence[Reader], result: CheckResult) -> None:
+def check_chain(client: ChainClient, readers: Sequence[Reader], result: CheckResult, now: float | None = None) -> None:
     """Read every reader on one chain at its latest block; failures mark positions unknown."""
     stats = result.stats.setdefault(client.name, ReadStats())
     try:
-        number = client.latest_block()
+        head = client.latest_header()
     except ChainError as exc:
         result.unreadable.extend(Unreadable(r.protocol, r.chain, _accounts(r), str(exc)) for r in readers)
+        result.degraded[client.name] = str(exc)
+        return
+    number = head.number
+    age = (now if now is not None else time.time()) - head.timestamp
+    if client.max_block_age is not None and age > client.max_block_age:
+        # A node stuck on an old block answers happily, with stale prices: that is not "healthy".
+        reason = f"chain {client.name}: the latest block {number} is {age:.0f} s old (max {client.max_block_age:.0f} s)"
+        result.unreadable.extend(Unreadable(r.protocol, r.chain, _accounts(r), reason) for r in readers)
+        result.degraded[client.name] = reason
         return
     pending = list(readers)
     for _ in range(MAX_ROUNDS):
@@ -81,9 +91,10 @@ def check_chain(client: ChainClient, readers: Sequence[Reader], result: CheckRes
             timestamp, answers = client.read(flat, number, stats)
         except ChainError as exc:
             result.unreadable.extend(Unreadable(r.protocol, r.chain, _accounts(r), str(exc)) for r in pending)
+            result.degraded[client.name] = str(exc)
             return
         stats.rounds += 1
-        block = BlockRef(number, timestamp)
+        block = BlockRef(number, timestamp, head.hash)
         result.blocks[client.name] = block
         still: list[Reader] = []
         offset = 0

@@ -65,6 +65,7 @@ class BlockRef:
 
     number: int
     timestamp: int
+    hash: str = ""
 
 
 @dataclass(frozen=True)
