@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from watcher import __version__
 from watcher.chain import ChainClient, ChainError
@@ -65,6 +66,86 @@ def cmd_check(args: argparse.Namespace) -> int:
     return exit_code(result, thresholds)
 
 
+def channels_for(cfg: Config) -> dict[str, Any]:
+    """Delivery channels from [notify]; secrets are read now, from the environment or files."""
+    from watcher.notify.email import EmailChannel
+    from watcher.notify.telegram import TelegramChannel
+
+    out: dict[str, Any] = {}
+    tg, em = cfg.notify.telegram, cfg.notify.email
+    if tg is not None:
+        out["telegram"] = TelegramChannel(
+            tg.token.resolve("notify.telegram.token"), tg.chat_id, base_url=tg.base_url, min_interval=tg.min_interval
+        )
+    if em is not None:
+        password = em.password.resolve("notify.email.password") if em.password is not None else None
+        out["email"] = EmailChannel(
+            em.host, em.port, em.sender, em.recipients, username=em.username, password=password, security=em.security
+        )
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The daemon: scheduled checks, alerts, delivery, until SIGINT or SIGTERM."""
+    import asyncio
+
+    from watcher.daemon import Daemon, install_signal_handlers, setup_logging
+    from watcher.store import Store
+
+    cfg = load_config(args.config)
+    readers = build(cfg)
+    clients = clients_for(cfg, {r.chain for r in readers})
+    setup_logging()
+    if not cfg.notify.telegram and not cfg.notify.email:
+        print("watcher: warning: no [notify] channel is configured; alerts are only stored", file=sys.stderr)
+
+    async def main_async() -> None:
+        channels = channels_for(cfg)
+        daemon = Daemon(cfg, clients, readers, Store(cfg.storage.path), channels)
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        try:
+            await daemon.run(stop)
+        finally:
+            for ch in channels.values():
+                await ch.close()
+
+    asyncio.run(main_async())
+    return EXIT_OK
+
+
+def cmd_test_notify(args: argparse.Namespace) -> int:
+    """Send a test message through every configured channel and report each result."""
+    import asyncio
+    import time
+
+    from watcher.notify.base import Message
+
+    cfg = load_config(args.config)
+    channels = channels_for(cfg)
+    if not channels:
+        print("watcher: error: no [notify] channel is configured", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def send_all() -> dict[str, str]:
+        msg = Message(f"test-{int(time.time())}", "Margin Watcher test", "This is a test message from Margin Watcher.")
+        results = {}
+        for name, ch in channels.items():
+            try:
+                await ch.send(msg)
+                results[name] = "ok"
+            except Exception as exc:  # each channel's own failure is the report, not a crash
+                results[name] = f"FAILED: {exc}"
+            finally:
+                await ch.close()
+        return results
+
+    results = asyncio.run(send_all())
+    for name, outcome in results.items():
+        print(f"{name}: {outcome}")
+    return EXIT_OK if all(v == "ok" for v in results.values()) else EXIT_WARN
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the embedded demo on a local chain with real Aave v3 contracts."""
     from watcher.demo import run_demo
@@ -81,6 +162,12 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--config", default=os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
     c.add_argument("--json", action="store_true", help="print JSON instead of tables")
     c.set_defaults(func=cmd_check)
+    r = sub.add_parser("run", help="run the daemon: scheduled checks, alerts by Telegram and email")
+    r.add_argument("--config", default=os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
+    r.set_defaults(func=cmd_run)
+    t = sub.add_parser("test-notify", help="send a test message through every configured channel")
+    t.add_argument("--config", default=os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
+    t.set_defaults(func=cmd_test_notify)
     d = sub.add_parser("demo", help="local chain, real Aave v3, falling prices: no network or secrets needed")
     d.add_argument("--chain", choices=("anvil", "eth-tester"), default="anvil")
     d.add_argument("--aave", choices=("3.0", "3.6"), default="3.0", help="Aave version to deploy")

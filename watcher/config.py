@@ -6,7 +6,7 @@ import os
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
 from pydantic import (
@@ -109,6 +109,13 @@ class ChainConfig(_Strict):
     multicall: Address = MULTICALL3_ADDRESS
     call_gas_budget: int = Field(default=DEFAULT_GAS_BUDGET, ge=1_000_000)
     timeout: float = Field(default=10.0, gt=0)
+    interval: float | None = Field(default=None, gt=0)  #: seconds between checks; default: near the block time
+    max_block_age: float = Field(default=180.0, gt=0)  #: a head older than this marks the chain degraded
+    max_lag_blocks: int = Field(default=3, ge=0)  #: an RPC this far behind the best head sits out
+
+    def check_interval(self) -> float:
+        """The configured interval, or one near the chain's block time."""
+        return self.interval or BLOCK_TIMES.get(self.chain_id, 12.0)
 
     def urls(self, name: str) -> list[str]:
         """Resolved URLs (secrets read now)."""
@@ -119,6 +126,72 @@ class ChainConfig(_Strict):
             if not u.startswith(("http://", "https://")):
                 raise ConfigError(f"chains.{name}.rpc_urls[{i}]: only http(s) URLs are supported")
         return out
+
+
+#: Seconds per block by chain id, for the default check interval.
+BLOCK_TIMES = {1: 12.0, 10: 2.0, 137: 2.0, 8453: 2.0, 42161: 1.0, 43114: 2.0, 31337: 1.0}
+
+
+class Override(_Strict):
+    """Thresholds for one account, optionally narrowed to one deployment and chain (a position)."""
+
+    account: Address
+    protocol: str | None = None
+    chain: str | None = None
+    warn: Health | None = None
+    critical: Health | None = None
+
+
+class AlertsConfig(_Strict):
+    """Alert rules: hysteresis, confirmation, repeats and "falling fast"."""
+
+    clear_margin: Health = Field(default=_health("0.02"))
+    confirm_warn: int = Field(default=2, ge=1)
+    confirm_critical: int = Field(default=1, ge=1)
+    confirm_liquidatable: int = Field(default=1, ge=1)
+    repeat_warn: float = Field(default=6 * 3600.0, gt=0)
+    repeat_critical: float = Field(default=1800.0, gt=0)
+    repeat_liquidatable: float = Field(default=300.0, gt=0)
+    falling_drop: Health = Field(default=_health("0.1"))
+    falling_window: float = Field(default=600.0, gt=0)
+    overrides: list[Override] = []
+
+
+class StorageConfig(_Strict):
+    """Where history and alert state live, and how much history is kept."""
+
+    path: str = "~/.local/share/margin-watcher/watcher.db"
+    history_every: float = Field(default=300.0, gt=0)  #: store each position at least this often (s) ...
+    history_change_bps: int = Field(default=50, ge=0)  #: ... or when its health moves by this much (bps)
+    retention_days: float = Field(default=90.0, gt=0)
+
+
+class TelegramConfig(_Strict):
+    """Telegram Bot API delivery."""
+
+    token: SecretRef
+    chat_id: str
+    base_url: str = "https://api.telegram.org"
+    min_interval: float = Field(default=1.0, ge=0)
+
+
+class EmailConfig(_Strict):
+    """SMTP delivery."""
+
+    host: str
+    port: int = Field(default=587, gt=0, lt=65536)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password: SecretRef | None = None
+    sender: str
+    recipients: list[str] = Field(min_length=1)
+
+
+class NotifyConfig(_Strict):
+    """Delivery channels; where both are configured, each falls back to the other."""
+
+    telegram: TelegramConfig | None = None
+    email: EmailConfig | None = None
 
 
 class DeploymentConfig(_Strict):
@@ -146,6 +219,9 @@ class Config(_Strict):
     chains: dict[str, ChainConfig] = Field(min_length=1)
     deployments: list[DeploymentConfig] = Field(min_length=1)
     accounts: list[AccountConfig] = Field(min_length=1)
+    alerts: AlertsConfig = AlertsConfig()
+    storage: StorageConfig = StorageConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     @field_validator("accounts")
     @classmethod

@@ -146,8 +146,11 @@ def _pending_nonces(w3: Web3, senders: Sequence[str]) -> dict[str, int]:
 
 def gas_price(w3: Web3) -> int:
     """Return a legacy gas price safely above the base fee, so explicit-fee sends are never underpriced."""
-    # The base fee only falls on these chains (blocks stay far below the 50% target), so 2x stays valid.
-    return max(2 * int(w3.eth.gas_price), 1)
+    # From the block's base fee, not eth_gasPrice: anvil's eth_gasPrice follows recent transactions' prices, so
+    # paying 2x of it doubled the price with every send until the admin ran dry. The base fee only falls on these
+    # chains (blocks stay far below the 50% target), so 2x stays valid.
+    base = w3.eth.get_block("latest").get("baseFeePerGas") or 0
+    return 2 * int(base) + 10**9
 
 
 def _tx_dict(tx: Tx, nonce: int, price: int) -> dict[str, Any]:

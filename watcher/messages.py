@@ -1,0 +1,63 @@
+"""Alert messages short enough for a phone: who, where, health and trend, what liquidates, what fixes it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from watcher.alerts import Event, Severity
+from watcher.model import Position
+from watcher.render import health_text, short
+from watcher.risk import Advice
+
+_HEAD = {
+    "fire": "{level}",
+    "escalate": "{level} (worse)",
+    "repeat": "{level} (still)",
+    "recover": "RECOVERED",
+    "falling_fast": "FALLING FAST",
+}
+_ICON = {Severity.OK: "✅", Severity.WARN: "⚠️", Severity.CRITICAL: "🔴", Severity.LIQUIDATABLE: "🚨"}
+
+
+def _money(p: Position, value: int) -> str:
+    decimals = len(str(p.base_unit)) - 1
+    sym = "$" if p.base_currency == "USD" else ""
+    return f"{sym}{short(value, decimals, 2)}"
+
+
+def position_message(p: Position, event: Event, advice: Advice | None, previous: int | None) -> tuple[str, str]:
+    """(subject, text) for an alert about a position; `previous` is an earlier health, for the trend."""
+    level = event.level.name
+    head = _HEAD.get(event.kind, event.kind).format(level=level)
+    icon = "📉" if event.kind == "falling_fast" else _ICON[event.level]
+    subject = f"{head}: {p.label} on {p.protocol}/{p.chain}, health {health_text(p.health)}"
+    lines = [f"{icon} {head} · {p.label} · {p.protocol} on {p.chain}"]
+    trend = ""
+    if previous is not None and p.health is not None and previous != p.health:
+        delta = Decimal(p.health - previous).scaleb(-18)
+        trend = f" ({'↓' if delta < 0 else '↑'} {abs(delta):.3f})"
+    lines.append(f"Health {health_text(p.health)}{trend} · block {p.block.number}")
+    if advice is not None and event.kind != "recover":
+        for lp in advice.liquidation_prices[:3]:
+            move = Decimal(lp.move_ppm) / Decimal(10_000)
+            lines.append(f"{lp.symbol} liquidates at {_money(p, lp.price)} ({move:+.1f}%)")
+        acts = [*advice.top_ups[:2], *advice.repayments[:2]]
+        fixes = [
+            f"{'add' if a.kind == 'supply' else 'repay'} {short(a.amount, a.decimals, 4)} {a.symbol}"
+            for a in acts
+            if a.feasible
+        ]
+        if fixes:
+            lines.append(f"To reach {health_text(advice.target)}: " + " or ".join(fixes))
+    return subject, "\n".join(lines)
+
+
+def chain_message(chain: str, degraded: bool, reason: str) -> tuple[str, str]:
+    """(subject, text) for the watcher's own health on one chain."""
+    if degraded:
+        subject = f"WATCHER DEGRADED: cannot read {chain}"
+        text = f"❓ Watcher degraded on {chain}: positions there are UNKNOWN, not healthy.\n{reason}"
+    else:
+        subject = f"Watcher recovered on {chain}"
+        text = f"✅ Watcher reads {chain} again; positions are checked as usual."
+    return subject, text

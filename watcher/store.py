@@ -1,0 +1,210 @@
+"""SQLite state (sqlite-utils): alert state, the alert log, history and chain status, beside the outbox.
+
+A check's outcome is committed in one transaction: alert state changes, the alerts they raise, and the outbox
+rows that deliver them. A crash therefore loses nothing and re-sends nothing that was already committed as sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from watcher.alerts import AlertState, Severity
+from watcher.notify import outbox
+from watcher.notify.base import Message
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One alert raised: what it was about and the message sent for it."""
+
+    id: str  #: the alert id, carried in every message so a duplicate delivery is recognisable
+    position: str  #: position key, or "chain:<name>" for watcher health
+    kind: str  #: fire, escalate, repeat, recover, falling_fast, degraded, recovered
+    level: str
+    health: int | None
+    created_at: float
+    subject: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """A position's reading at one block."""
+
+    position: str
+    at: float
+    block: int
+    block_hash: str
+    health: int | None
+    level: str
+    collateral: int
+    debt: int
+
+
+def _state_to_json(state: AlertState) -> str:
+    d = asdict(state)
+    d["level"], d["pending"] = int(state.level), int(state.pending)
+    d["samples"] = [[t, str(h)] for t, h in state.samples]
+    return json.dumps(d)
+
+
+def _state_from_json(text: str) -> AlertState:
+    d = json.loads(text)
+    d["level"], d["pending"] = Severity(d["level"]), Severity(d["pending"])
+    d["samples"] = tuple((t, int(h)) for t, h in d["samples"])
+    return AlertState(**d)
+
+
+class Store:
+    """The watcher's SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(os.path.expanduser(str(path)))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite_utils.Database(self.path)
+        self.db.execute("PRAGMA journal_mode=WAL")  # the API reads while the daemon writes
+        self.db.execute("PRAGMA synchronous=FULL")  # an alert committed is an alert kept
+        self._migrate()
+
+    def _migrate(self) -> None:
+        db = self.db
+        with db.atomic():
+            db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            db["alert_state"].create(
+                {"position": str, "state": str, "updated_at": float}, pk="position", if_not_exists=True
+            )
+            db["alerts"].create(
+                {
+                    "id": str,
+                    "position": str,
+                    "kind": str,
+                    "level": str,
+                    "health": str,
+                    "created_at": float,
+                    "subject": str,
+                    "text": str,
+                    "acked_at": float,
+                },
+                pk="id",
+                if_not_exists=True,
+            )
+            db["history"].create(
+                {
+                    "position": str,
+                    "at": float,
+                    "block": int,
+                    "block_hash": str,
+                    "health": str,
+                    "level": str,
+                    "collateral": str,
+                    "debt": str,
+                },
+                if_not_exists=True,
+            )
+            db["history"].create_index(["position", "at"], if_not_exists=True)
+            db["chain_status"].create(
+                {"chain": str, "degraded": int, "since": float, "reason": str, "last_ok": float, "last_block": int},
+                pk="chain",
+                if_not_exists=True,
+            )
+            db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
+        outbox.ensure_schema(db)
+
+    # --- reads
+
+    def alert_states(self) -> dict[str, AlertState]:
+        """Every position's remembered alert state."""
+        return {r["position"]: _state_from_json(r["state"]) for r in self.db["alert_state"].rows}
+
+    def chain_status(self) -> dict[str, dict[str, Any]]:
+        """Per chain: degraded flag, since, reason, last good read."""
+        return {r["chain"]: r for r in self.db["chain_status"].rows}
+
+    def last_history(self) -> dict[str, tuple[float, int | None, str]]:
+        """Per position, the newest stored (time, health, level)."""
+        sql = (
+            "select position, at, health, level from history h where at = "
+            "(select max(at) from history where position = h.position)"
+        )
+        return {
+            p: (at, None if health is None else int(health), level)
+            for p, at, health, level in self.db.execute(sql).fetchall()
+        }
+
+    def alerts(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest alerts first."""
+        return list(self.db["alerts"].rows_where(order_by="created_at desc", limit=limit))
+
+    # --- the one write of a check
+
+    def commit(
+        self,
+        *,
+        now: float,
+        states: dict[str, AlertState],
+        alerts: Iterable[AlertRecord],
+        channels: Iterable[str],
+        history: Iterable[HistoryRow] = (),
+        chain_status: dict[str, dict[str, Any]] | None = None,
+    ) -> list[int]:
+        """Write state changes, alerts and their outbox rows (one per channel) in one transaction."""
+        channels = list(channels)
+        rows: list[int] = []
+        db = self.db
+        with db.atomic():
+            if states:
+                db["alert_state"].upsert_all(
+                    [{"position": k, "state": _state_to_json(v), "updated_at": now} for k, v in states.items()],
+                    pk="position",
+                )
+            for a in alerts:
+                if db["alerts"].count_where("id = ?", [a.id]):
+                    continue  # the same alert id is never sent twice
+                db["alerts"].insert(
+                    {
+                        "id": a.id,
+                        "position": a.position,
+                        "kind": a.kind,
+                        "level": a.level,
+                        "health": None if a.health is None else str(a.health),
+                        "created_at": a.created_at,
+                        "subject": a.subject,
+                        "text": a.text,
+                        "acked_at": None,
+                    }
+                )
+                for ch in channels:
+                    rows.append(outbox.enqueue(db, Message(a.id, a.subject, a.text), ch, now))
+            hist = [
+                {
+                    "position": h.position,
+                    "at": h.at,
+                    "block": h.block,
+                    "block_hash": h.block_hash,
+                    "health": None if h.health is None else str(h.health),
+                    "level": h.level,
+                    "collateral": str(h.collateral),
+                    "debt": str(h.debt),
+                }
+                for h in history
+            ]
+            if hist:
+                db["history"].insert_all(hist)
+            for chain, status in (chain_status or {}).items():
+                db["chain_status"].upsert({"chain": chain, **status}, pk="chain")
+        return rows
+
+    def prune_history(self, before: float) -> int:
+        """Drop history older than `before`; returns the number of rows removed."""
+        with self.db.atomic():
+            cur = self.db.execute("delete from history where at < ?", [before])
+        return cur.rowcount
