@@ -273,3 +273,73 @@ def test_watcher_run_process_alerts_and_stops_on_sigterm(
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert {"started", "check", "stopped"} <= {entry["msg"] for entry in logs}
     assert TOKEN not in err and TOKEN not in out
+
+
+def test_test_notify_reports_each_channel(
+    anvil: Anvil,
+    market: AaveMarket,
+    telegram: TelegramStandIn,
+    smtp: RecordingHandler,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from watcher.cli import main
+
+    monkeypatch.setenv("MW_TEST_TG_TOKEN", TOKEN)
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(anvil, market, [market.admin], telegram, smtp.port))  # type: ignore[attr-defined]
+    assert main(["test-notify", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "telegram: ok" in out and "email: ok" in out
+    assert len(telegram.received) == 1 and len(smtp.mails) == 1
+    telegram.answer_next(400, description="Bad Request: chat not found")
+    assert main(["test-notify", "--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "telegram: FAILED" in out and "chat not found" in out and "email: ok" in out and TOKEN not in out
+
+
+def test_overrides_pick_the_most_specific(
+    anvil: Anvil,
+    market: AaveMarket,
+    telegram: TelegramStandIn,
+    smtp: RecordingHandler,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dataclasses import replace as dc_replace
+
+    from watcher.config import Override
+    from watcher.model import WAD
+
+    monkeypatch.setenv("MW_TEST_TG_TOKEN", TOKEN)
+    user = market.open_position(None, {"WETH": 10 * 10**18}, {"USDC": 12_000 * 10**6})
+    cfg = make_config(anvil, market, [user], telegram, smtp.port)  # type: ignore[attr-defined]
+    overrides = [
+        Override(account=user, warn="1.4"),  # as written in config.toml
+        Override(account=user, protocol="aave_local", chain="local", warn="1.6", critical="1.2"),
+        Override(account=market.admin, warn="3"),
+    ]
+    cfg = cfg.model_copy(update={"alerts": cfg.alerts.model_copy(update={"overrides": overrides})})
+    d = make_daemon(cfg, tmp_path / "w.db", Clock())
+    [p] = d.read("local").positions
+    rules = d.rules_for(p)
+    assert (rules.warn, rules.critical) == (16 * WAD // 10, 12 * WAD // 10)
+    other = dc_replace(p, protocol="spark")
+    assert d.rules_for(other).warn == 14 * WAD // 10 and d.rules_for(other).critical == d.rules.critical
+
+
+def test_a_stale_head_marks_the_chain_degraded(anvil: Anvil, market: AaveMarket) -> None:
+    from tests.aave_helpers import Watcher
+    from watcher.check import CheckResult, check_chain
+
+    user = market.open_position(None, {"WETH": 10 * 10**18}, {"USDC": 1_000 * 10**6})
+    w = Watcher(market, [user])
+    w.client.max_block_age = 120
+    head = anvil.w3.eth.get_block("latest")["timestamp"]
+    fresh, stale = CheckResult(), CheckResult()
+    check_chain(w.client, [w.reader], fresh, now=head + 5)
+    check_chain(w.client, [w.reader], stale, now=head + 600)
+    assert [p.account for p in fresh.positions] == [user] and not fresh.degraded
+    assert stale.positions == [] and "is 600 s old (max 120 s)" in stale.degraded["local"]
+    assert stale.unreadable[0].accounts[0].address == user
