@@ -145,7 +145,7 @@ def liquidation_price(sim: Simulator, leg: Leg) -> LiquidationPrice | None:
     if _inv(h_up) > _inv(h_now):
         # Health falls as the price rises (a debt asset); 1/health is linear in it, so the secant is on that.
         i0, i1 = _inv(hf(0)), _inv(h_now)
-        guess = (WAD * WAD - i0) * p0 // (i1 - i0) if i1 != i0 else p0
+        guess = (WAD - i0) * p0 // (i1 - i0) if i1 != i0 else p0
         b = least_true(lambda p: not _at_least(hf(p), WAD), guess, 0, hi)
         if b is None:
             return None
