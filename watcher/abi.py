@@ -108,21 +108,22 @@ def _pad(n: int) -> int:
     return (n + 31) // 32 * 32
 
 
-def encode_aggregate3(calls: Sequence[tuple[str, bytes]]) -> bytes:
-    """Encode aggregate3((address,bool,bytes)[]) with allowFailure=true for every call."""
+def _encode_calls(selector: bytes, calls: Sequence[tuple[str, bytes]], allow_failure: bool) -> bytes:
+    """Encode a (address[, bool], bytes)[] argument: the only difference between aggregate and aggregate3."""
     n = len(calls)
     heads: list[bytes] = []
     bodies: list[bytes] = []
     offset = 32 * n
-    one = (1).to_bytes(32, "big")
-    sixty_four = (0x60).to_bytes(32, "big")
+    # In aggregate3's tuple the bool allowFailure sits between the address and the bytes' offset.
+    flag = ((1).to_bytes(32, "big"),) if allow_failure else ()
+    data_offset = (0x60 if allow_failure else 0x40).to_bytes(32, "big")
     for target, data in calls:
         heads.append(offset.to_bytes(32, "big"))
         body = b"".join(
             (
                 b"\0" * 12 + bytes.fromhex(target[2:]),
-                one,
-                sixty_four,
+                *flag,
+                data_offset,
                 len(data).to_bytes(32, "big"),
                 data,
                 b"\0" * (_pad(len(data)) - len(data)),
@@ -130,7 +131,12 @@ def encode_aggregate3(calls: Sequence[tuple[str, bytes]]) -> bytes:
         )
         bodies.append(body)
         offset += len(body)
-    return b"".join((_AGG3, (32).to_bytes(32, "big"), n.to_bytes(32, "big"), *heads, *bodies))
+    return b"".join((selector, (32).to_bytes(32, "big"), n.to_bytes(32, "big"), *heads, *bodies))
+
+
+def encode_aggregate3(calls: Sequence[tuple[str, bytes]]) -> bytes:
+    """Encode aggregate3((address,bool,bytes)[]) with allowFailure=true for every call."""
+    return _encode_calls(_AGG3, calls, allow_failure=True)
 
 
 def encoded_size(data: bytes) -> int:
@@ -140,25 +146,7 @@ def encoded_size(data: bytes) -> int:
 
 def encode_aggregate(calls: Sequence[tuple[str, bytes]]) -> bytes:
     """Encode Multicall's aggregate((address,bytes)[]): every call must succeed."""
-    n = len(calls)
-    heads: list[bytes] = []
-    bodies: list[bytes] = []
-    offset = 32 * n
-    sixty_four = (0x40).to_bytes(32, "big")
-    for target, data in calls:
-        heads.append(offset.to_bytes(32, "big"))
-        body = b"".join(
-            (
-                b"\0" * 12 + bytes.fromhex(target[2:]),
-                sixty_four,
-                len(data).to_bytes(32, "big"),
-                data,
-                b"\0" * (_pad(len(data)) - len(data)),
-            )
-        )
-        bodies.append(body)
-        offset += len(body)
-    return b"".join((_AGG, (32).to_bytes(32, "big"), n.to_bytes(32, "big"), *heads, *bodies))
+    return _encode_calls(_AGG, calls, allow_failure=False)
 
 
 def decode_aggregate(data: bytes) -> tuple[int, list[bytes]]:
