@@ -252,7 +252,8 @@ def test_watcher_run_process_alerts_and_stops_on_sigterm(
     user = market.open_position(None, {"WETH": 10 * 10**18}, {"USDC": 12_000 * 10**6})
     market.set_price("WETH", 1_400 * 10**8)  # liquidatable from the first check
     config_path = tmp_path / "config.toml"
-    config_path.write_text(config_text(anvil, market, [user], telegram, smtp.port, tmp_path / "w.db"))  # type: ignore[attr-defined]
+    text = config_text(anvil, market, [user], telegram, smtp.port, tmp_path / "w.db")  # type: ignore[attr-defined]
+    config_path.write_text(text + "\n[api]\nport = 0\n")  # a free port: never fight over the default one
     env = {**os.environ, "MW_TEST_TG_TOKEN": TOKEN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "watcher.cli", "run", "--config", str(config_path)],

@@ -1,9 +1,10 @@
-"""Command line: `watcher check` for one pass, `watcher demo` for the embedded local-chain demo."""
+"""Command line: `watcher check` for one pass, `watcher run` the daemon, `watcher api` the local API, `watcher demo`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -99,16 +100,65 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not cfg.notify.telegram and not cfg.notify.email:
         print("watcher: warning: no [notify] channel is configured; alerts are only stored", file=sys.stderr)
 
+    if cfg.api.enabled:
+        _api_token(cfg)  # a bad [api] section stops `watcher run` before any check, with one line
+
     async def main_async() -> None:
         channels = channels_for(cfg)
         daemon = Daemon(cfg, clients, readers, Store(cfg.storage.path), channels)
         stop = asyncio.Event()
         install_signal_handlers(stop)
+        runner = None
+        if cfg.api.enabled:
+            from watcher.api import start_api
+
+            try:
+                # Its own connection: the API's writes (acks, silences) must not share the daemon's transactions.
+                runner, _ = await start_api(Store(cfg.storage.path), cfg)
+            except OSError as exc:
+                # Alerts matter more than the API: a busy port is logged, and the daemon runs on without it.
+                logging.getLogger("watcher").error("api not started", extra={"error": exc.strerror or str(exc)})
         try:
             await daemon.run(stop)
         finally:
+            if runner is not None:
+                await runner.cleanup()
             for ch in channels.values():
                 await ch.close()
+
+    asyncio.run(main_async())
+    return EXIT_OK
+
+
+def _api_token(cfg: Config) -> str | None:
+    from watcher.api import check_bind
+
+    token = cfg.api.token.resolve("api.token") if cfg.api.token is not None else None
+    check_bind(cfg.api.host, token)
+    return token
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """The local HTTP API alone, over the stored state, until SIGINT or SIGTERM."""
+    import asyncio
+
+    from watcher.api import start_api
+    from watcher.daemon import install_signal_handlers, setup_logging
+    from watcher.store import Store
+
+    cfg = load_config(args.config)
+    _api_token(cfg)
+    setup_logging()
+
+    async def main_async() -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        runner, _ = await start_api(Store(cfg.storage.path), cfg)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+        logging.getLogger("watcher").info("stopped")
 
     asyncio.run(main_async())
     return EXIT_OK
@@ -165,6 +215,9 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the daemon: scheduled checks, alerts by Telegram and email")
     r.add_argument("--config", default=os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
     r.set_defaults(func=cmd_run)
+    a = sub.add_parser("api", help="serve the local HTTP API over the stored state, without checking")
+    a.add_argument("--config", default=os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
+    a.set_defaults(func=cmd_api)
     t = sub.add_parser("test-notify", help="send a test message through every configured channel")
     t.add_argument("--config", default=os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
     t.set_defaults(func=cmd_test_notify)

@@ -194,6 +194,15 @@ class NotifyConfig(_Strict):
     email: EmailConfig | None = None
 
 
+class ApiConfig(_Strict):
+    """The local HTTP API: loopback by default; a bearer token for writes, and for any other bind address."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, lt=65536)  #: 0 picks a free port
+    enabled: bool = True  #: serve it from `watcher run` too
+    token: SecretRef | None = None
+
+
 class DeploymentConfig(_Strict):
     """A protocol deployment to watch: a protocols/ file by name, or a custom one with its addresses."""
 
@@ -222,6 +231,7 @@ class Config(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     storage: StorageConfig = StorageConfig()
     notify: NotifyConfig = NotifyConfig()
+    api: ApiConfig = ApiConfig()
 
     @field_validator("accounts")
     @classmethod

@@ -24,7 +24,8 @@ from watcher.messages import chain_message, position_message
 from watcher.model import BPS, Position
 from watcher.notify.base import Channel
 from watcher.notify.relay import Relay
-from watcher.risk import advise
+from watcher.render import position_json
+from watcher.risk import Advice, Thresholds, advise
 from watcher.store import AlertRecord, HistoryRow, Store
 
 log = logging.getLogger("watcher")
@@ -97,6 +98,7 @@ class Daemon:
         self.states = store.alert_states()
         self.status = store.chain_status()
         self.last_history = store.last_history()
+        self.advised = store.advice_docs()  #: per position: (time, liquidation prices, advice) as last computed
         self.checks = 0
         self._relay_lock = asyncio.Lock()
 
@@ -132,6 +134,9 @@ class Daemon:
         alerts: list[AlertRecord] = []
         states: dict[str, AlertState] = {}
         history: list[HistoryRow] = []
+        rows: list[dict[str, Any]] = []
+        muted: set[str] = set()
+        silenced_accounts, silenced_positions = self.store.silenced(now)
         target = self.cfg.thresholds.target
         for p in result.positions:
             rules = self.rules_for(p)
@@ -140,11 +145,20 @@ class Daemon:
             if new != state:
                 states[p.key] = new
             previous = self.last_history.get(p.key)
+            level = raw_level(Observation(now, p.health, p.liquidatable), rules).name.lower()
+            advice: Advice | None = None
+            fresh = self.advised.get(p.key)
+            # Advice costs milliseconds per position: compute it when it matters, else reuse the last for a while.
+            if p.has_debt and (
+                events or level != "ok" or not fresh or now - fresh[0] >= self.cfg.storage.history_every
+            ):
+                advice = advise(p, target)
             if events:
-                advice = advise(p, target) if p.has_debt else None
                 for ev in events:
                     alerts.append(self._position_alert(p, ev, advice, previous[1] if previous else None))
-            level = raw_level(Observation(now, p.health, p.liquidatable), rules).name.lower()
+                    if p.key in silenced_positions or p.account in silenced_accounts:
+                        muted.add(ev.alert_id)
+            rows.append(self._position_row(p, rules, advice, now))
             if self._history_due(previous, now, p.health, level):
                 history.append(
                     HistoryRow(
@@ -153,8 +167,19 @@ class Daemon:
                 )
                 self.last_history[p.key] = (now, p.health, level)
         status = self._chain_health(chain, result, now, alerts)
+        unknown = [
+            f"{u.protocol}:{u.chain}:{a.address}" for u in result.unreadable if u.chain == chain for a in u.accounts
+        ]
         self.store.commit(
-            now=now, states=states, alerts=alerts, channels=list(self.channels), history=history, chain_status=status
+            now=now,
+            states=states,
+            alerts=alerts,
+            channels=list(self.channels),
+            history=history,
+            chain_status=status,
+            positions=rows,
+            muted=muted,
+            unknown=unknown,
         )
         self.states.update(states)
         self.checks += 1
@@ -169,6 +194,28 @@ class Daemon:
                 "seconds": round(result.seconds, 4),
             },
         )
+
+    def _position_row(self, p: Position, rules: Rules, advice: Advice | None, now: float) -> dict[str, Any]:
+        """The positions-table row: the JSON document the API serves, with its level under this position's rules."""
+        doc = position_json(p, advice, Thresholds(rules.warn, rules.critical, self.cfg.thresholds.target))
+        if advice is not None:
+            self.advised[p.key] = (now, doc["liquidation_prices"], doc["advice"])
+        elif not p.has_debt:
+            self.advised.pop(p.key, None)
+        at, lps, adv = self.advised.get(p.key, (None, [], None))
+        doc |= {"liquidation_prices": lps, "advice": adv, "advice_at": at, "updated_at": now}
+        return {
+            "position": p.key,
+            "protocol": p.protocol,
+            "chain": p.chain,
+            "account": p.account,
+            "label": p.label,
+            "level": doc["level"],
+            "health": None if p.health is None else str(p.health),
+            "doc": json.dumps(doc),
+            "updated_at": now,
+            "block": p.block.number,
+        }
 
     def _position_alert(self, p: Position, ev: Event, advice: Any, previous: int | None) -> AlertRecord:
         subject, text = position_message(p, ev, advice, previous)
@@ -223,6 +270,9 @@ class Daemon:
             row = {"degraded": int(degraded), "since": was.get("since", now), "reason": reasons[0] if reasons else ""}
         if not degraded:
             row |= {"last_ok": now, "last_block": result.blocks[chain].number if chain in result.blocks else None}
+        # Each unreadable result is a read that failed (an RPC error, a garbage answer, a reverting feed).
+        errors = len(reasons)
+        row |= {"last_check_seconds": result.seconds, "rpc_errors": int(was.get("rpc_errors") or 0) + errors}
         self.status[chain] = {**was, **row}
         return {chain: row}
 

@@ -1,4 +1,4 @@
-"""SQLite state (sqlite-utils): alert state, the alert log, history and chain status, beside the outbox.
+"""SQLite state (sqlite-utils): alert state, alerts, history, chain status, positions and silences, beside the outbox.
 
 A check's outcome is committed in one transaction: alert state changes, the alerts they raise, and the outbox
 rows that deliver them. A crash therefore loses nothing and re-sends nothing that was already committed as sent.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from watcher.alerts import AlertState, Severity
 from watcher.notify import outbox
 from watcher.notify.base import Message
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,13 @@ def _state_from_json(text: str) -> AlertState:
     d["level"], d["pending"] = Severity(d["level"]), Severity(d["pending"])
     d["samples"] = tuple((t, int(h)) for t, h in d["samples"])
     return AlertState(**d)
+
+
+def _add_columns(db: sqlite_utils.Database, table: str, columns: dict[str, type]) -> None:
+    have = set(db[table].columns_dict)
+    for name, kind in columns.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE [{table}] ADD COLUMN [{name}] {'INTEGER' if kind is int else 'REAL'}")
 
 
 class Store:
@@ -116,6 +123,30 @@ class Store:
                 pk="chain",
                 if_not_exists=True,
             )
+            db["positions"].create(
+                {
+                    "position": str,
+                    "protocol": str,
+                    "chain": str,
+                    "account": str,
+                    "label": str,
+                    "level": str,
+                    "health": str,
+                    "doc": str,
+                    "updated_at": float,
+                    "block": int,
+                },
+                pk="position",
+                if_not_exists=True,
+            )
+            db["silences"].create(
+                {"id": int, "account": str, "position": str, "until": float, "created_at": float},
+                pk="id",
+                if_not_exists=True,
+            )
+            # Columns added in schema 2 to tables that schema 1 already created.
+            _add_columns(db, "alerts", {"silenced": int})
+            _add_columns(db, "chain_status", {"last_check_seconds": float, "rpc_errors": int})
             db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
         outbox.ensure_schema(db)
 
@@ -144,6 +175,20 @@ class Store:
         """Newest alerts first."""
         return list(self.db["alerts"].rows_where(order_by="created_at desc", limit=limit))
 
+    def advice_docs(self) -> dict[str, tuple[float, list[Any], Any]]:
+        """Per position, the stored (advice time, liquidation prices, advice), so a restart does not recompute it."""
+        out = {}
+        for key, text in self.db.execute("select position, doc from positions").fetchall():
+            doc = json.loads(text)
+            if doc.get("advice_at") is not None:
+                out[key] = (doc["advice_at"], doc["liquidation_prices"], doc["advice"])
+        return out
+
+    def silenced(self, now: float) -> tuple[set[str], set[str]]:
+        """The accounts and the positions muted at `now`."""
+        rows = self.db.execute("select account, position from silences where until > ?", [now]).fetchall()
+        return {a for a, _ in rows if a}, {p for _, p in rows if p}
+
     # --- the one write of a check
 
     def commit(
@@ -155,8 +200,15 @@ class Store:
         channels: Iterable[str],
         history: Iterable[HistoryRow] = (),
         chain_status: dict[str, dict[str, Any]] | None = None,
+        positions: Iterable[dict[str, Any]] = (),
+        muted: Collection[str] = (),
+        unknown: Iterable[str] = (),
     ) -> list[int]:
-        """Write state changes, alerts and their outbox rows (one per channel) in one transaction."""
+        """Write state changes, alerts and their outbox rows (one per channel) in one transaction.
+
+        `positions` are rows of the positions table; alerts whose id is in `muted` are stored but not enqueued;
+        positions keyed in `unknown` could not be read, and are marked so.
+        """
         channels = list(channels)
         rows: list[int] = []
         db = self.db
@@ -180,8 +232,11 @@ class Store:
                         "subject": a.subject,
                         "text": a.text,
                         "acked_at": None,
+                        "silenced": int(a.id in muted),
                     }
                 )
+                if a.id in muted:
+                    continue
                 for ch in channels:
                     rows.append(outbox.enqueue(db, Message(a.id, a.subject, a.text), ch, now))
             hist = [
@@ -201,7 +256,21 @@ class Store:
                 db["history"].insert_all(hist)
             for chain, status in (chain_status or {}).items():
                 db["chain_status"].upsert({"chain": chain, **status}, pk="chain")
+            rows_ = list(positions)
+            if rows_:
+                db["positions"].upsert_all(rows_, pk="position")
+            for key in unknown:
+                self._mark_unknown(key)
         return rows
+
+    def _mark_unknown(self, key: str) -> None:
+        row = self.db.execute("select doc from positions where position = ?", [key]).fetchone()
+        if row is None:
+            return
+        doc = json.loads(row[0])
+        # The last good reading stays for reference, but the level says it is not known now: never "healthy".
+        doc["level"] = "unknown"
+        self.db.execute("update positions set level = 'unknown', doc = ? where position = ?", [json.dumps(doc), key])
 
     def prune_history(self, before: float) -> int:
         """Drop history older than `before`; returns the number of rows removed."""
