@@ -20,6 +20,7 @@ NODE_PACKAGES: tuple[str, ...] = (
     "@openzeppelin/contracts@5.7.0",
     "@bgd-labs/solidity-utils@1.1.2",
     "@foundry-rs/anvil@1.7.1",
+    "@morpho-org/morpho-blue@1.0.0",
 )
 
 # npm may install a package's optional dependency for the current platform only, and only when asked to
