@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from watcher.adapters.aave_v3 import AaveV3Reader
 from watcher.adapters.base import Account, Reader, ReadError
+from watcher.adapters.morpho_blue import MorphoBlueReader
 from watcher.chain import ChainClient, ChainError, ReadStats
 from watcher.config import Config, Deployment, resolve_deployments
 from watcher.model import BlockRef, Position
@@ -51,7 +52,9 @@ def build_readers(cfg: Config, deployments: Sequence[Deployment]) -> list[Reader
         if not accounts:
             continue
         if dep.adapter == "aave_v3":
-            readers.append(AaveV3Reader(dep.name, dep.chain, dep.pool_addresses_provider, accounts))
+            readers.append(AaveV3Reader(dep.name, dep.chain, dep.address, accounts))
+        elif dep.adapter == "morpho_blue":
+            readers.append(MorphoBlueReader(dep.name, dep.chain, dep.address, dep.markets, accounts))
     return readers
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -52,6 +53,15 @@ def _health(value: Any) -> int:
 
 
 Address = Annotated[str, BeforeValidator(_address)]
+
+
+def _market_id(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", value):
+        raise ValueError(f"{value!r} is not a market id (0x and 64 hex digits)")
+    return value.lower()
+
+
+MarketId = Annotated[str, BeforeValidator(_market_id)]
 Health = Annotated[int, BeforeValidator(_health)]
 
 
@@ -210,7 +220,9 @@ class DeploymentConfig(_Strict):
     chains: list[str] = Field(min_length=1)
     name: str | None = None
     adapter: str | None = None
-    pool_addresses_provider: Address | None = None
+    pool_addresses_provider: Address | None = None  #: aave_v3: a deployment not in protocols/
+    morpho: Address | None = None  #: morpho_blue: the Morpho contract, for a deployment not in protocols/
+    markets: list[MarketId] = []  #: morpho_blue: the market ids to watch
 
 
 class AccountConfig(_Strict):
@@ -251,10 +263,17 @@ class Deployment(BaseModel):
     adapter: str
     chain: str
     chain_id: int
-    pool_addresses_provider: str
+    address: str  #: the entry contract: Aave's PoolAddressesProvider, or the Morpho singleton
+    markets: list[str] = []
+
+    @property
+    def pool_addresses_provider(self) -> str:
+        """The Aave entry contract (the same as `address`)."""
+        return self.address
 
 
-ADAPTERS = ("aave_v3",)
+#: Each adapter, and the key that names its entry contract in protocols/ files and [[deployments]].
+ADAPTERS = {"aave_v3": "pool_addresses_provider", "morpho_blue": "morpho"}
 
 
 def resolve_deployments(cfg: Config) -> list[Deployment]:
@@ -265,32 +284,37 @@ def resolve_deployments(cfg: Config) -> list[Deployment]:
         where = f"deployments[{i}]"
         spec = files.get(d.protocol)
         adapter = d.adapter or (spec or {}).get("adapter")
-        if spec is None and d.pool_addresses_provider is None:
+        given = d.pool_addresses_provider or d.morpho
+        if spec is None and given is None:
             known = ", ".join(sorted(files))
             raise ConfigError(f"{where}.protocol: unknown protocol {d.protocol!r} (known: {known})")
         if adapter not in ADAPTERS:
             raise ConfigError(f"{where}.adapter: unknown adapter {adapter!r} (known: {', '.join(ADAPTERS)})")
+        key = ADAPTERS[adapter]
+        if adapter == "morpho_blue" and not d.markets:
+            raise ConfigError(f"{where}.markets: give the ids of the Morpho Blue markets to watch")
         for chain in d.chains:
             if chain not in cfg.chains:
                 raise ConfigError(f"{where}.chains: unknown chain {chain!r} (configured: {', '.join(cfg.chains)})")
             chain_id = cfg.chains[chain].chain_id
-            provider = d.pool_addresses_provider
-            if provider is None:
+            address = given
+            if address is None:
                 assert spec is not None
                 match = [v for v in spec.get("deployments", {}).values() if v.get("chain_id") == chain_id]
                 if not match:
                     raise ConfigError(
                         f"{where}: protocols/{d.protocol}.toml has no deployment on chain id {chain_id} "
-                        f"(chains.{chain}); give pool_addresses_provider for a custom one"
+                        f"(chains.{chain}); give {key} for a custom one"
                     )
-                provider = to_checksum_address(match[0]["pool_addresses_provider"])
+                address = to_checksum_address(match[0][key])
             out.append(
                 Deployment(
                     name=d.name or d.protocol,
                     adapter=adapter,
                     chain=chain,
                     chain_id=chain_id,
-                    pool_addresses_provider=provider,
+                    address=address,
+                    markets=list(d.markets),
                 )
             )
     names = {dep.name for dep in out}

@@ -1,4 +1,4 @@
-"""The embedded demo: a local chain, the real Aave v3 contracts, and a falling collateral price."""
+"""The embedded demo: a local chain, the real Aave v3 and Morpho Blue contracts, and a falling collateral price."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from web3 import Web3
 
 from watcher.adapters.aave_v3 import AaveV3Reader
 from watcher.adapters.base import Account
+from watcher.adapters.morpho_blue import MorphoBlueReader
 from watcher.chain import ChainClient
 from watcher.check import run_check
 from watcher.model import WAD
@@ -46,38 +47,51 @@ def run_demo(chain: str = "anvil", version: str = "3.0", steps: int = len(WETH_P
     """Deploy Aave, open positions, lower the WETH price step by step and show the watcher's verdicts."""
     from watcher.devchain.aave import deploy_aave
     from watcher.devchain.deploy import deploy_batch_reader
+    from watcher.devchain.morpho import deploy_morpho
     from watcher.devchain.node import node_modules
 
     console = make_console()
     t0 = time.perf_counter()
-    console.print(f"[bold]Margin Watcher demo[/]: real Aave v{version} on a local {chain} chain (no network, no keys)")
+    console.print(
+        f"[bold]Margin Watcher demo[/]: real Aave v{version} and Morpho Blue on a local {chain} chain "
+        "(no network, no keys)"
+    )
     with console.status("installing the local-chain tools from npm (first run only)..."):
         node_modules()
     with _chain(chain) as w3:
-        with console.status(f"deploying Aave v{version} from its published contracts..."):
+        with console.status(f"deploying Aave v{version} and Morpho Blue from their published sources..."):
             market = deploy_aave(w3, version)
+            morpho = deploy_morpho(w3)
             reader_addr = deploy_batch_reader(w3)
         console.print(
             f"deployed Aave v{version}: Pool {market.pool_address} (POOL_REVISION {market.revision()}), "
-            f"BatchReader {reader_addr}, in {time.perf_counter() - t0:.1f} s"
+            f"Morpho Blue {morpho.morpho.address}, BatchReader {reader_addr}, in {time.perf_counter() - t0:.1f} s"
         )
         accounts = []
         for label, supplies, borrows, emode in DEMO_POSITIONS:
             user = market.open_position(None, supplies, borrows, emode)
             accounts.append(Account(user, label.split(":")[0]))
             console.print(f"  opened {label} as {user}")
+        [erin] = morpho.new_users(1)
+        morpho.open_position(erin, 10**18, 1_200 * 10**6)  # 1 WETH against 1,200 USDC, LLTV 86%
+        console.print(f"  opened erin: Morpho Blue WETH/USDC market as {erin}")
+        erin_acct = Account(erin, "erin")
+        liquidator = morpho.liquidator()
         client = ChainClient("local", w3.eth.chain_id, [(chain, w3)], reader_addr)
         reader = AaveV3Reader("aave_v3", "local", market.addresses_provider, accounts)
+        morpho_reader = MorphoBlueReader("morpho_blue", "local", morpho.morpho.address, [morpho.market_id], [erin_acct])
         table = Table(title="WETH price falls; the watcher checks after every oracle update", title_justify="left")
         table.add_column("WETH price")
         for a in accounts:
             table.add_column(f"{a.label} health")
+        table.add_column("erin (Morpho) health")
         table.add_column("watcher advice for the worst position")
         readings = agreed = 0
         result = None
         for price in WETH_PRICES[: max(1, steps)]:
             market.set_price("WETH", price * 10**8)
-            result = run_check({"local": client}, [reader])
+            morpho.set_price(price * 10**24)  # USDC (6 decimals) per WETH (18 decimals), scaled 1e36
+            result = run_check({"local": client}, [reader, morpho_reader])
             by_account = {p.account: p for p in result.positions}
             cells, worst = [], None
             for a in accounts:
@@ -89,6 +103,10 @@ def run_demo(chain: str = "anvil", version: str = "3.0", steps: int = len(WETH_P
                 agreed += int(pool_hf == (p.health if p.health is not None else 2**256 - 1))
                 if p.health is not None and (worst is None or p.health < worst.health):
                     worst = p
+            m = by_account[erin]
+            cells.append(f"{health_text(m.health)} {level_of(m, DEMO_THRESHOLDS).value}")
+            readings += 1
+            agreed += int(m.liquidatable == morpho.can_liquidate(liquidator, erin, m.block.number))
             advice = "-"
             if worst is not None and worst.health is not None and worst.health < DEMO_THRESHOLDS.warn:
                 adv = advise(worst, DEMO_THRESHOLDS.target)
@@ -100,15 +118,18 @@ def run_demo(chain: str = "anvil", version: str = "3.0", steps: int = len(WETH_P
             table.add_row(f"${price:,}", *cells, advice)
         console.print(table)
         console.print(
-            f"Pool.getUserAccountData agreed with the watcher's health to the wei in {agreed}/{readings} readings"
+            "the protocols agreed with the watcher in "
+            f"{agreed}/{readings} readings (Aave: getUserAccountData to the wei; Morpho: whether liquidate() succeeds)"
         )
         if result is not None:
             stats = result.stats["local"]
             console.print(
-                f"last check: {stats.eth_calls} eth_call(s) for {len(accounts)} accounts, "
+                f"last check: {stats.eth_calls} eth_call(s) for {len(accounts) + 1} accounts on 2 protocols, "
                 f"{len(result.positions)} positions, {stats.seconds * 1000:.1f} ms"
             )
             console.print("\nThe last check in full:")
+            # The Aave positions in full (Morpho's mock tokens carry no symbol or decimals to display).
+            result.positions = [p for p in result.positions if p.protocol == "aave_v3"]
             advices = {p.key: advise(p, DEMO_THRESHOLDS.target) for p in result.positions if p.has_debt}
             render_table(result, advices, DEMO_THRESHOLDS, console)
     return 0

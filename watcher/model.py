@@ -88,8 +88,10 @@ class Position:
 
     @property
     def key(self) -> str:
-        """A stable id: protocol, chain and account."""
-        return f"{self.protocol}:{self.chain}:{self.account}"
+        """A stable id: protocol, chain and account (and the market, where one account has several)."""
+        base = f"{self.protocol}:{self.chain}:{self.account}"
+        market = self.details.get("market_id")
+        return f"{base}:{market}" if market else base
 
     @property
     def total_collateral(self) -> int:

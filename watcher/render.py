@@ -31,7 +31,7 @@ def units(amount: int, decimals: int) -> str:
     """An integer amount of base units as an exact decimal string."""
     if decimals == 0:
         return str(amount)
-    s = str(Decimal(amount).scaleb(-decimals))
+    s = f"{Decimal(amount).scaleb(-decimals):f}"  # never exponent notation
     return s.rstrip("0").rstrip(".") if "." in s else s
 
 
@@ -66,7 +66,10 @@ def _lp_text(p: Position, lp: LiquidationPrice) -> str:
 
 def _action_text(a: Action) -> str:
     verb = "add" if a.kind == "supply" else "repay"
-    text = f"{verb} {short(a.amount, a.decimals, 6)} {a.symbol}"
+    amount = short(a.amount, a.decimals, 6)
+    if a.amount and amount.strip("0.,") == "":
+        amount = units(a.amount, a.decimals)  # a dust amount: exact rather than a misleading "0"
+    text = f"{verb} {amount} {a.symbol}"
     return text if a.feasible else text + " (not enough alone)"
 
 
