@@ -72,17 +72,22 @@ class Event:
     alert_id: str = field(default="")
 
 
-def raw_level(obs: Observation, rules: Rules) -> Severity:
-    """The level the thresholds give, without hysteresis."""
-    if obs.liquidatable:
+def classify(health: int | None, liquidatable: bool, warn: int, critical: int) -> Severity:
+    """The level thresholds give a reading; the protocol's own verdict alone decides liquidatable."""
+    if liquidatable:
         return Severity.LIQUIDATABLE
-    if obs.health is None:
+    if health is None:
         return Severity.OK
-    if obs.health <= rules.critical:
+    if health <= critical:
         return Severity.CRITICAL
-    if obs.health <= rules.warn:
+    if health <= warn:
         return Severity.WARN
     return Severity.OK
+
+
+def raw_level(obs: Observation, rules: Rules) -> Severity:
+    """The level the thresholds give, without hysteresis."""
+    return classify(obs.health, obs.liquidatable, rules.warn, rules.critical)
 
 
 def held_level(current: Severity, obs: Observation, rules: Rules) -> Severity:

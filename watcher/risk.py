@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from watcher.alerts import classify
 from watcher.model import BPS, WAD, Leg, Level, Position, Simulator
 
 
@@ -59,15 +60,8 @@ class Advice:
 
 def level_of(position: Position, thresholds: Thresholds) -> Level:
     """Classify a position against thresholds; the protocol's own verdict decides liquidatable."""
-    if position.liquidatable:
-        return Level.LIQUIDATABLE
-    if position.health is None:
-        return Level.OK
-    if position.health <= thresholds.critical:
-        return Level.CRITICAL
-    if position.health <= thresholds.warn:
-        return Level.WARN
-    return Level.OK
+    severity = classify(position.health, position.liquidatable, thresholds.warn, thresholds.critical)
+    return Level[severity.name]
 
 
 def _at_least(h: int | None, target: int) -> bool:
