@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from watcher.abi import words
 from watcher.model import BlockRef, Position
 
 
@@ -28,6 +29,38 @@ class Account:
 
 class ReadError(Exception):
     """The chain's answer cannot be trusted: a required call reverted or returned malformed data."""
+
+
+class TaggedReader:
+    """Shared answer handling for readers that tag each call: pair answers with tags, then `_parse` them.
+
+    Subclasses keep `_plan` (one tag per call, in order) and implement `_parse(got, block)`; malformed data of
+    any kind becomes a ReadError naming the deployment, so it reads as unknown, never as healthy.
+    """
+
+    protocol: str
+    chain: str
+    _plan: list[tuple[Any, ...]]
+
+    def parse(self, results: Sequence[tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
+        """Positions at `block`, or None when this round showed that another one is needed."""
+        if len(results) != len(self._plan):
+            raise ReadError(f"{self.protocol}/{self.chain}: expected {len(self._plan)} answers, got {len(results)}")
+        got: dict[tuple[Any, ...], tuple[bool, bytes]] = dict(zip(self._plan, results, strict=True))
+        try:
+            return self._parse(got, block)
+        except (ValueError, KeyError, IndexError, OverflowError, TypeError) as exc:
+            raise ReadError(f"{self.protocol}/{self.chain}: malformed answer: {type(exc).__name__}: {exc}") from None
+
+    def _parse(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
+        raise NotImplementedError
+
+    def _required(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], tag: tuple[Any, ...], n: int) -> list[int]:
+        """The first `n` words of a call that must have succeeded."""
+        ok, data = got[tag]
+        if not ok or len(data) < 32 * n:
+            raise ReadError(f"{self.protocol}/{self.chain}: call {tag[0]} {tag[1:]} reverted or was short")
+        return words(data)[:n]
 
 
 class Reader(Protocol):

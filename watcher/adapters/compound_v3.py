@@ -17,7 +17,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from watcher.abi import Contract, words
-from watcher.adapters.base import Account, Call, ReadError
+from watcher.adapters.base import Account, Call, TaggedReader
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
 
 COMET = Contract("IComet")
@@ -148,7 +148,7 @@ class CometSimulator:
         return replace(self, principal=principal)
 
 
-class CompoundV3Reader:
+class CompoundV3Reader(TaggedReader):
     """Reads one Comet market for a set of accounts, in one batch per check."""
 
     def __init__(
@@ -206,22 +206,6 @@ class CompoundV3Reader:
             for a in self.infos:
                 self._add(("coll", acct.address, a.asset), COMET.userCollateral.encode(acct.address, a.asset))
         return self._calls
-
-    def parse(self, results: Sequence[tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
-        """Positions at `block`, or None when the asset list was just learned and another round is needed."""
-        if len(results) != len(self._plan):
-            raise ReadError(f"{self.protocol}/{self.chain}: expected {len(self._plan)} answers, got {len(results)}")
-        got: dict[tuple[Any, ...], tuple[bool, bytes]] = dict(zip(self._plan, results, strict=True))
-        try:
-            return self._parse(got, block)
-        except (ValueError, KeyError, IndexError, OverflowError, TypeError) as exc:
-            raise ReadError(f"{self.protocol}/{self.chain}: malformed answer: {type(exc).__name__}: {exc}") from None
-
-    def _required(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], tag: tuple[Any, ...], n: int) -> list[int]:
-        ok, data = got[tag]
-        if not ok or len(data) < 32 * n:
-            raise ReadError(f"{self.protocol}/{self.chain}: call {tag[0]} {tag[1:]} reverted or was short")
-        return words(data)[:n]
 
     @staticmethod
     def _address(w: int) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from watcher.abi import Contract, word, words
-from watcher.adapters.base import Account, Call, ReadError
+from watcher.abi import Contract, word
+from watcher.adapters.base import Account, Call, ReadError, TaggedReader
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
 
 MORPHO = Contract("IMorpho")
@@ -155,7 +155,7 @@ class MorphoSimulator:
         return replace(self, market=market, borrow_shares=self.borrow_shares - burnt)
 
 
-class MorphoBlueReader:
+class MorphoBlueReader(TaggedReader):
     """Reads Morpho Blue markets (by id) for a set of accounts, in one batch per check."""
 
     def __init__(
@@ -207,22 +207,6 @@ class MorphoBlueReader:
             for acct in self.accounts:
                 self._add(("pos", mid, acct.address), self.morpho, MORPHO.position.encode(idn, acct.address))
         return self._calls
-
-    def parse(self, results: Sequence[tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
-        """Positions at `block`, or None when the market params were just learned and another round is needed."""
-        if len(results) != len(self._plan):
-            raise ReadError(f"{self.protocol}/{self.chain}: expected {len(self._plan)} answers, got {len(results)}")
-        got: dict[tuple[Any, ...], tuple[bool, bytes]] = dict(zip(self._plan, results, strict=True))
-        try:
-            return self._parse(got, block)
-        except (ValueError, KeyError, IndexError, OverflowError, TypeError) as exc:
-            raise ReadError(f"{self.protocol}/{self.chain}: malformed answer: {type(exc).__name__}: {exc}") from None
-
-    def _required(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], tag: tuple[Any, ...], n: int) -> list[int]:
-        ok, data = got[tag]
-        if not ok or len(data) < 32 * n:
-            raise ReadError(f"{self.protocol}/{self.chain}: call {tag[0]} {tag[1:]} reverted or was short")
-        return words(data)[:n]
 
     def _parse(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
         fresh = True
