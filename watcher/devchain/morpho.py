@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +20,12 @@ except ImportError:  # pragma: no cover - eth-tester is a dev extra
     TransactionFailed = ContractLogicError  # type: ignore[misc,assignment]
 
 from watcher.devchain.deploy import Calldata, Tx, deploy_bytecode, is_eth_tester, send_txs
-from watcher.devchain.node import DevchainError, _npm_install, cache_dir, file_lock, node_modules
+from watcher.devchain.node import _npm_install, cache_dir, file_lock, node_modules
+from watcher.devchain.solc import compile_standard_json
 
 # Morpho.sol pins `pragma solidity 0.8.19;`, so the repo's solc 0.8.27 cannot compile it. An npm alias in
 # NODE_PACKAGES would not be recognised as installed by node.py, so this compiler lives in its own prefix.
 SOLC_SPEC = "solc@0.8.19"
-_SOLCJS = Path(__file__).resolve().parent / "solcjs.cjs"
 _ROOT = "@morpho-org/morpho-blue/src/"
 _SOURCES = {
     "morpho": ("Morpho.sol", "Morpho"),
@@ -38,7 +33,6 @@ _SOURCES = {
     "irm": ("mocks/IrmMock.sol", "IrmMock"),
     "token": ("mocks/ERC20Mock.sol", "ERC20Mock"),
 }
-_TIMEOUT_S = 900
 WAD = 10**18
 ORACLE_PRICE_SCALE = 10**36
 MAX_UINT = 2**256 - 1
@@ -65,45 +59,6 @@ def _solc_modules() -> Path:
     return modules
 
 
-def _compile(input_json: dict[str, Any]) -> dict[str, Any]:
-    """Compile a standard-JSON input with solc-js 0.8.19; imports resolve from the npm cache; output cached."""
-    modules = node_modules()
-    solc_modules = _solc_modules()
-    h = hashlib.sha256()
-    h.update(SOLC_SPEC.encode())
-    h.update(_SOLCJS.read_bytes())
-    h.update(json.dumps(input_json, sort_keys=True, separators=(",", ":")).encode())
-    out_dir = cache_dir() / "solc"
-    out_path = out_dir / f"{h.hexdigest()}.json"
-    if out_path.is_file():
-        return json.loads(out_path.read_text())
-    node = shutil.which("node")
-    if node is None:
-        raise DevchainError("node is required to run solc-js (install Node.js >= 20)")
-    with file_lock(out_dir / f"{h.hexdigest()}.lock"):
-        if out_path.is_file():
-            return json.loads(out_path.read_text())
-        # solcjs.cjs loads `solc` from its first base dir, so the 0.8.19 prefix goes first.
-        proc = subprocess.run(
-            [node, str(_SOLCJS), str(solc_modules), str(modules)],
-            input=json.dumps(input_json),
-            capture_output=True,
-            text=True,
-            timeout=_TIMEOUT_S,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise DevchainError(f"solc-js exited with {proc.returncode}:\n{proc.stderr.strip()[-4000:]}")
-        output = json.loads(proc.stdout)
-        errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
-        if errors:
-            raise DevchainError(f"solc ({SOLC_SPEC}) failed:\n" + "\n".join(e["formattedMessage"] for e in errors))
-        tmp = out_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(output))
-        os.replace(tmp, out_path)
-    return output
-
-
 @functools.cache
 def morpho_artifacts() -> dict[str, Artifact]:
     """Morpho, OracleMock, IrmMock and ERC20Mock by role, compiled from the npm package's sources."""
@@ -119,7 +74,7 @@ def morpho_artifacts() -> dict[str, Artifact]:
             "outputSelection": {_ROOT + src: {name: outputs} for src, name in _SOURCES.values()},
         },
     }
-    output = _compile(input_json)
+    output = compile_standard_json(input_json, compiler_dir=_solc_modules())
     out = {}
     for role, (src, name) in _SOURCES.items():
         entry = output["contracts"][_ROOT + src][name]

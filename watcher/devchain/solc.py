@@ -34,7 +34,7 @@ def _raise_on_errors(output: dict[str, Any]) -> None:
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         text = "\n".join(e.get("formattedMessage") or e.get("message", "") for e in errors)
-        raise DevchainError(f"solc ({SOLC_SPEC}) failed:\n{text}")
+        raise DevchainError(f"solc failed:\n{text}")
 
 
 def compile_standard_json(
@@ -42,14 +42,22 @@ def compile_standard_json(
     *,
     remappings: Sequence[str] = (),
     base_dirs: Sequence[Path] = (),
+    compiler_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Compile a solc standard-JSON input; imports resolve from node_modules then base_dirs."""
+    """Compile a solc standard-JSON input; imports resolve from node_modules then base_dirs.
+
+    `compiler_dir` is another node_modules whose `solc` package compiles instead of the default one (for sources
+    that pin an older compiler); it is part of the cache key.
+    """
     request = json.loads(json.dumps(input_json))
     if remappings:
         settings = request.setdefault("settings", {})
         settings["remappings"] = [*settings.get("remappings", []), *remappings]
     modules = node_modules()
     bases = [modules, *(Path(p).resolve() for p in base_dirs)]
+    if compiler_dir is not None:
+        # solcjs.cjs loads `solc` from its first base dir.
+        bases.insert(0, Path(compiler_dir).resolve())
     key = _cache_key(request, bases)
     out_dir = cache_dir() / "solc"
     out_path = out_dir / f"{key}.json"
