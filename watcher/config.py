@@ -263,8 +263,11 @@ class Deployment(BaseModel):
     adapter: str
     chain: str
     chain_id: int
-    address: str  #: the entry contract: Aave's PoolAddressesProvider, or the Morpho singleton
+    address: str  #: the entry contract: Aave's PoolAddressesProvider, the Morpho singleton, a Comet, ...
     markets: list[str] = []
+    vaults: list[int] = []  #: maker: vault (cdp) ids to watch besides those the accounts own
+    troves: list[int] = []  #: liquity_v2: trove ids to watch besides those the accounts own
+    extra: dict[str, str] = {}  #: other addresses from the protocols/ entry (checksummed), by key
 
     @property
     def pool_addresses_provider(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any, Protocol
 
 WAD = 10**18
@@ -49,6 +50,37 @@ class Leg:
     weight_bps: int = 0  #: maintenance weight (e.g. Aave's liquidation threshold) in bps; 0 on debt legs
 
 
+@dataclass(frozen=True, slots=True)
+class PerpLeg:
+    """One perpetual position, with the maintenance requirement the venue asks at its size.
+
+    Money (notional, requirement, equity) is in the Position's base units (e.g. micro-USD), rounded against the user:
+    requirements up, equity down. Prices are exact rationals in base-currency units per whole coin, since a venue's
+    price grid (e.g. 1e-30 USD per wei of a GMX token) has no fixed decimals.
+    """
+
+    market: str  #: the venue's market name, e.g. "ETH" or "ETH-USD"
+    size: int  #: signed, in base units of the market (10**-size_decimals coins); positive is long
+    size_decimals: int
+    entry_price: Fraction
+    mark_price: Fraction  #: the price the venue margins at (mark, oracle or index)
+    notional: int  #: |size| * mark_price, in base units
+    requirement: int  #: maintenance margin at this size (tiered, size- or open-interest-scaled)
+    rate: Fraction  #: the maintenance rate at this size, as a fraction of notional
+    margin_mode: str = "cross"  #: "cross" (shares the account's equity) or "isolated"
+    tier: int | None = None  #: index of the venue's margin tier this size is in (None where rates are not tiered)
+    equity: int | None = None  #: isolated only: the margin backing this position, PnL and pending fees included
+    liquidation_price: Fraction | None = None  #: ours, tiers and scaling included; None if no price liquidates
+    venue_liquidation_price: Fraction | None = None  #: the venue's own figure where it publishes one
+    liquidation_tier: int | None = None  #: the tier the position is in at its liquidation price
+    details: Mapping[str, Any] = field(default_factory=dict)  #: venue extras (pending fees, funding, OI factor ...)
+
+    @property
+    def side(self) -> str:
+        """ "long" or "short"."""
+        return "long" if self.size > 0 else "short"
+
+
 class Level(StrEnum):
     """Alert level of a position, from best to worst; UNKNOWN when it could not be read."""
 
@@ -85,6 +117,8 @@ class Position:
     block: BlockRef
     details: Mapping[str, Any] = field(default_factory=dict)  #: protocol extras (revision, eMode ...)
     simulator: Simulator | None = field(default=None, compare=False, repr=False)
+    perps: tuple[PerpLeg, ...] = ()  #: perpetual positions (health is then equity over requirement)
+    cross_equity: int | None = None  #: perps: the equity backing the cross-margined legs, in base units
 
     @property
     def key(self) -> str:

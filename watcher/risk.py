@@ -206,3 +206,35 @@ def advise(position: Position, target: int, at: int | None = None) -> Advice:
     ups = tuple(a for leg in position.collateral if (a := top_up(position, sim, leg, target)) is not None)
     repays = tuple(a for leg in position.debt if (a := repayment(position, sim, leg, target)) is not None)
     return Advice(target, tuple(prices), ups, repays)
+
+
+@dataclass(frozen=True, slots=True)
+class MarginTopUp:
+    """Collateral to add to one margin group of a perp account (the cross group, or one isolated position)."""
+
+    scope: str  #: "cross", or the market of an isolated position
+    amount: int  #: base units of the position's base currency, rounded up
+    health_after: int  #: equity over requirement after the top-up, WAD
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def perp_top_ups(position: Position, target: int) -> tuple[MarginTopUp, ...]:
+    """The least collateral that lifts each perp margin group to `target` (requirement held at the current size)."""
+    groups: list[tuple[str, int, int]] = []
+    cross = [leg for leg in position.perps if leg.margin_mode == "cross"]
+    if cross and position.cross_equity is not None:
+        groups.append(("cross", position.cross_equity, sum(leg.requirement for leg in cross)))
+    groups += [
+        (leg.market, leg.equity, leg.requirement)
+        for leg in position.perps
+        if leg.margin_mode == "isolated" and leg.equity is not None
+    ]
+    out = []
+    for scope, equity, req in groups:
+        need = _ceil_div(target * req, WAD) - equity
+        if req > 0 and need > 0:
+            out.append(MarginTopUp(scope, need, (equity + need) * WAD // req))
+    return tuple(out)

@@ -17,6 +17,9 @@ class Call:
     target: str  #: contract address (0x-prefixed hex)
     data: bytes  #: ABI-encoded calldata
     gas: int = 30_000  #: a generous estimate, used to size batches under the node's eth_call gas cap
+    #: a storage read instead of a call: the 32-byte word at this slot of `target` (data is ignored); for state no
+    #: view function serves to us, such as an OSM's whitelisted next price
+    slot: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,4 +81,17 @@ class Reader(Protocol):
 
     def parse(self, results: Sequence[tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
         """Positions from the answers, or None when an assumption failed and another round is needed."""
+        ...
+
+
+class VenueReader(Protocol):
+    """Reads an off-chain venue (an HTTP API such as Hyperliquid's or dYdX's indexer) for a set of accounts."""
+
+    protocol: str
+    chain: str  #: the venue's name in the config, used where a chain name would be
+    accounts: list[Account]
+    skipped: list[tuple[Account, str]]
+
+    async def read(self, session: Any) -> list[Position]:
+        """Positions now, read through the aiohttp `session`; ReadError when an answer cannot be trusted."""
         ...
