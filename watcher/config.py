@@ -267,6 +267,7 @@ class Deployment(BaseModel):
     markets: list[str] = []
     vaults: list[int] = []  #: maker: vault (cdp) ids to watch besides those the accounts own
     troves: list[int] = []  #: liquity_v2: trove ids to watch besides those the accounts own
+    account_ids: list[int] = []  #: synthetix_perps_v3: the perps account (NFT) ids to watch
     extra: dict[str, str] = {}  #: other addresses from the protocols/ entry (checksummed), by key
 
     @property
