@@ -90,3 +90,52 @@ def test_no_aggregator_is_a_clear_error(chain: Web3) -> None:
     client = ChainClient("local", chain.eth.chain_id, [("local", chain)], "0x" + "42" * 20)
     with pytest.raises(ChainError, match="no aggregate contract answers at 0x4242"):
         client.read([], chain.eth.block_number)
+
+
+class Counting:
+    """A transport in front of a real one that counts HTTP requests (a JSON-RPC batch is one request)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.requests: list[list[str]] = []
+
+    def request(self, method: str, params: list[Any]) -> Any:
+        self.requests.append([method])
+        return self.inner.request(method, params)
+
+    def request_many(self, requests: list[tuple[str, list[Any]]]) -> list[Any]:
+        self.requests.append([m for m, _ in requests])
+        return self.inner.request_many(requests)
+
+
+def _storage(w3: Web3, address: str, slot: int, block: int) -> bytes:
+    """The word at a slot, straight from the node (eth-tester's own API: web3 passes it a block it refuses)."""
+    tester = getattr(w3.provider, "ethereum_tester", None)
+    raw = tester.get_storage_at(address, hex(slot), block) if tester else w3.eth.get_storage_at(address, slot, block)
+    return (bytes.fromhex(raw[2:]) if isinstance(raw, str) else bytes(raw)).rjust(32, b"\0")
+
+
+def test_storage_reads_ride_in_the_eth_call_request_and_keep_their_place(aave_market: AaveMarket) -> None:
+    w3 = aave_market.w3
+    agg = batch_reader(w3)
+    client = ChainClient("local", w3.eth.chain_id, [("local", w3)], agg)
+    label, transport = client.endpoints[0]
+    counting = Counting(transport)
+    client.endpoints = [(label, counting)]
+    provider = aave_market.addresses_provider
+    block = w3.eth.block_number
+    # Slot 0 of the PoolAddressesProvider is Ownable's owner: a word we can check against the node directly.
+    want = _storage(w3, provider, 0, block)
+    calls = [
+        Call(provider, b"", slot=0),
+        Call(agg, MULTICALL3.getBlockNumber.encode()),
+        Call(provider, b"", slot=1),
+        Call(agg, MULTICALL3.getBlockNumber.encode()),
+    ]
+    stats = ReadStats()
+    _, answers = client.read(calls, block, stats)
+    assert answers[0] == (True, want) and int.from_bytes(want, "big") != 0
+    assert answers[2] == (True, _storage(w3, provider, 1, block))
+    assert int.from_bytes(answers[1][1], "big") == block == int.from_bytes(answers[3][1], "big")
+    assert stats.eth_calls == 1 and stats.storage_reads == 2
+    assert counting.requests == [["eth_call", "eth_getStorageAt", "eth_getStorageAt"]]  # one HTTP request

@@ -78,6 +78,7 @@ class ReadStats:
     seconds: float = 0.0
     chunk_sizes: list[int] = field(default_factory=list)
     splits: int = 0  #: batches the node refused and that were retried in halves
+    storage_reads: int = 0  #: eth_getStorageAt reads, sent in the same HTTP request as an eth_call
 
 
 class RpcError(ChainError):
@@ -113,9 +114,7 @@ class HttpTransport:
         self.session = requests.Session()
         self.session.headers["Content-Type"] = "application/json"
 
-    def request(self, method: str, params: list[Any]) -> Any:
-        """One JSON-RPC call; raises RpcError for an error answer, ChainError for a bad HTTP answer."""
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+    def _post(self, body: str) -> Any:
         resp = self.session.post(self.url, data=body, timeout=self.timeout)
         if resp.status_code == 429:
             after = _retry_after(resp.headers.get("Retry-After"))
@@ -123,9 +122,12 @@ class HttpTransport:
         if resp.status_code != 200:
             raise ChainError(f"HTTP {resp.status_code}")
         try:
-            answer = resp.json()
+            return resp.json()
         except ValueError:
             raise ChainError("answer is not JSON") from None
+
+    @staticmethod
+    def _result(method: str, answer: Any) -> Any:
         if not isinstance(answer, dict):
             raise ChainError("answer is not a JSON-RPC object")
         if "error" in answer:
@@ -138,6 +140,25 @@ class HttpTransport:
         if "result" not in answer:
             raise ChainError("answer has no result")
         return answer["result"]
+
+    def request(self, method: str, params: list[Any]) -> Any:
+        """One JSON-RPC call; raises RpcError for an error answer, ChainError for a bad HTTP answer."""
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        return self._result(method, self._post(body))
+
+    def request_many(self, requests: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """Several calls in one HTTP request (a JSON-RPC batch); answers in request order."""
+        body = json.dumps([{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(requests)])
+        answer = self._post(body)
+        if isinstance(answer, dict):  # a node that refuses batches answers with one error object
+            self._result(requests[0][0], answer)
+            raise ChainError("a JSON-RPC batch was answered with a single object")
+        if not isinstance(answer, list) or len(answer) != len(requests):
+            raise ChainError("a JSON-RPC batch answer has the wrong shape")
+        by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
+        if set(by_id) != set(range(len(requests))):
+            raise ChainError("a JSON-RPC batch answer has missing or unknown ids")
+        return [self._result(m, by_id[i]) for i, (m, _) in enumerate(requests)]
 
 
 class Web3Transport:
@@ -156,6 +177,16 @@ class Web3Transport:
         if method == "eth_getBlockByNumber":
             b = w3.eth.get_block(params[0])
             return {"number": hex(b["number"]), "hash": "0x" + bytes(b["hash"]).hex(), "timestamp": hex(b["timestamp"])}
+        if method == "eth_getStorageAt":
+            address, slot, block = params
+            tester = getattr(w3.provider, "ethereum_tester", None)
+            if tester is not None:  # web3 hands eth-tester a hex block number, which it refuses
+                value = tester.get_storage_at(address, slot, int(block, 16))
+            else:
+                value = w3.eth.get_storage_at(address, int(slot, 16), block_identifier=int(block, 16))
+            return (
+                "0x" + bytes.fromhex(value[2:] if isinstance(value, str) else bytes(value).hex()).rjust(32, b"\0").hex()
+            )
         if method == "eth_call":
             tx, block = params
             try:
@@ -163,6 +194,10 @@ class Web3Transport:
             except Exception as exc:
                 raise RpcError(f"eth_call: execution reverted: {exc}") from None
         raise ChainError(f"unsupported method {method}")
+
+    def request_many(self, requests: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """The calls one after another (in process, there is no round trip to save)."""
+        return [self.request(m, p) for m, p in requests]
 
 
 Transport = HttpTransport | Web3Transport
@@ -223,7 +258,13 @@ class ChainClient:
         ]
         return cls(name, chain_id, eps, multicall, gas_budget)
 
-    def _each(self, method: str, params: list[Any], only: Sequence[int] | None = None) -> Any:
+    def _each(
+        self,
+        method: str,
+        params: list[Any],
+        only: Sequence[int] | None = None,
+        extra: Sequence[tuple[str, list[Any]]] = (),
+    ) -> Any:
         """Call on the active endpoint, falling over to the next on a failure.
 
         An endpoint that rate-limits us rests for its Retry-After (or RATE_LIMIT_COOLDOWN seconds); one that
@@ -236,7 +277,8 @@ class ChainClient:
         for i in usable or order:  # when every endpoint rests, trying beats giving up
             label, transport = self.endpoints[i]
             try:
-                out = transport.request(method, params)
+                # `extra` requests ride in the same HTTP request: then the answer is the list of all results
+                out = transport.request_many([(method, params), *extra]) if extra else transport.request(method, params)
             except RateLimited as exc:
                 self._resting[i] = now + (exc.retry_after if exc.retry_after is not None else RATE_LIMIT_COOLDOWN)
                 errors.append(f"{label}: {exc}")
@@ -318,9 +360,21 @@ class ChainClient:
             size += c_size
         return out
 
-    def _eth_call(self, data: bytes | str, block: int) -> bytes:
+    def _eth_call(self, data: bytes | str, block: int, storage: Sequence[Call] = ()) -> tuple[bytes, list[bytes]]:
+        """One eth_call to the aggregator, with any storage reads in the same HTTP request."""
         hexdata = data if isinstance(data, str) else "0x" + data.hex()
-        raw = self._each("eth_call", [{"to": self.multicall, "data": hexdata}, hex(block)], self._fresh)
+        extra = [("eth_getStorageAt", [c.target, hex(c.slot or 0), hex(block)]) for c in storage]
+        raw = self._each("eth_call", [{"to": self.multicall, "data": hexdata}, hex(block)], self._fresh, extra)
+        slots: list[bytes] = []
+        if extra:
+            raw, *values = raw
+            for c, v in zip(storage, values, strict=True):
+                if not isinstance(v, str) or not v.startswith("0x") or len(v) > 66:
+                    raise ChainError(f"chain {self.name}: eth_getStorageAt({c.target}, {c.slot}) answered malformed")
+                try:
+                    slots.append(bytes.fromhex(v[2:].rjust(64, "0")))
+                except ValueError:
+                    raise ChainError(f"chain {self.name}: eth_getStorageAt answered malformed hex") from None
         if not isinstance(raw, str) or not raw.startswith("0x"):
             raise ChainError(f"chain {self.name}: eth_call answered {str(raw)[:40]!r}, not hex data")
         if raw == "0x":
@@ -329,7 +383,7 @@ class ChainClient:
                 f"set chains.{self.name}.multicall"
             )
         try:
-            return bytes.fromhex(raw[2:])
+            return bytes.fromhex(raw[2:]), slots
         except ValueError:
             raise ChainError(f"chain {self.name}: eth_call answered malformed hex") from None
 
@@ -350,15 +404,17 @@ class ChainClient:
         self._encoded[slot] = (batch, hexdata)
         return hexdata
 
-    def _batch(self, slot: int, batch: list[Call], block: int, stats: ReadStats) -> list[tuple[bool, bytes]]:
+    def _batch(
+        self, slot: int, batch: list[Call], block: int, stats: ReadStats, storage: Sequence[Call] = ()
+    ) -> tuple[list[tuple[bool, bytes]], list[bytes]]:
         """One eth_call: aggregate (compact, all must succeed); if a call reverts, aggregate3 tells which."""
         try:
-            raw = self._eth_call(self._encode(slot, batch), block)
+            raw, slots = self._eth_call(self._encode(slot, batch), block, storage)
         except ChainError as exc:
             if _CAPACITY.search(str(exc)) or not _REVERT.search(str(exc)):
                 raise
             stats.eth_calls += 1
-            raw3 = self._eth_call(encode_aggregate3([(c.target, c.data) for c in batch]), block)
+            raw3, slots = self._eth_call(encode_aggregate3([(c.target, c.data) for c in batch]), block, storage)
             try:
                 answers = decode_aggregate3(raw3)
             except ValueError as err:
@@ -373,7 +429,7 @@ class ChainClient:
             answers = [(True, d) for d in datas]
         if len(answers) != len(batch):
             raise ChainError(f"chain {self.name}: asked {len(batch)} calls, got {len(answers)} answers")
-        return answers
+        return answers, slots
 
     def read(
         self, calls: Sequence[Call], block: int, stats: ReadStats | None = None
@@ -381,18 +437,22 @@ class ChainClient:
         """Run all calls at `block`; returns the block timestamp and each call's (success, data).
 
         Calls go in as few eth_calls as the gas and size budgets allow. A batch the node refuses as too big
-        (its caps may be below the budgets, or the estimates low) is split in two and retried.
+        (its caps may be below the budgets, or the estimates low) is split in two and retried. Storage reads
+        (`Call.slot`) ride in the first eth_call's HTTP request as a JSON-RPC batch, so they cost no round trip.
         """
         stats = stats if stats is not None else ReadStats()
         t0 = time.perf_counter()
+        storage = [c for c in calls if c.slot is not None]
+        plain = [c for c in calls if c.slot is None] if storage else calls
         results: list[tuple[bool, bytes]] = []
-        queue = [list(b) for b in self._batches(calls)]
+        stored: list[bytes] = []
+        queue = [list(b) for b in self._batches(plain)]
         slot = 0
         while queue:
             batch = queue.pop(0)
             slot += 1
             try:
-                answers = self._batch(slot, batch, block, stats)
+                answers, got = self._batch(slot, batch, block, stats, storage if not stored else ())
             except ChainError as exc:
                 if len(batch) <= 2 or not _CAPACITY.search(str(exc)):
                     raise
@@ -400,12 +460,17 @@ class ChainClient:
                 queue[:0] = [batch[:half], batch[half:]]
                 stats.splits += 1
                 continue
+            stored += got
             results.extend(answers)
             stats.eth_calls += 1
             stats.chunk_sizes.append(len(batch))
         ok, ts = results.pop(0)
         if not ok or len(ts) != 32:
             raise ChainError(f"chain {self.name}: the aggregator at {self.multicall} does not answer")
+        if storage:
+            stats.storage_reads += len(storage)
+            plain_it, stored_it = iter(results), iter(stored)
+            results = [(True, next(stored_it)) if c.slot is not None else next(plain_it) for c in calls]
         stats.calls += len(calls)
         stats.seconds += time.perf_counter() - t0
         return word(ts), results
