@@ -12,7 +12,8 @@ import pytest
 from tests.hyperliquid_server import HyperliquidStandIn
 from watcher.adapters.base import Account, ReadError
 from watcher.adapters.hyperliquid import HyperliquidSnapshot, fetch_state, positions_from
-from watcher.model import WAD, Position
+from watcher.model import WAD, PerpLeg, Position
+from watcher.risk import perp_top_ups
 
 CROSS, ISO, TIERED = "0x" + "a" * 40, "0x" + "b" * 40, "0x" + "c" * 40
 ACCOUNTS = [Account(CROSS, "cross-btc"), Account(ISO, "iso-eth"), Account(TIERED, "tiered-btc")]
@@ -136,10 +137,10 @@ def read(btc: Fraction, eth: Fraction) -> dict[str, Position]:
     return {p.account: p for p in positions_from(snap, ACCOUNTS)}
 
 
-def _row(p: Position) -> dict[str, Any]:
-    """The single position row of an account."""
-    (row,) = p.details["positions"]
-    return row
+def _row(p: Position) -> PerpLeg:
+    """The single perp leg of an account."""
+    (leg,) = p.perps
+    return leg
 
 
 def test_reference_reading_matches_hand_liquidation_prices_and_tiers() -> None:
@@ -147,21 +148,24 @@ def test_reference_reading_matches_hand_liquidation_prices_and_tiers() -> None:
     for acct, liq in ((CROSS, CROSS_LIQ), (ISO, ISO_LIQ), (TIERED, TIERED_LIQ)):
         p = got[acct]
         assert (p.protocol, p.chain, p.base_unit) == ("hyperliquid", "hyperliquid", 10**6)
-        row = _row(p)
-        assert abs(Fraction(row["our_liquidation_px"]) - liq) <= TOL
-        assert abs(Fraction(row["venue_liquidation_px"]) - liq) <= TOL
+        leg = _row(p)
+        assert leg.liquidation_price is not None and leg.venue_liquidation_price is not None
+        assert abs(leg.liquidation_price - liq) <= TOL
+        assert abs(leg.venue_liquidation_price - liq) <= TOL
         assert not p.liquidatable
     # cross BTC: health = 15,800 / 950 (1% of 95,000), tier 0
     assert got[CROSS].health == Fraction(15_800, 950) * WAD // 1
-    assert (_row(got[CROSS])["tier"], _row(got[CROSS])["side"]) == (0, "long")
-    assert got[CROSS].debt[0].value == 950 * 10**6 and got[CROSS].collateral[0].value == 15_800 * 10**6
+    assert (_row(got[CROSS]).tier, _row(got[CROSS]).side) == (0, "long")
+    assert _row(got[CROSS]).requirement == 950 * 10**6 and got[CROSS].collateral[0].value == 15_800 * 10**6
+    assert got[CROSS].cross_equity == 15_800 * 10**6 and _row(got[CROSS]).notional == 95_000 * 10**6
     # isolated ETH short: own ratio = equity 33,330 - 31,000 = 2,330 over 1% of 31,000 = 310
-    assert _row(got[ISO])["health"] == Fraction(2_330, 310) * WAD // 1 == got[ISO].health
-    assert _row(got[ISO])["side"] == "short" and _row(got[ISO])["margin_mode"] == "isolated"
+    assert _row(got[ISO]).details["health"] == Fraction(2_330, 310) * WAD // 1 == got[ISO].health
+    assert _row(got[ISO]).side == "short" and _row(got[ISO]).margin_mode == "isolated"
+    assert _row(got[ISO]).equity == 2_330 * 10**6 and got[ISO].cross_equity is None
     # tiered at BTC 95,000: AV = 277,500 + 40 * 44,000 = 2,037,500; notional 3.8M is tier 2 (5%), requirement
     # 3.8M * 5% - 57,500 = 132,500; its liquidation (45,000, notional 1.8M) is in tier 1
-    assert (_row(got[TIERED])["tier"], _row(got[TIERED])["liquidation_tier"]) == (2, 1)
-    assert _row(got[TIERED])["rate"] == "1/20"
+    assert (_row(got[TIERED]).tier, _row(got[TIERED]).liquidation_tier) == (2, 1)
+    assert _row(got[TIERED]).rate == Fraction(1, 20)
     assert got[TIERED].health == Fraction(2_037_500, 132_500) * WAD // 1
 
 
@@ -171,7 +175,7 @@ def test_cross_verdict_either_side_of_the_liquidation_price(dollar: int, expect:
     got = read(CROSS_LIQ + dollar, Fraction(3_100))
     assert got[CROSS].liquidatable is expect
     assert (got[CROSS].health < WAD) is expect
-    assert _row(got[CROSS])["tier"] == 0
+    assert _row(got[CROSS]).tier == 0
 
 
 @pytest.mark.parametrize(("dollar", "expect"), [(-1, True), (1, False)])
@@ -179,14 +183,14 @@ def test_tiered_verdict_either_side_of_the_liquidation_price(dollar: int, expect
     # at 44,999: AV 277,500 - 40*6,001 = 37,460 < 44,999 - 7,500 = 37,499; at 45,001: 37,540 > 37,501
     got = read(TIERED_LIQ + dollar, Fraction(3_100))
     assert got[TIERED].liquidatable is expect
-    assert _row(got[TIERED])["tier"] == 1  # 40 * ~45,000 = 1.8M: tier 1 now, tier 2 at the worked mark
+    assert _row(got[TIERED]).tier == 1  # 40 * ~45,000 = 1.8M: tier 1 now, tier 2 at the worked mark
 
 
 @pytest.mark.parametrize(("dollar", "expect"), [(1, True), (-1, False)])
 def test_isolated_short_verdict_either_side_of_the_liquidation_price(dollar: int, expect: bool) -> None:
     got = read(Fraction(95_000), ISO_LIQ + dollar)
     assert got[ISO].liquidatable is expect
-    assert _row(got[ISO])["liquidatable"] is expect
+    assert _row(got[ISO]).details["liquidatable"] is expect
     assert not got[CROSS].liquidatable
 
 
@@ -235,3 +239,15 @@ def test_missing_isolated_raw_usd_is_a_read_error() -> None:
         del s.states[ISO]["assetPositions"][0]["position"]["leverage"]["rawUsd"]
 
     assert "rawUsd" in _fault(setup)
+
+
+def test_top_up_restores_the_target_on_the_cross_account() -> None:
+    # at BTC 80,001: AV = 15,800 - 14,999 = 801, requirement 1% of 80,001 = 800.01; to reach health 1.5 the
+    # account needs 1.5 * 800.01 = 1,200.015 of equity: add 399.015 USD (micro-USD integers below)
+    got = read(CROSS_LIQ + 1, Fraction(3_100))
+    (up,) = perp_top_ups(got[CROSS], 3 * WAD // 2)
+    assert (up.scope, up.amount) == ("cross", 399_015_000)
+    assert up.health_after == 3 * WAD // 2
+    # one micro-dollar less falls short of the target
+    assert (got[CROSS].cross_equity + up.amount - 1) * WAD // _row(got[CROSS]).requirement < 3 * WAD // 2
+    assert perp_top_ups(got[ISO], 3 * WAD // 2) == ()  # the isolated short is far from its requirement

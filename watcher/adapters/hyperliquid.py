@@ -18,7 +18,7 @@ import aiohttp
 
 from watcher.adapters.base import Account, ReadError
 from watcher.margin import Tier, hyperliquid_tiers, isolated_liquidation_price, with_deductions
-from watcher.model import WAD, BlockRef, Leg, Position
+from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
 
 PROTOCOL = "hyperliquid"
 USD = 10**6  #: quote units: micro-dollars, the common model's base unit for this venue
@@ -268,6 +268,10 @@ def _ratio_wad(equity: Fraction, req: Fraction) -> int | None:
     return None if req <= 0 else (equity * WAD / req).__floor__()
 
 
+def _ceil(x: Fraction) -> int:
+    return -((-x).__floor__())
+
+
 def positions_from(snapshot: HyperliquidSnapshot, accounts: Sequence[Account], chain: str = PROTOCOL) -> list[Position]:
     """One Position per account: health is the worst of the cross ratio and each isolated ratio."""
     out: list[Position] = []
@@ -276,17 +280,16 @@ def positions_from(snapshot: HyperliquidSnapshot, accounts: Sequence[Account], c
         state = snapshot.accounts.get(account.address)
         if state is None:
             raise ReadError(f"hyperliquid: no clearinghouseState read for {account.address}")
-        rows: list[dict[str, Any]] = []
-        debt: list[Leg] = []
-        cross = [p for p in state.positions if not p.isolated]
+        legs: list[PerpLeg] = []
         reqs: dict[int, Fraction] = {}
         for i, pos in enumerate(state.positions):
             market, mark = snapshot.markets[pos.coin], snapshot.marks[pos.coin]
             req, _ = maintenance(abs(pos.size) * mark * USD, market.tiers)
             reqs[i] = req
+        has_cross = any(not p.isolated for p in state.positions)
         cross_req = sum((reqs[i] for i, p in enumerate(state.positions) if not p.isolated), Fraction(0))
-        cross_liq = bool(cross) and state.cross_account_value * USD < cross_req
-        cross_health = _ratio_wad(state.cross_account_value * USD, cross_req) if cross else None
+        cross_liq = has_cross and state.cross_account_value * USD < cross_req
+        cross_health = _ratio_wad(state.cross_account_value * USD, cross_req) if has_cross else None
         healths = [h for h in (cross_health,) if h is not None]
         any_liq = cross_liq
         for i, pos in enumerate(state.positions):
@@ -294,27 +297,17 @@ def positions_from(snapshot: HyperliquidSnapshot, accounts: Sequence[Account], c
             units, _ = _base(pos, market)
             notional = abs(pos.size) * mark * USD
             req, tier = reqs[i], _tier_index(notional, market.tiers)
-            row: dict[str, Any] = {
-                "coin": pos.coin,
-                "side": "long" if pos.size > 0 else "short",
-                "size": _fmt(pos.size),
-                "entry_px": _fmt(pos.entry_px),
-                "mark_px": _fmt(mark),
-                "notional_usd": _fmt(notional / USD),
-                "tier": tier,
-                "rate": str(market.tiers[tier].rate),
-                "requirement_usd": _fmt(req / USD),
-                "margin_mode": "isolated" if pos.isolated else "cross",
-                "venue_liquidation_px": _fmt(pos.liquidation_px),
-            }
+            extra: dict[str, Any] = {"requirement_exact_usd": _fmt(req / USD)}
+            equity: int | None = None
             if pos.isolated:
                 assert pos.raw_usd is not None  # parse_position requires rawUsd for isolated positions
                 # isolated equity = margin + uPnL = rawUsd + size * mark (rawUsd nets the entry notional)
-                equity = pos.raw_usd + pos.size * mark
-                liq = liquidation_price(pos, market, mark, equity)
-                pos_liq = equity * USD < req
-                health = _ratio_wad(equity * USD, req)
-                row |= {"isolated_equity_usd": _fmt(equity), "health": health, "liquidatable": pos_liq}
+                iso = pos.raw_usd + pos.size * mark
+                liq = liquidation_price(pos, market, mark, iso)
+                pos_liq = iso * USD < req
+                health = _ratio_wad(iso * USD, req)
+                equity = (iso * USD).__floor__()
+                extra |= {"health": health, "liquidatable": pos_liq}
                 any_liq = any_liq or pos_liq
                 if health is not None:
                     healths.append(health)
@@ -322,31 +315,34 @@ def positions_from(snapshot: HyperliquidSnapshot, accounts: Sequence[Account], c
                 # several cross positions: the others are held at their marks, so their requirement is fixed
                 others = cross_req - req
                 liq = liquidation_price(pos, market, mark, state.cross_account_value - others / USD)
-            row["our_liquidation_px"] = _fmt(liq)
-            if liq is not None:
-                row["liquidation_tier"] = _tier_index(abs(pos.size) * liq * USD, market.tiers)
-            rows.append(row)
-            debt.append(
-                Leg(
-                    asset=pos.coin,
-                    symbol=pos.coin,
-                    decimals=market.sz_decimals,
-                    amount=abs(units),
-                    price=round(mark * USD),
-                    value=-((-req).__floor__()),  # rounded up: a requirement is never understated
-                    weight_bps=0,
+            legs.append(
+                PerpLeg(
+                    market=pos.coin,
+                    size=units,
+                    size_decimals=market.sz_decimals,
+                    entry_price=pos.entry_px,
+                    mark_price=mark,
+                    notional=notional.__floor__(),
+                    requirement=_ceil(req),  # rounded up: a requirement is never understated
+                    rate=market.tiers[tier].rate,
+                    margin_mode="isolated" if pos.isolated else "cross",
+                    tier=tier,
+                    equity=equity,
+                    liquidation_price=liq,
+                    venue_liquidation_price=pos.liquidation_px,
+                    liquidation_tier=None if liq is None else _tier_index(abs(pos.size) * liq * USD, market.tiers),
+                    details=extra,
                 )
             )
         value = (state.account_value * USD).__floor__()  # rounded down: equity is never overstated
-        collateral = (Leg("USD", "USD", 6, value, USD, value, 10_000),)
         out.append(
             Position(
                 protocol=PROTOCOL,
                 chain=chain,
                 account=account.address,
                 label=account.label,
-                collateral=collateral,
-                debt=tuple(debt),
+                collateral=(Leg("USD", "USD", 6, value, USD, value, 10_000),),
+                debt=(),
                 health=min(healths) if healths else None,
                 liquidatable=any_liq,
                 base_unit=USD,
@@ -354,13 +350,31 @@ def positions_from(snapshot: HyperliquidSnapshot, accounts: Sequence[Account], c
                 block=block,
                 details={
                     "account_value_usd": _fmt(state.account_value),
-                    "cross_account_value_usd": _fmt(state.cross_account_value),
                     "cross_requirement_usd": _fmt(cross_req / USD),
                     "venue_cross_maintenance_usd": _fmt(state.cross_maintenance_used),
                     "cross_health": cross_health,
                     "cross_liquidatable": cross_liq,
-                    "positions": rows,
                 },
+                perps=tuple(legs),
+                cross_equity=(state.cross_account_value * USD).__floor__() if has_cross else None,
             )
         )
     return out
+
+
+class HyperliquidReader:
+    """Hyperliquid accounts read over the info API at `base_url` (configurable, so tests serve it on 127.0.0.1)."""
+
+    protocol = PROTOCOL
+
+    def __init__(self, name: str, base_url: str, accounts: Sequence[Account], timeout: float = 10.0) -> None:
+        self.chain = name
+        self.base_url = base_url
+        self.accounts = list(accounts)
+        self.timeout = timeout
+        self.skipped: list[tuple[Account, str]] = []
+
+    async def read(self, session: aiohttp.ClientSession) -> list[Position]:
+        """Every account's positions now; ReadError when any answer cannot be trusted."""
+        snap = await fetch_state(session, self.base_url, [a.address for a in self.accounts], self.timeout)
+        return positions_from(snap, self.accounts, self.chain)
