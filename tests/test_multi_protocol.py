@@ -91,4 +91,4 @@ address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
         resolve_deployments(load_config(path))
     path.write_text(base.format(markets='markets = ["0x1234"]'))
     with pytest.raises(ConfigError, match=r"deployments\[0\]\.markets\[0\]: '0x1234' is not a market id"):
-        load_config(path)
+        resolve_deployments(load_config(path))

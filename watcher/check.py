@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
+import importlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from watcher.adapters.aave_v3 import AaveV3Reader
-from watcher.adapters.base import Account, Reader, ReadError
+from watcher.adapters.base import Account, Reader, ReadError, VenueReader
 from watcher.adapters.morpho_blue import MorphoBlueReader
 from watcher.chain import ChainClient, ChainError, ReadStats
-from watcher.config import Config, Deployment, resolve_deployments
+from watcher.config import Config, Deployment, resolve_deployments, resolve_venues
 from watcher.model import BlockRef, Position
 
 MAX_ROUNDS = 6
@@ -39,6 +42,37 @@ class CheckResult:
     degraded: dict[str, str] = field(default_factory=dict)  #: chain -> why it could not be read at all
     seconds: float = 0.0
 
+    def merge(self, other: CheckResult) -> None:
+        """Add another check's findings (e.g. the off-chain venues' beside the chains')."""
+        self.positions += other.positions
+        self.unreadable += other.unreadable
+        self.stats |= other.stats
+        self.blocks |= other.blocks
+        self.degraded |= other.degraded
+        self.seconds += other.seconds
+
+
+#: Adapters built from their module's factory: (module, function(dep: Deployment, accounts) -> Reader).
+_FACTORIES = {
+    "compound_v3": ("watcher.adapters.compound_v3", "make_reader"),
+    "maker": ("watcher.adapters.maker", "make_reader"),
+    "liquity_v1": ("watcher.adapters.liquity", "make_reader_v1"),
+    "liquity_v2": ("watcher.adapters.liquity", "make_reader_v2"),
+    "gmx_v2": ("watcher.adapters.gmx_v2", "make_reader"),
+    "synthetix_perps_v3": ("watcher.adapters.synthetix_perps_v3", "make_reader"),
+}
+
+
+def make_reader(dep: Deployment, accounts: list[Account]) -> Reader:
+    """The reader for one resolved deployment."""
+    if dep.adapter == "aave_v3":
+        return AaveV3Reader(dep.name, dep.chain, dep.address, accounts)
+    if dep.adapter == "morpho_blue":
+        return MorphoBlueReader(dep.name, dep.chain, dep.address, dep.markets, accounts)
+    module, func = _FACTORIES[dep.adapter]
+    factory: Any = getattr(importlib.import_module(module), func)
+    return factory(dep, accounts)
+
 
 def build_readers(cfg: Config, deployments: Sequence[Deployment]) -> list[Reader]:
     """One reader per deployment, with the accounts that watch it."""
@@ -51,16 +85,68 @@ def build_readers(cfg: Config, deployments: Sequence[Deployment]) -> list[Reader
         ]
         if not accounts:
             continue
-        if dep.adapter == "aave_v3":
-            readers.append(AaveV3Reader(dep.name, dep.chain, dep.address, accounts))
-        elif dep.adapter == "morpho_blue":
-            readers.append(MorphoBlueReader(dep.name, dep.chain, dep.address, dep.markets, accounts))
+        readers.append(make_reader(dep, accounts))
     return readers
 
 
 def build(cfg: Config) -> list[Reader]:
     """Readers for a validated config."""
     return build_readers(cfg, resolve_deployments(cfg))
+
+
+def build_venues(cfg: Config) -> list[VenueReader]:
+    """One reader per off-chain venue under [venues]."""
+    out: list[VenueReader] = []
+    for v in resolve_venues(cfg):
+        accounts = [Account(a.address, a.label or a.address[:10]) for a in v.accounts]
+        if v.adapter == "hyperliquid":
+            from watcher.adapters.hyperliquid import HyperliquidReader
+
+            out.append(HyperliquidReader(v.name, v.base_url, accounts, v.timeout))
+        elif v.adapter == "dydx_v4":
+            from watcher.adapters.dydx_v4 import DydxV4Reader
+
+            subaccounts = {a.address: list(a.subaccounts) for a in v.accounts}
+            out.append(DydxV4Reader(v.name, v.base_url, accounts, subaccounts, v.timeout))
+    return out
+
+
+async def check_venue(reader: VenueReader, session: Any, result: CheckResult) -> None:
+    """Read one venue; any failure marks its positions unknown and the venue degraded, never healthy."""
+    t0 = time.perf_counter()
+    try:
+        positions = await reader.read(session)
+    except ReadError as exc:
+        reason = str(exc)
+    except Exception as exc:  # a venue answer we did not foresee must not stop the daemon, nor read as healthy
+        reason = f"{reader.protocol}/{reader.chain}: unexpected {type(exc).__name__}: {exc}"
+    else:
+        result.positions.extend(positions)
+        for account, why in getattr(reader, "skipped", ()):
+            result.unreadable.append(Unreadable(reader.protocol, reader.chain, (account,), why))
+        result.seconds += time.perf_counter() - t0
+        return
+    result.unreadable.append(Unreadable(reader.protocol, reader.chain, tuple(reader.accounts), reason))
+    result.degraded[reader.chain] = reason
+    result.seconds += time.perf_counter() - t0
+
+
+async def check_venues(readers: Sequence[VenueReader], session: Any | None = None) -> CheckResult:
+    """Read every venue concurrently (one aiohttp session, made here when not given)."""
+    import aiohttp
+
+    result = CheckResult()
+    if session is None:
+        async with aiohttp.ClientSession() as own:
+            await asyncio.gather(*(check_venue(r, own, result) for r in readers))
+    else:
+        await asyncio.gather(*(check_venue(r, session, result) for r in readers))
+    return result
+
+
+def run_venues(readers: Sequence[VenueReader]) -> CheckResult:
+    """check_venues from synchronous code (`watcher check`)."""
+    return asyncio.run(check_venues(readers))
 
 
 def _accounts(reader: Reader) -> tuple[Account, ...]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from watcher import __version__
 from watcher.chain import ChainClient, ChainError
-from watcher.check import CheckResult, build, run_check
+from watcher.check import CheckResult, build, build_venues, run_check, run_venues
 from watcher.config import Config, ConfigError, load_config
 from watcher.model import Level
 from watcher.risk import Advice, Thresholds, advise, level_of
@@ -56,8 +56,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     readers = build(cfg)
+    venues = build_venues(cfg)
     clients = clients_for(cfg, {r.chain for r in readers})
     result = run_check(clients, readers)
+    if venues:
+        result.merge(run_venues(venues))
     thresholds = thresholds_of(cfg)
     advices = advise_all(result, thresholds)
     if args.json:
@@ -95,6 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     readers = build(cfg)
+    venues = build_venues(cfg)
     clients = clients_for(cfg, {r.chain for r in readers})
     setup_logging()
     if not cfg.notify.telegram and not cfg.notify.email:
@@ -105,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def main_async() -> None:
         channels = channels_for(cfg)
-        daemon = Daemon(cfg, clients, readers, Store(cfg.storage.path), channels)
+        daemon = Daemon(cfg, clients, readers, Store(cfg.storage.path), channels, venues=venues)
         stop = asyncio.Event()
         install_signal_handlers(stop)
         runner = None

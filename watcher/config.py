@@ -61,7 +61,6 @@ def _market_id(value: Any) -> str:
     return value.lower()
 
 
-MarketId = Annotated[str, BeforeValidator(_market_id)]
 Health = Annotated[int, BeforeValidator(_health)]
 
 
@@ -222,7 +221,30 @@ class DeploymentConfig(_Strict):
     adapter: str | None = None
     pool_addresses_provider: Address | None = None  #: aave_v3: a deployment not in protocols/
     morpho: Address | None = None  #: morpho_blue: the Morpho contract, for a deployment not in protocols/
-    markets: list[MarketId] = []  #: morpho_blue: the market ids to watch
+    comet: Address | None = None  #: compound_v3: one Comet market not in protocols/
+    address: Address | None = None  #: any adapter: the entry contract of a deployment not in protocols/
+    markets: list[str] = []  #: morpho_blue: market ids; compound_v3: market names from protocols/ (default all)
+    vaults: list[Annotated[int, Field(ge=0)]] = []  #: maker: vault ids besides those the accounts own
+    troves: list[Annotated[int, Field(ge=0)]] = []  #: liquity_v2: trove ids besides those the accounts own
+    account_ids: list[Annotated[int, Field(ge=0)]] = []  #: synthetix_perps_v3: perps account ids
+
+
+class VenueAccount(_Strict):
+    """An account on an off-chain venue whose addresses are not EVM addresses (e.g. dYdX's dydx1...)."""
+
+    address: str
+    label: str = ""
+    subaccounts: list[Annotated[int, Field(ge=0)]] = [0]  #: dydx_v4: subaccount numbers (128 and up: isolated)
+
+
+class VenueConfig(_Strict):
+    """An off-chain perps venue read over its HTTP API (Hyperliquid, dYdX v4's indexer)."""
+
+    protocol: str
+    base_url: str | None = None  #: default: the one in protocols/<protocol>.toml; tests point it at 127.0.0.1
+    interval: float = Field(default=5.0, gt=0)  #: seconds between checks
+    timeout: float = Field(default=10.0, gt=0)
+    accounts: list[VenueAccount] = []  #: dydx_v4 needs its own; hyperliquid defaults to the [[accounts]]
 
 
 class AccountConfig(_Strict):
@@ -237,9 +259,10 @@ class Config(_Strict):
     """The whole configuration file."""
 
     thresholds: Thresholds = Thresholds()
-    chains: dict[str, ChainConfig] = Field(min_length=1)
-    deployments: list[DeploymentConfig] = Field(min_length=1)
-    accounts: list[AccountConfig] = Field(min_length=1)
+    chains: dict[str, ChainConfig] = {}
+    deployments: list[DeploymentConfig] = []
+    venues: dict[str, VenueConfig] = {}
+    accounts: list[AccountConfig] = []
     alerts: AlertsConfig = AlertsConfig()
     storage: StorageConfig = StorageConfig()
     notify: NotifyConfig = NotifyConfig()
@@ -255,6 +278,17 @@ class Config(_Strict):
             seen.add(a.address)
         return v
 
+    @model_validator(mode="after")
+    def _something_to_watch(self) -> Config:
+        if not self.venues:
+            for key, val in (("chains", self.chains), ("deployments", self.deployments), ("accounts", self.accounts)):
+                if not val:
+                    raise ValueError(f"{key}: give at least one (or watch an off-chain venue under [venues])")
+        for name in self.venues:
+            if name in self.chains:
+                raise ValueError(f"venues.{name}: the name is already a chain's; give the venue another")
+        return self
+
 
 class Deployment(BaseModel):
     """A resolved deployment: which adapter reads it, on which chain, at which address."""
@@ -265,6 +299,7 @@ class Deployment(BaseModel):
     chain_id: int
     address: str  #: the entry contract: Aave's PoolAddressesProvider, the Morpho singleton, a Comet, ...
     markets: list[str] = []
+    market: str = ""  #: the market's name in protocols/ where a protocol has one contract per market (Compound)
     vaults: list[int] = []  #: maker: vault (cdp) ids to watch besides those the accounts own
     troves: list[int] = []  #: liquity_v2: trove ids to watch besides those the accounts own
     account_ids: list[int] = []  #: synthetix_perps_v3: the perps account (NFT) ids to watch
@@ -277,7 +312,32 @@ class Deployment(BaseModel):
 
 
 #: Each adapter, and the key that names its entry contract in protocols/ files and [[deployments]].
-ADAPTERS = {"aave_v3": "pool_addresses_provider", "morpho_blue": "morpho"}
+ADAPTERS = {
+    "aave_v3": "pool_addresses_provider",
+    "morpho_blue": "morpho",
+    "compound_v3": "comet",
+    "maker": "cdp_manager",
+    "liquity_v1": "trove_manager",
+    "liquity_v2": "collateral_registry",
+    "gmx_v2": "reader",
+    "synthetix_perps_v3": "perps_market_proxy",
+}
+#: Off-chain venues, read over HTTP instead of a chain.
+VENUE_ADAPTERS = ("hyperliquid", "dydx_v4")
+_NOT_ADDRESSES = {"chain_id", "market", "title", "adapter", "note", "base_url"}
+
+
+def _extra(entry: dict[str, Any], key: str, where: str) -> dict[str, str]:
+    """The entry's other addresses (a Maker Vat, a GMX DataStore ...), checksummed."""
+    out = {}
+    for k, v in entry.items():
+        if k in _NOT_ADDRESSES or k == key or not isinstance(v, str):
+            continue
+        try:
+            out[k] = _address(v)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{k}: {exc}") from None
+    return out
 
 
 def resolve_deployments(cfg: Config) -> list[Deployment]:
@@ -288,46 +348,131 @@ def resolve_deployments(cfg: Config) -> list[Deployment]:
         where = f"deployments[{i}]"
         spec = files.get(d.protocol)
         adapter = d.adapter or (spec or {}).get("adapter")
-        given = d.pool_addresses_provider or d.morpho
+        given = d.address or d.pool_addresses_provider or d.morpho or d.comet
         if spec is None and given is None:
-            known = ", ".join(sorted(files))
+            known = ", ".join(sorted(k for k, v in files.items() if v.get("adapter") in ADAPTERS))
             raise ConfigError(f"{where}.protocol: unknown protocol {d.protocol!r} (known: {known})")
+        if adapter in VENUE_ADAPTERS:
+            raise ConfigError(f"{where}.protocol: {d.protocol} is an off-chain venue: configure it under [venues]")
         if adapter not in ADAPTERS:
             raise ConfigError(f"{where}.adapter: unknown adapter {adapter!r} (known: {', '.join(ADAPTERS)})")
         key = ADAPTERS[adapter]
-        if adapter == "morpho_blue" and not d.markets:
-            raise ConfigError(f"{where}.markets: give the ids of the Morpho Blue markets to watch")
+        morpho_markets: list[str] = []
+        if adapter == "morpho_blue":
+            for j, m in enumerate(d.markets):
+                try:
+                    morpho_markets.append(_market_id(m))
+                except ValueError as exc:
+                    raise ConfigError(f"{where}.markets[{j}]: {exc}") from None
+            if not d.markets:
+                raise ConfigError(f"{where}.markets: give the ids of the Morpho Blue markets to watch")
         for chain in d.chains:
             if chain not in cfg.chains:
                 raise ConfigError(f"{where}.chains: unknown chain {chain!r} (configured: {', '.join(cfg.chains)})")
             chain_id = cfg.chains[chain].chain_id
-            address = given
-            if address is None:
+            entries: list[tuple[str, dict[str, Any]]]
+            if given is not None:
+                entries = [("custom", {key: given})]
+            else:
                 assert spec is not None
-                match = [v for v in spec.get("deployments", {}).values() if v.get("chain_id") == chain_id]
-                if not match:
+                entries = [
+                    (n, v) for n, v in spec.get("deployments", {}).items() if v.get("chain_id") == chain_id and key in v
+                ]
+                if not entries:
                     raise ConfigError(
                         f"{where}: protocols/{d.protocol}.toml has no deployment on chain id {chain_id} "
                         f"(chains.{chain}); give {key} for a custom one"
                     )
-                address = to_checksum_address(match[0][key])
-            out.append(
-                Deployment(
-                    name=d.name or d.protocol,
-                    adapter=adapter,
-                    chain=chain,
-                    chain_id=chain_id,
-                    address=address,
-                    markets=list(d.markets),
+                if adapter == "compound_v3" and d.markets:
+                    # Compound v3 has one Comet per base asset: `markets` picks them by name (USDC, WETH ...)
+                    names = {str(v.get("market", "")).upper() for _, v in entries}
+                    for j, m in enumerate(d.markets):
+                        if m.upper() not in names:
+                            raise ConfigError(
+                                f"{where}.markets[{j}]: no {d.protocol} market {m!r} on chains.{chain} "
+                                f"(known: {', '.join(sorted(names))})"
+                            )
+                    entries = [
+                        (n, v) for n, v in entries if str(v.get("market", "")).upper() in map(str.upper, d.markets)
+                    ]
+            for entry_name, entry in entries:
+                out.append(
+                    Deployment(
+                        name=d.name or d.protocol,
+                        adapter=adapter,
+                        chain=chain,
+                        chain_id=chain_id,
+                        address=to_checksum_address(entry[key]),
+                        markets=morpho_markets,
+                        market=str(entry.get("market", "")),
+                        vaults=list(d.vaults),
+                        troves=list(d.troves),
+                        account_ids=list(d.account_ids),
+                        extra=_extra(entry, key, f"protocols/{d.protocol}.toml deployments.{entry_name}"),
+                    )
                 )
-            )
-    names = {dep.name for dep in out}
+    names = {dep.name for dep in out} | set(cfg.venues)
     for i, a in enumerate(cfg.accounts):
         for p in a.protocols or []:
             if p not in names:
                 raise ConfigError(
                     f"accounts[{i}].protocols: unknown deployment {p!r} (configured: {', '.join(sorted(names))})"
                 )
+    return out
+
+
+class Venue(BaseModel):
+    """A resolved off-chain venue: its adapter, base URL and accounts."""
+
+    name: str
+    adapter: str
+    base_url: str
+    interval: float
+    timeout: float
+    accounts: list[VenueAccount]
+
+
+def resolve_venues(cfg: Config) -> list[Venue]:
+    """Each [venues.<name>] with its base URL (default from protocols/) and accounts, validated for its adapter."""
+    files = protocol_files()
+    out = []
+    for name, v in cfg.venues.items():
+        where = f"venues.{name}"
+        spec = files.get(v.protocol, {})
+        adapter = spec.get("adapter")
+        if adapter not in VENUE_ADAPTERS:
+            known = ", ".join(sorted(k for k, f in files.items() if f.get("adapter") in VENUE_ADAPTERS))
+            raise ConfigError(f"{where}.protocol: {v.protocol!r} is not an off-chain venue (known: {known})")
+        base_url = v.base_url or spec.get("base_url")
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.base_url: give an http(s) URL")  # never echoed: it may carry a key
+        accounts = list(v.accounts)
+        if adapter == "hyperliquid":
+            if not accounts:
+                accounts = [
+                    VenueAccount(address=a.address, label=a.label)
+                    for a in cfg.accounts
+                    if a.protocols is None or name in a.protocols
+                ]
+            for j, acct in enumerate(accounts):
+                try:
+                    accounts[j] = acct.model_copy(update={"address": _address(acct.address)})
+                except ValueError as exc:
+                    raise ConfigError(f"{where}.accounts[{j}].address: {exc}") from None
+        elif adapter == "dydx_v4":
+            for j, acct in enumerate(accounts):
+                if not re.fullmatch(r"dydx1[02-9ac-hj-np-z]{38}", acct.address):
+                    raise ConfigError(
+                        f"{where}.accounts[{j}].address: {acct.address!r} is not a dYdX address (dydx1 and 38 "
+                        "bech32 characters)"
+                    )
+        if not accounts:
+            raise ConfigError(f"{where}.accounts: no account to watch on this venue")
+        out.append(
+            Venue(
+                name=name, adapter=adapter, base_url=base_url, interval=v.interval, timeout=v.timeout, accounts=accounts
+            )
+        )
     return out
 
 

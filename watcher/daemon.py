@@ -15,10 +15,10 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from watcher.adapters.base import Reader
+from watcher.adapters.base import Reader, VenueReader
 from watcher.alerts import AlertState, Event, Observation, Rules, Severity, evaluate, raw_level
 from watcher.chain import ChainClient
-from watcher.check import CheckResult, run_check
+from watcher.check import CheckResult, check_venues, run_check
 from watcher.config import Config
 from watcher.messages import chain_message, position_message
 from watcher.model import BPS, Position
@@ -85,10 +85,13 @@ class Daemon:
         channels: dict[str, Channel],
         *,
         clock: Callable[[], float] = time.time,
+        venues: Sequence[VenueReader] = (),
     ) -> None:
         self.cfg = cfg
         self.clients = clients
         self.readers = list(readers)
+        self.venues = {v.chain: v for v in venues}
+        self._session: Any = None  #: the aiohttp session venues are read through, made in run()
         self.store = store
         self.channels = channels
         self.clock = clock
@@ -218,7 +221,7 @@ class Daemon:
         }
 
     def _position_alert(self, p: Position, ev: Event, advice: Any, previous: int | None) -> AlertRecord:
-        subject, text = position_message(p, ev, advice, previous)
+        subject, text = position_message(p, ev, advice, previous, self.cfg.thresholds.target)
         return AlertRecord(ev.alert_id, p.key, ev.kind, ev.level.name.lower(), p.health, ev.at, subject, text)
 
     def _history_due(
@@ -304,8 +307,29 @@ class Daemon:
             log.exception("check failed", extra={"chain": chain})
         await self.relay_now()
 
+    async def read_venue(self, name: str) -> CheckResult:
+        """Read one off-chain venue (on the loop: its reads are aiohttp requests)."""
+        return await check_venues([self.venues[name]], self._session)
+
+    async def run_venue(self, name: str) -> None:
+        """The scheduled job of an off-chain venue: read, evaluate and commit, then an immediate relay pass."""
+        try:
+            self.process(name, await self.read_venue(name))
+        except Exception:
+            log.exception("check failed", extra={"chain": name})
+        await self.relay_now()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set (SIGINT/SIGTERM in `watcher run`)."""
+        import aiohttp
+
+        self._session = aiohttp.ClientSession()
+        try:
+            await self._run(stop)
+        finally:
+            await self._session.close()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         scheduler = AsyncIOScheduler()
         for chain in sorted({r.chain for r in self.readers}):
             interval = self.cfg.chains[chain].check_interval()
@@ -320,12 +344,32 @@ class Daemon:
                 next_run_time=datetime.now(UTC),  # the first check right away
                 id=f"check:{chain}",
             )
+        for name in sorted(self.venues):
+            interval = self.cfg.venues[name].interval if name in self.cfg.venues else 5.0
+            scheduler.add_job(
+                self.run_venue,
+                "interval",
+                args=[name],
+                seconds=interval,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=max(1, int(interval * 2)),
+                next_run_time=datetime.now(UTC),
+                id=f"check:{name}",
+            )
         scheduler.add_job(
             self.prune, "interval", seconds=3600, coalesce=True, max_instances=1, next_run_time=datetime.now(UTC)
         )
         scheduler.start()
         retries = asyncio.create_task(self._retry_loop(stop))
-        log.info("started", extra={"chains": sorted({r.chain for r in self.readers}), "channels": list(self.channels)})
+        log.info(
+            "started",
+            extra={
+                "chains": sorted({r.chain for r in self.readers}),
+                "venues": sorted(self.venues),
+                "channels": list(self.channels),
+            },
+        )
         await stop.wait()
         scheduler.shutdown(wait=False)
         await retries

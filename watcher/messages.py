@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from watcher.alerts import Event, Severity
 from watcher.model import Position
-from watcher.render import health_text, short
-from watcher.risk import Advice
+from watcher.render import health_text, perp_text, short, top_up_text
+from watcher.risk import Advice, perp_top_ups
 
 _HEAD = {
     "fire": "{level}",
@@ -25,7 +25,9 @@ def _money(p: Position, value: int) -> str:
     return f"{sym}{short(value, decimals, 2)}"
 
 
-def position_message(p: Position, event: Event, advice: Advice | None, previous: int | None) -> tuple[str, str]:
+def position_message(
+    p: Position, event: Event, advice: Advice | None, previous: int | None, target: int | None = None
+) -> tuple[str, str]:
     """(subject, text) for an alert about a position; `previous` is an earlier health, for the trend."""
     level = event.level.name
     head = _HEAD.get(event.kind, event.kind).format(level=level)
@@ -49,6 +51,13 @@ def position_message(p: Position, event: Event, advice: Advice | None, previous:
         ]
         if fixes:
             lines.append(f"To reach {health_text(advice.target)}: " + " or ".join(fixes))
+    if p.perps and event.kind != "recover":
+        lines += [perp_text(p, leg) for leg in p.perps[:3]]
+        if len(p.perps) > 3:
+            lines.append(f"... and {len(p.perps) - 3} more positions")
+        ups = perp_top_ups(p, target) if target is not None else ()
+        if ups:
+            lines.append(f"To reach {health_text(target)}: " + " and ".join(top_up_text(p, u) for u in ups))
     return subject, "\n".join(lines)
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from fractions import Fraction
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from watcher.check import CheckResult
-from watcher.model import WAD, Leg, Level, Position
-from watcher.risk import Action, Advice, LiquidationPrice, Thresholds, level_of
+from watcher.model import WAD, Leg, Level, PerpLeg, Position
+from watcher.risk import Action, Advice, LiquidationPrice, MarginTopUp, Thresholds, level_of, perp_top_ups
 
 _LEVEL_STYLE = {
     Level.OK: "green",
@@ -39,6 +40,57 @@ def short(amount: int, decimals: int, places: int = 4) -> str:
     """An integer amount rounded for a human, with thousands separators."""
     d = Decimal(amount).scaleb(-decimals)
     return f"{d:,.{places}f}".rstrip("0").rstrip(".")
+
+
+def frac_text(x: Fraction, places: int = 8, group: bool = False) -> str:
+    """An exact rational (a perp price) as a decimal string rounded to `places`, trailing zeros dropped."""
+    with localcontext() as ctx:
+        ctx.prec = 80
+        d = (Decimal(x.numerator) / Decimal(x.denominator)).quantize(Decimal(1).scaleb(-places), ROUND_HALF_EVEN)
+    text = f"{d:,f}" if group else f"{d:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def price_text(x: Fraction) -> str:
+    """A price for a human: 2 decimals above 1,000, more below, so small-coin prices keep their digits."""
+    places = 2 if abs(x) >= 1000 else 4 if abs(x) >= 1 else 8
+    return frac_text(x, places, group=True)
+
+
+def margin_ratio(p: Position, leg: PerpLeg) -> int | None:
+    """Equity over requirement (WAD) of the margin group a perp leg is in: its own if isolated, else the cross."""
+    if leg.margin_mode == "isolated":
+        equity, req = leg.equity, leg.requirement
+    else:
+        equity, req = p.cross_equity, sum(x.requirement for x in p.perps if x.margin_mode == "cross")
+    return None if equity is None or req <= 0 else equity * WAD // req
+
+
+def perp_move_pct(leg: PerpLeg) -> Fraction | None:
+    """The move from the mark to our liquidation price, in percent."""
+    if leg.liquidation_price is None or not leg.mark_price:
+        return None
+    return (leg.liquidation_price - leg.mark_price) * 100 / leg.mark_price
+
+
+def perp_text(p: Position, leg: PerpLeg) -> str:
+    """One line: market, side and size, mark, tier and rate, and where it liquidates."""
+    size = short(abs(leg.size), leg.size_decimals)
+    tier = f"tier {leg.tier} " if leg.tier is not None else ""
+    head = f"{leg.market} {leg.side} {size} @ {price_text(leg.mark_price)} · {tier}MMR {frac_text(leg.rate * 100, 3)}%"
+    move = perp_move_pct(leg)
+    if leg.liquidation_price is None or move is None:
+        return head + " · no liquidation price"
+    crossing = ""
+    if leg.liquidation_tier is not None and leg.liquidation_tier != leg.tier:
+        crossing = f", in tier {leg.liquidation_tier}"
+    return head + f" · liq {price_text(leg.liquidation_price)} ({frac_text(move, 1)}%{crossing})"
+
+
+def top_up_text(p: Position, up: MarginTopUp) -> str:
+    """Collateral to add to one margin group."""
+    where = "cross margin" if up.scope == "cross" else f"the isolated {up.scope} position"
+    return f"add {_money(p, up.amount)} to {where}"
 
 
 def health_text(h: int | None) -> str:
@@ -88,11 +140,16 @@ def render_table(result: CheckResult, advices: dict[str, Advice], thresholds: Th
             lps = "\n".join(_lp_text(p, lp) for lp in adv.liquidation_prices) if adv else ""
             acts = [*adv.top_ups, *adv.repayments] if adv else []
             advice = " or\n".join(_action_text(a) for a in acts) if acts else "-"
+            debt = "\n".join(_leg_text(p, leg) for leg in p.debt)
+            if p.perps:
+                debt = "\n".join(perp_text(p, leg) for leg in p.perps)
+                ups = perp_top_ups(p, thresholds.target)
+                advice = " and\n".join(top_up_text(p, u) for u in ups) if ups else "-"
             t.add_row(
                 p.protocol,
-                f"{p.chain} #{p.block.number}",
+                f"{p.chain} #{p.block.number}" if p.block.number else p.chain,
                 "\n".join(_leg_text(p, leg) for leg in p.collateral) or "-",
-                "\n".join(_leg_text(p, leg) for leg in p.debt) or "-",
+                debt or "-",
                 f"[{_LEVEL_STYLE[lvl]}]{health_text(p.health)} {lvl.value}[/]",
                 lps or "-",
                 advice,
@@ -129,8 +186,60 @@ def _action_json(a: Action) -> dict[str, Any]:
     }
 
 
+def _opt_price(x: Fraction | None) -> dict[str, Any]:
+    return {"value": None, "exact": None} if x is None else {"value": frac_text(x), "exact": str(x)}
+
+
+def perp_json(p: Position, leg: PerpLeg) -> dict[str, Any]:
+    """A perp leg as a JSON-ready dict: raw integers in the position's base units, prices exact and rounded."""
+    decimals = _base_decimals(p)
+    ratio = margin_ratio(p, leg)
+    move = perp_move_pct(leg)
+    return {
+        "market": leg.market,
+        "side": leg.side,
+        "size_raw": leg.size,
+        "size": units(leg.size, leg.size_decimals),
+        "entry_price": _opt_price(leg.entry_price),
+        "mark_price": _opt_price(leg.mark_price),
+        "notional_raw": leg.notional,
+        "notional": units(leg.notional, decimals),
+        "requirement_raw": leg.requirement,
+        "requirement": units(leg.requirement, decimals),
+        "maintenance_rate": frac_text(leg.rate, 12),
+        "margin_mode": leg.margin_mode,
+        "tier": leg.tier,
+        "equity_raw": leg.equity,
+        "margin_ratio_raw": ratio,
+        "margin_ratio": None if ratio is None else units(ratio, 18),
+        "liquidation_price": _opt_price(leg.liquidation_price),
+        "liquidation_move_pct": None if move is None else frac_text(move, 4),
+        "liquidation_tier": leg.liquidation_tier,
+        "venue_liquidation_price": _opt_price(leg.venue_liquidation_price),
+        "details": dict(leg.details),
+    }
+
+
 def position_json(p: Position, adv: Advice | None, thresholds: Thresholds) -> dict[str, Any]:
     """A position as a JSON-ready dict: raw integers beside decimal strings."""
+    doc = _position_json(p, adv, thresholds)
+    if p.perps:
+        decimals = _base_decimals(p)
+        doc["perps"] = [perp_json(p, leg) for leg in p.perps]
+        doc["cross_equity_raw"] = p.cross_equity
+        doc["margin_top_ups"] = [
+            {
+                "scope": u.scope,
+                "amount_raw": u.amount,
+                "amount": units(u.amount, decimals),
+                "health_after_raw": u.health_after,
+            }
+            for u in perp_top_ups(p, thresholds.target)
+        ]
+    return doc
+
+
+def _position_json(p: Position, adv: Advice | None, thresholds: Thresholds) -> dict[str, Any]:
     return {
         "id": p.key,
         "protocol": p.protocol,

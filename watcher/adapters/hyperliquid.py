@@ -277,7 +277,7 @@ def positions_from(snapshot: HyperliquidSnapshot, accounts: Sequence[Account], c
     out: list[Position] = []
     block = BlockRef(number=0, timestamp=snapshot.fetched_at)
     for account in accounts:
-        state = snapshot.accounts.get(account.address)
+        state = snapshot.accounts.get(account.address) or snapshot.accounts.get(account.address.lower())
         if state is None:
             raise ReadError(f"hyperliquid: no clearinghouseState read for {account.address}")
         legs: list[PerpLeg] = []
@@ -376,5 +376,6 @@ class HyperliquidReader:
 
     async def read(self, session: aiohttp.ClientSession) -> list[Position]:
         """Every account's positions now; ReadError when any answer cannot be trusted."""
-        snap = await fetch_state(session, self.base_url, [a.address for a in self.accounts], self.timeout)
+        # the info API documents users as lowercase hex; config addresses are checksummed
+        snap = await fetch_state(session, self.base_url, [a.address.lower() for a in self.accounts], self.timeout)
         return positions_from(snap, self.accounts, self.chain)
