@@ -1,0 +1,565 @@
+"""Synthetix perps v3 adapter: PerpsMarketProxy views plus a few storage slots in one batch, canLiquidate replayed.
+
+Synthetix perps accounts are NFT ids (uint128), each one cross-margined account owned by an address. The check the
+watcher replays is LiquidationModule.canLiquidate -> PerpsAccount.isEligibleForLiquidation (synthetix-v3 main):
+
+    liquidatable  iff  flagged  or  requiredMaintenanceMargin + liquidationReward > availableMargin
+
+- availableMargin = discounted collateral value + sum of positions' totalPnl - debt, where Position.getPnl at the index
+  price p is pricePnl = size*(p - latestInteractionPrice)/1e18, accruedFunding = size*(nextFunding(p) -
+  latestInteractionFunding)/1e18 with nextFunding(p) = lastFundingValue + avgRate*elapsed/1e18*p/1e18, minus
+  chargedInterest = (|size|*p/1e18 * lockedOiRatio/1e18) * (nextInterestAccrued - latestInterestAccrued)/1e18.
+  Every division truncates toward zero, as Solidity's does.
+- requiredMaintenanceMargin = sum over positions of PerpsMarketConfiguration.calculateRequiredMargins:
+  imr = (|size|/skewScale)*initialMarginRatio + minimumInitialMarginRatio, mmr = imr * maintenanceMarginScalar,
+  maintenance = (|size|*p/1e18) * mmr/1e18 + minimumPositionMargin (all D18 floors).
+- liquidationReward = keeperReward(max(sum flagRewardRatio*notional, collateralValue*collateralLiquidateRewardRatio),
+  flagCost + liquidateCost, collateralValue) + keeperReward(0, liquidateCost, 0) * (maxLiquidationWindows - 1),
+  with keeperReward(r, c, m) = min(max(minCap(c), r + c), maxCap(m)); keeper costs come from the keeper-cost
+  oracle node (processWithRuntime on the oracle manager), and getRequiredMargins returns maintenance + reward.
+
+The price-dependent state no view serves (each position's latestInteractionPrice/Funding/InterestAccrued, each
+market's lastFundingRate/Value/Time, the InterestRate record, the factory's oracle manager) is read by storage slot at
+Synthetix's namespaced slots. The replay is checked against getOpenPosition, getAvailableMargin and
+getRequiredMargins at the same block: any difference is a ReadError (a layout change must not read as healthy).
+
+Money is USD in D18 (base_unit 1e18); sizes are D18 coins (size_decimals 18); prices D18 USD per coin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from typing import Any
+
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
+
+from watcher.abi import Contract
+from watcher.adapters.base import Account, Call, ReadError, TaggedReader
+from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
+from watcher.risk import least_true
+
+PROXY = Contract("ISynthetixPerpsMarketProxy")
+NODE = Contract("ISynthetixPerpsOracleNode")
+D18 = 10**18
+YEAR = 31_557_600  #: InterestRate's AVERAGE_SECONDS_PER_YEAR
+DAY = 86_400
+USD = "snxUSD"  #: the collateral leg's asset: available margin in USD (D18)
+_CHEAP, _HEAVY = 20_000, 400_000
+
+FACTORY_SLOT = int.from_bytes(keccak(abi_encode(["string"], ["io.synthetix.perps-market.PerpsMarketFactory"])), "big")
+INTEREST_SLOT = int.from_bytes(keccak(abi_encode(["string"], ["io.synthetix.perps-market.InterestRate"])), "big")
+_POSITIONS = 11  #: PerpsMarket.Data: name, symbol, id, skew, size, lastFundingRate(5), lastFundingValue(6),
+#: lastFundingTime(7), two packed uint128 (8), debtCorrectionAccumulator (9), asyncOrders (10), positions (11)
+_KEYS = [b"numberOfUpdatedFeeds".ljust(32, b"\0"), b"executionKind".ljust(32, b"\0"), b"\0" * 32, b"\0" * 32]
+_FLAG, _LIQUIDATE = 1, 2
+
+
+def market_slot(market_id: int) -> int:
+    """PerpsMarket.load(marketId): keccak256(abi.encode("io.synthetix.perps-market.PerpsMarket", marketId))."""
+    return int.from_bytes(
+        keccak(abi_encode(["string", "uint128"], ["io.synthetix.perps-market.PerpsMarket", market_id])), "big"
+    )
+
+
+def position_slot(market_id: int, account_id: int) -> int:
+    """The first slot of PerpsMarket.load(marketId).positions[accountId] (Position.Data)."""
+    return int.from_bytes(
+        keccak(abi_encode(["uint256", "uint256"], [account_id, market_slot(market_id) + _POSITIONS])), "big"
+    )
+
+
+def _signed(w: int, bits: int = 256) -> int:
+    """A word (or its low `bits`) as a two's complement integer."""
+    w &= (1 << bits) - 1
+    return w - (1 << bits) if w >> (bits - 1) else w
+
+
+def tdiv(a: int, b: int) -> int:
+    """Integer division truncating toward zero, as Solidity's int256 division does."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+@dataclass(frozen=True, slots=True)
+class MarketState:
+    """One perps market's configuration and funding state, as read at the block."""
+
+    market_id: int
+    symbol: str
+    skew_scale: int
+    initial_margin_ratio: int
+    minimum_initial_margin_ratio: int
+    maintenance_margin_scalar: int
+    flag_reward_ratio: int
+    minimum_position_margin: int
+    locked_oi_ratio: int
+    maker_fee: int
+    taker_fee: int
+    liquidation_multiplier: int
+    liquidation_window_seconds: int
+    last_funding_rate: int
+    last_funding_value: int
+    last_funding_time: int
+    skew: int
+    max_funding_velocity: int
+
+    def funding_rate(self, now: int) -> int:
+        """currentFundingRate: lastFundingRate + velocity * elapsed days, velocity = clamp(skew/skewScale) * max."""
+        velocity = 0
+        if self.skew_scale:
+            p_skew = max(-D18, min(D18, tdiv(self.skew * D18, self.skew_scale)))
+            velocity = tdiv(p_skew * self.max_funding_velocity, D18)
+        return self.last_funding_rate + tdiv(velocity * self.elapsed(now), D18)
+
+    def elapsed(self, now: int) -> int:
+        """proportionalElapsed: days since the last funding update, D18."""
+        return (now - self.last_funding_time) * D18 // DAY
+
+    def margins(self, size: int, price: int) -> tuple[int, int, int]:
+        """calculateRequiredMargins: (maintenance margin, maintenance ratio D18, notional), D18 floors."""
+        if size == 0:
+            return 0, 0, 0
+        impact = 0 if self.skew_scale == 0 else abs(size) * D18 // self.skew_scale
+        imr = impact * self.initial_margin_ratio // D18 + self.minimum_initial_margin_ratio
+        mmr = imr * self.maintenance_margin_scalar // D18
+        notional = abs(size) * price // D18
+        return notional * mmr // D18 + self.minimum_position_margin, mmr, notional
+
+    def windows(self, size_abs: int) -> int:
+        """numberOfLiquidationWindows: ceil(|size| / maxLiquidationAmountInWindow), 0 when that amount is 0."""
+        per = (self.maker_fee + self.taker_fee) * self.skew_scale // D18 * self.liquidation_multiplier // D18
+        per *= self.liquidation_window_seconds
+        return 0 if per == 0 else -(-size_abs // per)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionState:
+    """One open position's stored record (Position.Data)."""
+
+    market_id: int
+    size: int
+    last_price: int
+    last_funding: int
+    last_interest: int
+
+
+@dataclass(frozen=True, slots=True)
+class SynthetixAccountSimulator:
+    """Exact replay of isEligibleForLiquidation for one account, with market prices or collateral changed.
+
+    Keeper costs and collateral values are held at the read block; funding and interest accrue to `now`.
+    """
+
+    account_id: int
+    now: int
+    markets: tuple[MarketState, ...]
+    prices: tuple[int, ...]  #: index price of each market, aligned with `markets`
+    positions: tuple[PositionState, ...]
+    interest: tuple[int, int, int]  #: InterestRate: interestAccrued, interestRate, lastTimestamp
+    collateral_discounted: int  #: what availableMargin counts
+    collateral_value: int  #: totalCollateralValue (undiscounted): the keeper reward's caps and collateral reward
+    debt: int
+    guards: tuple[int, int, int, int]  #: minKeeperRewardUsd, minKeeperProfitRatio, maxKeeperRewardUsd, maxScaling
+    collateral_reward_ratio: int
+    flag_cost: int
+    liquidate_cost: int
+    flagged: bool
+
+    def _market(self, market_id: int) -> tuple[MarketState, int]:
+        for m, p in zip(self.markets, self.prices, strict=True):
+            if m.market_id == market_id:
+                return m, p
+        raise KeyError(f"market {market_id} not read")
+
+    def _next_interest(self) -> int:
+        accrued, rate, last = self.interest
+        elapsed = (self.now - last) * D18 // YEAR
+        return accrued + rate * elapsed // D18
+
+    def pnl(self, pos: PositionState) -> tuple[int, int, int]:
+        """Position.getPnl at the market's price: (totalPnl, accruedFunding, chargedInterest)."""
+        m, price = self._market(pos.market_id)
+        elapsed = m.elapsed(self.now)
+        avg = -tdiv((m.last_funding_rate + m.funding_rate(self.now)) * D18, 2 * D18)
+        next_funding = m.last_funding_value + tdiv(tdiv(avg * elapsed, D18) * price, D18)
+        accrued = tdiv(pos.size * (next_funding - pos.last_funding), D18)
+        price_pnl = tdiv(pos.size * (price - pos.last_price), D18)
+        locked = abs(pos.size) * price // D18 * m.locked_oi_ratio // D18
+        net = self._next_interest() - pos.last_interest
+        if net < 0:
+            raise ValueError("position interest index is ahead of the market's")
+        interest = locked * net // D18
+        return price_pnl + accrued - interest, accrued, interest
+
+    def available(self) -> int:
+        """getAvailableMargin: discounted collateral + PnL - debt."""
+        return self.collateral_discounted - self.debt + sum(self.pnl(p)[0] for p in self.positions)
+
+    def maintenances(self) -> list[tuple[int, int, int]]:
+        """Per position: (maintenance margin, maintenance ratio D18, notional)."""
+        return [self._market(p.market_id)[0].margins(p.size, self._market(p.market_id)[1]) for p in self.positions]
+
+    def _keeper_reward(self, rewards: int, cost: int, margin: int) -> int:
+        min_usd, min_profit, max_usd, max_scaling = self.guards
+        min_cap = max(cost + min_usd, cost * (min_profit + D18) // D18)
+        max_cap = max_usd if margin == 0 else min(margin * max_scaling // D18, max_usd)
+        return min(max(min_cap, rewards + cost), max_cap)
+
+    def reward(self) -> int:
+        """getAccountRequiredMargins' possibleLiquidationReward."""
+        if not self.positions:
+            return 0
+        flag, windows = 0, 0
+        for p in self.positions:
+            m, price = self._market(p.market_id)
+            flag += abs(p.size) * price // D18 * m.flag_reward_ratio // D18
+            windows = max(windows, m.windows(abs(p.size)))
+        collateral_reward = self.collateral_value * self.collateral_reward_ratio // D18
+        out = self._keeper_reward(
+            max(flag, collateral_reward), self.flag_cost + self.liquidate_cost, self.collateral_value
+        )
+        if windows:
+            out += self._keeper_reward(0, self.liquidate_cost, 0) * (windows - 1)
+        return out
+
+    def requirement(self) -> int:
+        """What the check compares with availableMargin: maintenance margins + liquidation reward."""
+        return sum(mm for mm, _, _ in self.maintenances()) + self.reward() if self.positions else 0
+
+    def liquidatable(self) -> bool:
+        """canLiquidate: flagged, or requirement > availableMargin."""
+        return self.flagged or self.requirement() > self.available()
+
+    def health(self) -> int | None:
+        """floor(available * 1e18 / requirement): below 1e18 exactly when the requirement exceeds the margin."""
+        req = self.requirement()
+        return None if req == 0 else self.available() * WAD // req
+
+    def at_time(self, timestamp: int) -> SynthetixAccountSimulator:
+        """The same account with funding and interest accrued to `timestamp` (prices and costs held)."""
+        return replace(self, now=timestamp)
+
+    def with_price(self, asset: str, price: int) -> SynthetixAccountSimulator:
+        """Replace one market's index price; `asset` is the market's symbol or its id."""
+        prices = list(self.prices)
+        for i, m in enumerate(self.markets):
+            if asset in (m.symbol, str(m.market_id)):
+                prices[i] = price
+        return replace(self, prices=tuple(prices))
+
+    def with_supply(self, asset: str, amount: int) -> SynthetixAccountSimulator:
+        """After depositing `amount` snxUSD (D18) as collateral."""
+        return replace(
+            self,
+            collateral_discounted=self.collateral_discounted + amount,
+            collateral_value=self.collateral_value + amount,
+        )
+
+    def with_repay(self, asset: str, amount: int) -> SynthetixAccountSimulator:
+        """After payDebt(amount): the debt falls, never below zero."""
+        return replace(self, debt=self.debt - min(amount, self.debt))
+
+    def liquidation_price(self, market_id: int) -> int | None:
+        """The index price of one market at which canLiquidate turns true, everything else held; None if none does.
+
+        A long is liquidatable at this price and not one unit (1e-18 USD) above; a short at it and not one below.
+        """
+        if self.flagged:
+            return None
+        m, p0 = self._market(market_id)
+        size = next(p.size for p in self.positions if p.market_id == market_id)
+        hi = max(p0, 1) << 64
+
+        def liq(p: int) -> bool:
+            return self.with_price(m.symbol if m.symbol else str(market_id), p).liquidatable()
+
+        if size > 0:
+            if not liq(1):
+                return None
+            safe = least_true(lambda p: not liq(p), p0, 1, hi)
+            return None if safe is None else safe - 1
+        return least_true(liq, p0, 1, hi)
+
+
+class SynthetixPerpsV3Reader(TaggedReader):
+    """Reads Synthetix perps v3 accounts (by NFT id) from one PerpsMarketProxy, in one batch per check."""
+
+    def __init__(
+        self, protocol: str, chain: str, proxy_address: str, accounts: Sequence[Account], account_ids: Sequence[int]
+    ) -> None:
+        self.protocol = protocol
+        self.chain = chain
+        self.proxy = to_checksum_address(proxy_address)
+        self.accounts = list(accounts)
+        self.account_ids = [int(i) for i in account_ids]
+        #: accounts that could not be valued (an id nobody owns), with the reason
+        self.skipped: list[tuple[Account, str]] = []
+        # Learned at the first check and re-read every check: each account's open markets and collateral types,
+        # the oracle manager and the keeper-cost node; a change asks once more at the same block.
+        self.learned: tuple[Any, ...] | None = None
+        self._plan: list[tuple[Any, ...]] = []
+        self._calls: list[Call] = []
+        self._planned_for: tuple[Any, ...] | None = None
+        self._symbols: dict[int, str] = {}
+
+    def _add(self, tag: tuple[Any, ...], data: bytes, gas: int = _CHEAP, target: str | None = None) -> None:
+        self._plan.append(tag)
+        self._calls.append(Call(target or self.proxy, data, gas))
+
+    def _slot(self, tag: tuple[Any, ...], slot: int) -> None:
+        self._plan.append(tag)
+        self._calls.append(Call(self.proxy, b"", 0, slot=slot))
+
+    def _markets(self) -> list[int]:
+        assert self.learned is not None
+        opens, _, _, _ = self.learned
+        return sorted({m for ms in opens for m in ms})
+
+    def calls(self) -> list[Call]:
+        """The reads for this round; the same list object while nothing new was learned."""
+        if self.learned == self._planned_for and self._calls:
+            return self._calls
+        self._planned_for = self.learned
+        self._plan, self._calls = [], []
+        for i in self.account_ids:
+            self._add(("open", i), PROXY.getAccountOpenPositions.encode(i))
+            self._add(("colls", i), PROXY.getAccountCollateralIds.encode(i))
+        self._slot(("oracle",), FACTORY_SLOT)
+        self._add(("node",), PROXY.getKeeperCostNodeId.encode())
+        if self.learned is None:
+            return self._calls
+        opens, colls, oracle, node = self.learned
+        self._add(("guards",), PROXY.getKeeperRewardGuards.encode())
+        self._add(("cratio",), PROXY.getCollateralLiquidateRewardRatio.encode())
+        self._add(("flagged",), PROXY.flaggedAccounts.encode(), _HEAVY)
+        for k in range(3):
+            self._slot(("ir", k), INTEREST_SLOT + k)
+        cost = NODE.processWithRuntime.encode(
+            node, _KEYS, [(0).to_bytes(32, "big"), _LIQUIDATE.to_bytes(32, "big"), *_KEYS[2:]]
+        )
+        self._add(("lcost",), cost, _HEAVY, oracle)
+        for m in self._markets():
+            for name in ("indexPrice", "getLiquidationParameters", "getFundingParameters", "getLockedOiRatio"):
+                self._add((name, m), getattr(PROXY, name).encode(m), _HEAVY if name == "indexPrice" else _CHEAP)
+            for name in ("getOrderFees", "getMaxLiquidationParameters", "currentFundingRate", "skew"):
+                self._add((name, m), getattr(PROXY, name).encode(m))
+            if m not in self._symbols:
+                self._add(("metadata", m), PROXY.metadata.encode(m))
+            for k in (5, 6, 7):  # lastFundingRate, lastFundingValue, lastFundingTime
+                self._slot(("mkt", m, k), market_slot(m) + k)
+        for i, ms, cs in zip(self.account_ids, opens, colls, strict=True):
+            self._add(("owner", i), PROXY.getAccountOwner.encode(i))
+            for name in ("getAvailableMargin", "getRequiredMargins"):
+                self._add((name, i), getattr(PROXY, name).encode(i), _HEAVY * (1 + len(ms)))
+            self._add(("tcv", i), PROXY.totalCollateralValue.encode(i), _HEAVY)
+            self._add(("debt", i), PROXY.debt.encode(i))
+            # KeeperCosts.getFlagKeeperCosts: one updated feed per non-snxUSD collateral and per open position.
+            feeds = len([c for c in cs if c != 0]) + len(ms)
+            values = [feeds.to_bytes(32, "big"), _FLAG.to_bytes(32, "big"), *_KEYS[2:]]
+            self._add(("fcost", i), NODE.processWithRuntime.encode(node, _KEYS, values), _HEAVY, oracle)
+            for m in ms:
+                self._add(("pos", i, m), PROXY.getOpenPosition.encode(i, m), _HEAVY)
+                base = position_slot(m, i)
+                self._slot(("pslot", i, m, 1), base + 1)
+                self._slot(("pslot", i, m, 2), base + 2)
+        return self._calls
+
+    def _array(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], tag: tuple[Any, ...], fn: Any) -> tuple[int, ...]:
+        ok, data = got[tag]
+        if not ok:
+            raise ReadError(f"{self.protocol}/{self.chain}: call {tag[0]} {tag[1:]} reverted")
+        [values] = fn.decode(data)
+        return tuple(int(v) for v in values)
+
+    def _parse(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
+        opens = tuple(self._array(got, ("open", i), PROXY.getAccountOpenPositions) for i in self.account_ids)
+        colls = tuple(self._array(got, ("colls", i), PROXY.getAccountCollateralIds) for i in self.account_ids)
+        [oracle_word] = self._required(got, ("oracle",), 1)
+        if oracle_word == 0 or oracle_word >> 160:
+            raise ReadError(f"{self.protocol}/{self.chain}: the proxy's oracle manager slot holds {oracle_word:#x}")
+        oracle = to_checksum_address(oracle_word.to_bytes(20, "big"))
+        node = self._required(got, ("node",), 1)[0].to_bytes(32, "big")
+        learned = (opens, colls, oracle, node)
+        if learned != self.learned:
+            self.learned = learned
+            return None
+        for m in self._markets():
+            if ("metadata", m) in got:
+                ok, data = got[("metadata", m)]
+                self._symbols[m] = str(PROXY.metadata.decode(data)[1]) if ok else str(m)
+        guards = tuple(self._required(got, ("guards",), 4))
+        [cratio] = self._required(got, ("cratio",), 1)
+        flagged = set(self._array(got, ("flagged",), PROXY.flaggedAccounts))
+        interest = tuple(self._required(got, ("ir", k), 1)[0] for k in range(3))
+        interest = (interest[0], interest[1] & ((1 << 128) - 1), interest[2])
+        [liquidate_cost] = self._required(got, ("lcost",), 1)
+        markets, prices = [], []
+        for m in self._markets():
+            [price] = self._required(got, ("indexPrice", m), 1)
+            liq = self._required(got, ("getLiquidationParameters", m), 5)
+            skew_scale, max_velocity = self._required(got, ("getFundingParameters", m), 2)
+            [locked] = self._required(got, ("getLockedOiRatio", m), 1)
+            maker, taker = self._required(got, ("getOrderFees", m), 2)
+            mult, secs = self._required(got, ("getMaxLiquidationParameters", m), 2)
+            [rate] = self._required(got, ("currentFundingRate", m), 1)
+            [skew] = self._required(got, ("skew", m), 1)
+            f = [self._required(got, ("mkt", m, k), 1)[0] for k in (5, 6, 7)]
+            markets.append(
+                MarketState(
+                    m, self._symbols.get(m, str(m)), skew_scale, liq[0], liq[1], liq[2], liq[3], liq[4], locked,
+                    maker, taker, mult, secs, _signed(f[0]), _signed(f[1]), f[2], _signed(skew), max_velocity,
+                )
+            )  # fmt: skip
+            if markets[-1].funding_rate(block.timestamp) != _signed(rate):
+                raise ReadError(
+                    f"{self.protocol}/{self.chain}: replayed funding rate of market {m} != currentFundingRate"
+                )
+            prices.append(price)
+        by_address = {a.address.lower(): a for a in self.accounts}
+        self.skipped = []
+        out = []
+        for i, ms, _cs in zip(self.account_ids, opens, colls, strict=True):
+            [owner_word] = self._required(got, ("owner", i), 1)
+            if owner_word == 0:
+                self.skipped.append(
+                    (Account("0x" + "0" * 40, f"acct{i}"), f"{self.protocol}: account {i} has no owner")
+                )
+                continue
+            owner = to_checksum_address(owner_word.to_bytes(20, "big"))
+            account = by_address.get(owner.lower(), Account(owner, f"acct{i}"))
+            out.append(self._account(got, block, i, ms, account, markets, prices, guards, cratio, liquidate_cost,
+                                     interest, i in flagged))  # fmt: skip
+        return out
+
+    def _account(
+        self,
+        got: dict[tuple[Any, ...], tuple[bool, bytes]],
+        block: BlockRef,
+        i: int,
+        ms: tuple[int, ...],
+        account: Account,
+        markets: list[MarketState],
+        prices: list[int],
+        guards: tuple[int, ...],
+        cratio: int,
+        liquidate_cost: int,
+        interest: tuple[int, ...],
+        flagged: bool,
+    ) -> Position:
+        [available] = (_signed(w) for w in self._required(got, ("getAvailableMargin", i), 1))
+        req_initial, req_maint, reward = self._required(got, ("getRequiredMargins", i), 3)
+        [total_collateral] = self._required(got, ("tcv", i), 1)
+        [debt] = self._required(got, ("debt", i), 1)
+        [flag_cost] = self._required(got, ("fcost", i), 1)
+        positions, views = [], []
+        for m in ms:
+            w = self._required(got, ("pos", i, m), 4)
+            total_pnl, accrued, size, owed = _signed(w[0]), _signed(w[1]), _signed(w[2]), w[3]
+            [w1] = self._required(got, ("pslot", i, m, 1), 1)
+            [w2] = self._required(got, ("pslot", i, m, 2), 1)
+            positions.append(PositionState(m, size, w1 & ((1 << 128) - 1), _signed(w1 >> 128, 128), w2))
+            views.append((total_pnl, accrued, owed))
+        used = tuple(k for k, mk in enumerate(markets) if mk.market_id in ms)
+        sim = SynthetixAccountSimulator(
+            account_id=i,
+            now=block.timestamp,
+            markets=tuple(markets[k] for k in used),
+            prices=tuple(prices[k] for k in used),
+            positions=tuple(positions),
+            interest=(interest[0], interest[1], interest[2]),
+            # availableMargin = discounted collateral + sum(totalPnl) - debt, so the discounted value is exact
+            collateral_discounted=available - sum(v[0] for v in views) + debt,
+            collateral_value=total_collateral,
+            debt=debt,
+            guards=(guards[0], guards[1], guards[2], guards[3]),
+            collateral_reward_ratio=cratio,
+            flag_cost=flag_cost,
+            liquidate_cost=liquidate_cost,
+            flagged=flagged,
+        )
+        where = f"{self.protocol}/{self.chain}: account {i}"
+        for pos, view in zip(positions, views, strict=True):
+            if sim.pnl(pos) != view:
+                raise ReadError(f"{where}: replayed PnL {sim.pnl(pos)} != getOpenPosition {view} (layout change?)")
+        if ms and (sim.reward(), sim.requirement()) != (reward, req_maint):
+            raise ReadError(
+                f"{where}: replayed requirement {sim.requirement()} (reward {sim.reward()}) != getRequiredMargins "
+                f"{req_maint} (reward {reward})"
+            )
+        return self._position(account, block, sim, req_initial)
+
+    def _position(
+        self, account: Account, block: BlockRef, sim: SynthetixAccountSimulator, req_initial: int
+    ) -> Position:
+        maint = sim.maintenances()
+        reward = sim.reward() if sim.positions else 0
+        total_notional = sum(n for _, _, n in maint)
+        legs = []
+        shared = 0
+        for k, (pos, (mm, mmr, notional)) in enumerate(zip(sim.positions, maint, strict=True)):
+            market, price = sim._market(pos.market_id)
+            # The reward is the account's, not a position's: shared by notional, the rest on the last leg, so the
+            # legs' requirements add up to exactly what canLiquidate compares.
+            last = k == len(sim.positions) - 1
+            share = reward - shared if last else (reward * notional // total_notional if total_notional else 0)
+            shared += share
+            total_pnl, accrued, interest = sim.pnl(pos)
+            liq = sim.liquidation_price(pos.market_id)
+            legs.append(
+                PerpLeg(
+                    market=market.symbol,
+                    size=pos.size,
+                    size_decimals=18,
+                    entry_price=Fraction(pos.last_price),  # the last interaction price: Synthetix settles PnL then
+                    mark_price=Fraction(price),
+                    notional=notional,
+                    requirement=mm + share,
+                    rate=Fraction(mmr, D18),
+                    margin_mode="cross",
+                    liquidation_price=None if liq is None else Fraction(liq),
+                    details={
+                        "market_id": pos.market_id,
+                        "maintenance_margin": mm,
+                        "liquidation_reward_share": share,
+                        "total_pnl": total_pnl,
+                        "accrued_funding": accrued,
+                        "owed_interest": interest,
+                    },
+                )
+            )
+        available = sim.available()
+        return Position(
+            protocol=self.protocol,
+            chain=self.chain,
+            account=account.address,
+            label=account.label,
+            collateral=(Leg(USD, USD, 18, sim.collateral_discounted, D18, sim.collateral_discounted, 10_000),),
+            debt=(),
+            health=sim.health(),
+            liquidatable=sim.liquidatable(),
+            base_unit=D18,
+            base_currency="USD",
+            block=block,
+            details={
+                "market_id": f"acct{sim.account_id}",
+                "account_id": sim.account_id,
+                "available_margin": available,
+                "required_maintenance_margin": sim.requirement(),
+                "required_initial_margin": req_initial,
+                "liquidation_reward": reward,
+                "debt": sim.debt,
+                "collateral_value": sim.collateral_value,
+                "flagged": sim.flagged,
+            },
+            simulator=sim,
+            perps=tuple(legs),
+            cross_equity=available if legs else None,
+        )
+
+
+def make_reader(dep: Any, accounts: Sequence[Account]) -> SynthetixPerpsV3Reader:
+    """A reader for a resolved Deployment (address = the PerpsMarketProxy, account_ids = the NFT ids to watch)."""
+    return SynthetixPerpsV3Reader(dep.name, dep.chain, dep.address, accounts, dep.account_ids)
