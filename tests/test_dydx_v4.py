@@ -196,10 +196,10 @@ def test_cross_subaccount_with_two_markets_by_hand() -> None:
     btc, eth = sorted(p.perps, key=lambda leg: leg.market)
     assert (btc.size, btc.size_decimals, btc.side, btc.margin_mode) == (5 * 10**9, 10, "long", "cross")
     assert (btc.notional, btc.requirement, btc.rate, btc.tier) == (30_000 * Q, 900 * Q, Fraction(3, 100), None)
-    assert btc.mark_price == 60_000 * Q and btc.entry_price == 62_000 * Q and btc.equity is None
+    assert btc.mark_price == 60_000 and btc.entry_price == 62_000 and btc.equity is None  # USDC per whole coin
     assert (eth.size, eth.side, eth.notional, eth.requirement) == (-4 * 10**9, "short", 12_000 * Q, 360 * Q)
-    assert btc.liquidation_price == BTC_LIQ * Q
-    assert eth.liquidation_price == ETH_LIQ * Q
+    assert btc.liquidation_price == BTC_LIQ
+    assert eth.liquidation_price == ETH_LIQ
     # the indexer's equity (18,720) and freeCollateral (18,720 - 0.05 * 42,000 = 16,620) agree with ours
     assert p.details["equity_agrees"] and p.details["free_collateral_agrees"] and "venue_mismatch" not in p.details
     assert p.details["free_collateral"] == 16_620 * Q and p.block.number == 1234
@@ -210,7 +210,7 @@ def test_isolated_subaccount_by_hand() -> None:
     (leg,) = p.perps
     assert p.details["margin_mode"] == "isolated" and leg.margin_mode == "isolated" and p.cross_equity is None
     assert leg.equity == 1_500 * Q and leg.requirement == 1_000 * Q and p.health == 3 * WAD // 2
-    assert leg.liquidation_price == TRUMP_LIQ * Q and leg.details["market_type"] == "ISOLATED"
+    assert leg.liquidation_price == TRUMP_LIQ and leg.details["market_type"] == "ISOLATED"
     # perp_top_ups to health 2: ceil(2 * 1,000) - 1,500 = 500 USDC
     (top,) = perp_top_ups(p, 2 * WAD)
     assert (top.scope, top.amount, top.health_after) == ("TRUMP-USD", 500 * Q, 2 * WAD)
@@ -252,7 +252,7 @@ def test_open_interest_scaling_boundary_between_price_and_liquidation_price() ->
     assert leg.details["imf_effective_ppm"] == 400_000 and now.details["initial_requirement"] == 8_000 * Q
     assert now.details["free_collateral"] == 0 and now.details["free_collateral_agrees"]  # indexer: base IMF
     assert leg.requirement == 1_000 * Q  # 5% of 20,000: the scaled IMF does not touch maintenance
-    assert leg.liquidation_price == SOL_LIQ * Q
+    assert leg.liquidation_price == SOL_LIQ
     liq = SOL_LIQ
     at = _verdict((B, "sub0"), "SOL-USD", liq)
     (leg_at,) = at.perps

@@ -13,7 +13,8 @@ The initial requirement uses the OI-scaled IMF: base + floor((1e6 - base) * (oi 
 the caps, 1e6 at or above the upper cap (upper cap 0 disables scaling), on OI notional = open interest * oracle price.
 
 Units: money is USDC quantums (1e-6 USDC, the chain's quote quantum), so base_unit is 1e6 and base_currency "USDC".
-Perp leg sizes are base quantums (10**atomicResolution coins), prices are exact Fractions in quantums per whole coin.
+Perp leg sizes are base quantums (10**atomicResolution coins); prices are exact Fractions in USDC per whole coin (as
+the oracle price is served, and as watcher.render shows perp prices).
 The indexer serves human decimal strings; they are parsed with Fraction(str), never float. The USDC balance it serves
 already includes unsettled funding; it is floored to quantums, as the chain floors the settlement (Euclidean division).
 The indexer's own equity and freeCollateral (freeCollateral = equity - base initial margin) are compared with ours;
@@ -27,7 +28,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -47,7 +48,7 @@ MAX_SUBACCOUNT = 128_000  #: x/subaccounts MaxSubaccountIdNumber
 MIN_PRICE_DECIMALS = 8
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 #: 20-byte account addresses have 32 data characters plus the 6-character checksum; 32-byte (module) ones have 52 + 6
-_PLAIN = re.compile(r"^-?[0-9]{1,40}(\.[0-9]{1,40})?$")
+_PLAIN = re.compile(r"^-?[0-9]{1,60}(\.[0-9]{1,60})?$")
 #: atomic resolutions and price exponents on the chain are small; a wild one must not make us build huge powers of 10
 _MAX_RESOLUTION = 40
 _ADDRESS = re.compile(rf"^dydx1[{_BECH32}]{{38}}$|^dydx1[{_BECH32}]{{58}}$")
@@ -179,10 +180,6 @@ class Market:
         """Open interest in quote quantums at the oracle price (the chain converts OI with BaseToQuoteQuantums)."""
         return _trunc(self.open_interest * self.oracle_price * USDC)
 
-    def with_price(self, price: Fraction) -> Market:
-        """The same market at another oracle price."""
-        return replace(self, oracle_price=price)
-
 
 def _ppm(value: Fraction, key: str, where: str) -> int:
     ppm = value * PPM
@@ -276,6 +273,14 @@ def _opt_dec(obj: Mapping[str, Any], key: str, where: str) -> Fraction | None:
     return None if obj.get(key) is None else _dec(obj, key, where)
 
 
+def _shown(obj: Mapping[str, Any], key: str, where: str) -> Fraction | None:
+    """A display-only figure (funding, PnL): None rather than a failed read when it is absent or odd."""
+    try:
+        return _opt_dec(obj, key, where)
+    except ReadError:
+        return None
+
+
 def parse_subaccount(address: str, number: int, body: Any) -> Subaccount:
     """A Subaccount from GET /v4/addresses/{address}/subaccountNumber/{n}; ReadError on a malformed answer."""
     where = f"subaccount {address}/{number}"
@@ -316,8 +321,8 @@ def parse_subaccount(address: str, number: int, body: Any) -> Subaccount:
                 market,
                 size,
                 _dec(pos, "entryPrice", w),
-                _opt_dec(pos, "netFunding", w),
-                _opt_dec(pos, "unrealizedPnl", w),
+                _shown(pos, "netFunding", w),
+                _shown(pos, "unrealizedPnl", w),
             )
         )
     height = sub.get("latestProcessedBlockHeight") or sub.get("updatedAtHeight") or 0
@@ -486,15 +491,15 @@ def position_of(
                 market=m.ticker,
                 size=v.quantums,
                 size_decimals=-m.atomic_resolution,
-                entry_price=v.holding.entry_price * USDC,
-                mark_price=m.oracle_price * USDC,
+                entry_price=v.holding.entry_price,
+                mark_price=m.oracle_price,
                 notional=abs(v.notional),
                 requirement=v.mmr,
                 rate=Fraction(m.imf_ppm * m.fraction_ppm, PPM * PPM),
                 margin_mode=mode,
                 tier=None,
                 equity=nc if isolated else None,
-                liquidation_price=None if liq is None else liq * USDC,
+                liquidation_price=liq,
                 venue_liquidation_price=None,  # the indexer publishes none
                 liquidation_tier=None,
                 details={
