@@ -145,3 +145,27 @@ def test_one_eth_call_per_check(chain: Web3) -> None:
     assert steady.stats["local"].eth_calls == 1
     p: Position = {q.account: q for q in steady.positions}[users[2]]
     assert p.debt[0].amount >= 100 * USDC and p.collateral[0].amount == 2 * WETH
+
+
+def test_markets_are_discovered_from_the_accounts_events(chain: Web3) -> None:
+    market = deploy_morpho(chain, liquidity=10_000 * USDC)
+    borrower, collateral_only, outsider, late = market.new_users(4)
+    market.open_position(borrower, WETH, 1_000 * USDC)
+    market.open_position(collateral_only, WETH, 0)
+    w3 = market.w3
+    client = ChainClient("local", w3.eth.chain_id, [("local", w3)], batch_reader(w3))
+    accounts = [Account(u, u[:8]) for u in (borrower, collateral_only, outsider, late)]
+    # no market configured: the reader scans Morpho's SupplyCollateral and Borrow logs for the accounts
+    reader = MorphoBlueReader("morpho_blue", "local", market.morpho.address, [], accounts, 0, rescan_seconds=0)
+    result = run_check({"local": client}, [reader])
+    assert not result.unreadable
+    assert reader.market_ids == [market.market_id]
+    assert {p.account for p in result.positions} == {borrower, collateral_only}  # the others are in no market
+    assert {p.account: p.has_debt for p in result.positions} == {borrower: True, collateral_only: False}
+    scanned = reader.scanned_to
+    # a later position is found by the next scan, which starts where the last one ended
+    market.open_position(late, WETH, 500 * USDC)
+    result = run_check({"local": client}, [reader])
+    assert {p.account for p in result.positions} == {borrower, collateral_only, late}
+    assert reader.scanned_to is not None and scanned is not None and reader.scanned_to > scanned
+    assert reader.market_ids == [market.market_id]  # found again, not added twice

@@ -35,6 +35,8 @@ DEFAULT_GAS_BUDGET = 50_000_000
 _CAPACITY = re.compile(r"gas|too large|exceed|size|payload|invalid request", re.IGNORECASE)
 #: A node's word for "a call in the batch reverted".
 _REVERT = re.compile(r"revert", re.IGNORECASE)
+#: how nodes word a log query over too many blocks or with too many results
+_LOG_RANGE = re.compile(r"range|too many|limit|exceed|10000|response size|timeout|query returned", re.IGNORECASE)
 #: Request size per eth_call, in characters: anvil refuses bodies over 2 MiB, geth over 5 MB.
 DEFAULT_MAX_REQUEST_BYTES = 2_000_000
 
@@ -177,6 +179,16 @@ class Web3Transport:
         if method == "eth_getBlockByNumber":
             b = w3.eth.get_block(params[0])
             return {"number": hex(b["number"]), "hash": "0x" + bytes(b["hash"]).hex(), "timestamp": hex(b["timestamp"])}
+        if method == "eth_getLogs":
+            raw = w3.eth.get_logs(params[0])
+            return [
+                {
+                    "topics": ["0x" + bytes(t).hex() for t in log["topics"]],
+                    "data": "0x" + bytes(log["data"]).hex(),
+                    "blockNumber": hex(log["blockNumber"]),
+                }
+                for log in raw
+            ]
         if method == "eth_getStorageAt":
             address, slot, block = params
             tester = getattr(w3.provider, "ethereum_tester", None)
@@ -474,6 +486,26 @@ class ChainClient:
         stats.calls += len(calls)
         stats.seconds += time.perf_counter() - t0
         return word(ts), results
+
+    def get_logs(self, address: str, topics: list[Any], from_block: int, to_block: int) -> list[dict[str, Any]]:
+        """eth_getLogs over a block range; a range the node refuses as too large is split in halves."""
+        out: list[dict[str, Any]] = []
+        queue = [(from_block, to_block)]
+        while queue:
+            lo, hi = queue.pop(0)
+            params = {"address": address, "topics": topics, "fromBlock": hex(lo), "toBlock": hex(hi)}
+            try:
+                logs = self._each("eth_getLogs", [params], self._fresh)
+            except ChainError as exc:
+                if hi <= lo or not _LOG_RANGE.search(str(exc)):
+                    raise
+                mid = (lo + hi) // 2
+                queue[:0] = [(lo, mid), (mid + 1, hi)]
+                continue
+            if not isinstance(logs, list) or not all(isinstance(x, dict) for x in logs):
+                raise ChainError(f"chain {self.name}: eth_getLogs answered malformed logs")
+            out += logs
+        return out
 
     def raw_call(self, to: str, data: bytes, block: int) -> bytes:
         """One plain eth_call (used by baselines and tests, not by checks)."""

@@ -68,7 +68,7 @@ def make_reader(dep: Deployment, accounts: list[Account]) -> Reader:
     if dep.adapter == "aave_v3":
         return AaveV3Reader(dep.name, dep.chain, dep.address, accounts)
     if dep.adapter == "morpho_blue":
-        return MorphoBlueReader(dep.name, dep.chain, dep.address, dep.markets, accounts)
+        return MorphoBlueReader(dep.name, dep.chain, dep.address, dep.markets, accounts, dep.discover_from)
     module, func = _FACTORIES[dep.adapter]
     factory: Any = getattr(importlib.import_module(module), func)
     return factory(dep, accounts)
@@ -170,7 +170,19 @@ def check_chain(client: ChainClient, readers: Sequence[Reader], result: CheckRes
         result.unreadable.extend(Unreadable(r.protocol, r.chain, _accounts(r), reason) for r in readers)
         result.degraded[client.name] = reason
         return
-    pending = list(readers)
+    pending = []
+    for r in readers:
+        discover = getattr(r, "discover", None)
+        if discover is None:
+            pending.append(r)
+            continue
+        try:
+            discover(client, number)  # markets an account entered since the last scan (eth_getLogs)
+        except (ChainError, ReadError) as exc:
+            reason = f"{r.protocol}/{r.chain}: market discovery failed: {exc}"
+            result.unreadable.append(Unreadable(r.protocol, r.chain, _accounts(r), reason))
+            continue
+        pending.append(r)
     for _ in range(MAX_ROUNDS):
         if not pending:
             break

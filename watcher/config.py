@@ -224,6 +224,10 @@ class DeploymentConfig(_Strict):
     comet: Address | None = None  #: compound_v3: one Comet market not in protocols/
     address: Address | None = None  #: any adapter: the entry contract of a deployment not in protocols/
     markets: list[str] = []  #: morpho_blue: market ids; compound_v3: market names from protocols/ (default all)
+    #: morpho_blue: also find the markets the accounts supplied collateral to or borrowed from, scanning the
+    #: Morpho's logs from its deployment block (or from `discover_from_block`)
+    discover: bool = False
+    discover_from_block: int | None = Field(default=None, ge=0)
     vaults: list[Annotated[int, Field(ge=0)]] = []  #: maker: vault ids besides those the accounts own
     troves: list[Annotated[int, Field(ge=0)]] = []  #: liquity_v2: trove ids besides those the accounts own
     account_ids: list[Annotated[int, Field(ge=0)]] = []  #: synthetix_perps_v3: perps account ids
@@ -303,6 +307,7 @@ class Deployment(BaseModel):
     vaults: list[int] = []  #: maker: vault (cdp) ids to watch besides those the accounts own
     troves: list[int] = []  #: liquity_v2: trove ids to watch besides those the accounts own
     account_ids: list[int] = []  #: synthetix_perps_v3: the perps account (NFT) ids to watch
+    discover_from: int | None = None  #: morpho_blue: scan logs from this block for the accounts' markets
     extra: dict[str, str] = {}  #: other addresses from the protocols/ entry (checksummed), by key
 
     @property
@@ -324,7 +329,7 @@ ADAPTERS = {
 }
 #: Off-chain venues, read over HTTP instead of a chain.
 VENUE_ADAPTERS = ("hyperliquid", "dydx_v4")
-_NOT_ADDRESSES = {"chain_id", "market", "title", "adapter", "note", "base_url"}
+_NOT_ADDRESSES = {"chain_id", "market", "title", "adapter", "note", "base_url", "deployed_at"}
 
 
 def _extra(entry: dict[str, Any], key: str, where: str) -> dict[str, str]:
@@ -364,8 +369,10 @@ def resolve_deployments(cfg: Config) -> list[Deployment]:
                     morpho_markets.append(_market_id(m))
                 except ValueError as exc:
                     raise ConfigError(f"{where}.markets[{j}]: {exc}") from None
-            if not d.markets:
-                raise ConfigError(f"{where}.markets: give the ids of the Morpho Blue markets to watch")
+            if not d.markets and not d.discover:
+                raise ConfigError(
+                    f"{where}.markets: give the ids of the Morpho Blue markets to watch, or set discover = true"
+                )
         for chain in d.chains:
             if chain not in cfg.chains:
                 raise ConfigError(f"{where}.chains: unknown chain {chain!r} (configured: {', '.join(cfg.chains)})")
@@ -396,6 +403,16 @@ def resolve_deployments(cfg: Config) -> list[Deployment]:
                         (n, v) for n, v in entries if str(v.get("market", "")).upper() in map(str.upper, d.markets)
                     ]
             for entry_name, entry in entries:
+                discover_from = None
+                if adapter == "morpho_blue" and d.discover:
+                    discover_from = d.discover_from_block
+                    if discover_from is None:
+                        discover_from = entry.get("deployed_at")
+                    if not isinstance(discover_from, int):
+                        raise ConfigError(
+                            f"{where}.discover_from_block: protocols/{d.protocol}.toml does not say where "
+                            f"deployments.{entry_name} starts; give the block to scan from"
+                        )
                 out.append(
                     Deployment(
                         name=d.name or d.protocol,
@@ -408,6 +425,7 @@ def resolve_deployments(cfg: Config) -> list[Deployment]:
                         vaults=list(d.vaults),
                         troves=list(d.troves),
                         account_ids=list(d.account_ids),
+                        discover_from=discover_from,
                         extra=_extra(entry, key, f"protocols/{d.protocol}.toml deployments.{entry_name}"),
                     )
                 )

@@ -8,11 +8,12 @@ Interest is then accrued in Python as `_accrueInterest` does, and health follows
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
 from watcher.abi import Contract, word
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
@@ -23,6 +24,11 @@ ORACLE = Contract("IMorphoOracle")
 IRM = Contract("IIrm")
 ERC20 = Contract("IERC20Metadata")
 
+#: Events whose `onBehalf` topic finds an account's markets: SupplyCollateral has it as topic 3, Borrow as topic 2.
+SUPPLY_COLLATERAL_TOPIC = "0x" + keccak(text="SupplyCollateral(bytes32,address,address,uint256)").hex()
+BORROW_TOPIC = "0x" + keccak(text="Borrow(bytes32,address,address,address,uint256,uint256)").hex()
+#: seconds between scans for markets an account newly entered
+RESCAN_SECONDS = 300.0
 ORACLE_PRICE_SCALE = 10**36
 VIRTUAL_SHARES = 10**6
 VIRTUAL_ASSETS = 1
@@ -159,12 +165,26 @@ class MorphoBlueReader(TaggedReader):
     """Reads Morpho Blue markets (by id) for a set of accounts, in one batch per check."""
 
     def __init__(
-        self, protocol: str, chain: str, morpho_address: str, market_ids: Sequence[str], accounts: Sequence[Account]
+        self,
+        protocol: str,
+        chain: str,
+        morpho_address: str,
+        market_ids: Sequence[str],
+        accounts: Sequence[Account],
+        discover_from: int | None = None,
+        rescan_seconds: float = RESCAN_SECONDS,
     ) -> None:
         self.protocol = protocol
+        #: discovery: scan the Morpho's logs from this block for markets the accounts supplied collateral to or
+        #: borrowed from (None: only the given markets)
+        self.discover_from = discover_from
+        self.rescan_seconds = rescan_seconds
+        self.scanned_to: int | None = None
+        self._scanned_at = 0.0
         self.chain = chain
         self.morpho = to_checksum_address(morpho_address)
         self.market_ids = [("0x" + m.lower().removeprefix("0x")).rjust(66, "0") for m in market_ids]
+        self.configured = set(self.market_ids)  #: always reported; discovered ones only where the account is in
         self.accounts = list(accounts)
         #: accounts the last parse could not value (a reverting oracle or IRM), with the reason
         self.skipped: list[tuple[Account, str]] = []
@@ -178,6 +198,26 @@ class MorphoBlueReader(TaggedReader):
         self._plan: list[tuple[Any, ...]] = []
         self._calls: list[Call] = []
         self._planned_for: tuple[Any, ...] | None = None
+
+    def discover(self, client: Any, head: int) -> None:
+        """Add the markets the accounts entered since the last scan (eth_getLogs, at most every rescan_seconds)."""
+        if self.discover_from is None or not self.accounts:
+            return
+        now = time.monotonic()
+        if self.scanned_to is not None and (now - self._scanned_at < self.rescan_seconds or head <= self.scanned_to):
+            return
+        start = self.discover_from if self.scanned_to is None else self.scanned_to + 1
+        who = ["0x" + a.address[2:].lower().rjust(64, "0") for a in self.accounts]
+        logs = client.get_logs(self.morpho, [SUPPLY_COLLATERAL_TOPIC, None, None, who], start, head)
+        logs += client.get_logs(self.morpho, [BORROW_TOPIC, None, who], start, head)
+        for log in logs:
+            topics = log.get("topics")
+            if not isinstance(topics, list) or len(topics) < 3 or not isinstance(topics[1], str):
+                raise ReadError(f"{self.protocol}/{self.chain}: eth_getLogs answered a malformed Morpho event")
+            mid = "0x" + topics[1][2:].lower().rjust(64, "0")
+            if mid not in self.market_ids:
+                self.market_ids.append(mid)
+        self.scanned_to, self._scanned_at = head, now
 
     def _add(self, tag: tuple[Any, ...], target: str, data: bytes, gas: int = _CHEAP) -> None:
         self._plan.append(tag)
@@ -252,6 +292,8 @@ class MorphoBlueReader(TaggedReader):
             )
             for acct in self.accounts:
                 pos = self._required(got, ("pos", mid, acct.address), 3)
+                if mid not in self.configured and pos[1] == 0 and pos[2] == 0:
+                    continue  # a discovered market this account is not (or no longer) in
                 sim = MorphoSimulator(state, pos[1], pos[2], block.timestamp, state.price)
                 out.append(self._position(acct, sim, block))
         return out
