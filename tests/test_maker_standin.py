@@ -400,3 +400,28 @@ def test_standin_osm_storage_layout(system: MakerStandInSystem) -> None:
     cur, nxt, packed = (int.from_bytes(w3.eth.get_storage_at(osm.address, s), "big") for s in (3, 4, 2))
     assert cur == (1 << 128) | 1234 * WAD and nxt == (1 << 128) | 1300 * WAD
     assert packed >> 160 & 0xFFFF == osm.functions.hop().call() == 3600 and packed >> 176 == 7_200
+
+
+def test_standin_make_reader_from_the_protocols_file() -> None:
+    from watcher.adapters.maker import make_reader
+    from watcher.config import Deployment
+    from watcher.resources import protocol_files
+
+    spec = protocol_files()["maker"]
+    assert spec["adapter"] == "maker"
+    entry = spec["deployments"]["ethereum"]
+    extra = {k: v for k, v in entry.items() if k not in ("chain_id", "cdp_manager")}
+    dep = Deployment(
+        name="maker",
+        adapter="maker",
+        chain="ethereum",
+        chain_id=1,
+        address=entry["cdp_manager"],
+        vaults=[7, 7, 9],
+        extra=extra,
+    )
+    reader = make_reader(dep, [Account(GEM, "me")])
+    assert reader.manager == entry["cdp_manager"] and reader.vat == entry["vat"] and reader.jug == entry["jug"]
+    assert reader.spotter == entry["spot"] and reader.dai == entry["dai"] and reader.vault_ids == [7, 9]
+    with pytest.raises(ValueError, match="jug"):
+        make_reader(dep.model_copy(update={"extra": {k: v for k, v in extra.items() if k != "jug"}}), [])
