@@ -19,7 +19,7 @@ from eth_utils import to_checksum_address
 
 from tests.hyperliquid_server import HyperliquidStandIn
 from tests.test_hyperliquid import ACCOUNTS, CROSS, CROSS_LIQ, ISO, META, TIERED, world
-from watcher.check import build, build_venues
+from watcher.check import CheckResult, build, build_venues, check_venues
 from watcher.config import ConfigError, parse_config, resolve_venues
 from watcher.daemon import Daemon
 from watcher.store import Store
@@ -71,7 +71,10 @@ def test_venue_config_defaults_and_errors(tmp_path: Path) -> None:
     assert "ftp" not in str(err.value)  # a base URL may carry a key: never echoed
     dydx = _config("http://127.0.0.1:9", tmp_path / "db")
     dydx["venues"]["dx"] = {"protocol": "dydx_v4", "accounts": [{"address": "dydx1notanaddress"}]}
-    with pytest.raises(ConfigError, match=r"venues\.dx\.accounts\[0\]\.address: 'dydx1notanaddress' is not a dYdX"):
+    with pytest.raises(
+        ConfigError,
+        match=r"venues\.dx\.accounts\[0\]\.address: dYdX address 'dydx1notanaddress' has characters outside bech32",
+    ):
         resolve_venues(parse_config(dydx))
     typo = _config("http://127.0.0.1:9", tmp_path / "db")
     typo["venues"]["hl"]["intervall"] = 3
@@ -161,3 +164,43 @@ async def _broken_once(tmp_path: Path, fault: str) -> list[str]:
 @pytest.mark.parametrize("fault", ["http500", "badjson"])
 def test_a_venue_broken_from_the_start_raises_degraded(tmp_path: Path, fault: str) -> None:
     assert asyncio.run(_broken_once(tmp_path, fault)) == ["degraded"]
+
+
+async def _two_venues(tmp_path: Path, fault: str | None) -> CheckResult:
+    from tests.dydx_server import DydxIndexerStandIn
+    from tests.test_dydx_v4 import A, B, _markets, _subaccounts
+
+    mids, states = world(Fraction(95_000), Fraction(3_100))
+    async with (
+        HyperliquidStandIn(META, mids, states) as hl,
+        DydxIndexerStandIn(_markets(), _subaccounts()) as dx,
+    ):
+        dx.fault = fault
+        data = _config(hl.url, tmp_path / "two.db")
+        data["venues"]["dx"] = {
+            "protocol": "dydx_v4",
+            "base_url": dx.url,
+            "accounts": [
+                {"address": A.upper(), "label": "alice", "subaccounts": [0, 128]},
+                {"address": B, "label": "bob"},
+            ],
+        }
+        return await check_venues(build_venues(parse_config(data)))
+
+
+def test_two_venues_read_together_and_one_failing_leaves_the_other(tmp_path: Path) -> None:
+    result = asyncio.run(_two_venues(tmp_path, None))
+    assert not result.unreadable and not result.degraded
+    by_venue = sorted((p.chain, p.protocol, p.details.get("market_id")) for p in result.positions)
+    assert by_venue == [
+        ("dx", "dydx_v4", "sub0"),
+        ("dx", "dydx_v4", "sub0"),
+        ("dx", "dydx_v4", "sub128"),
+        ("hl", "hyperliquid", None),
+        ("hl", "hyperliquid", None),
+        ("hl", "hyperliquid", None),
+    ]
+    broken = asyncio.run(_two_venues(tmp_path, "http500"))
+    assert set(broken.degraded) == {"dx"} and "HTTP 500" in broken.degraded["dx"]
+    assert {u.chain for u in broken.unreadable} == {"dx"} and len(broken.unreadable[0].accounts) == 2
+    assert {p.chain for p in broken.positions} == {"hl"}  # the other venue is read as usual

@@ -15,10 +15,10 @@ from watcher.adapters.aave_v3 import AaveV3Reader
 from watcher.adapters.base import Account, Reader, ReadError, VenueReader
 from watcher.adapters.morpho_blue import MorphoBlueReader
 from watcher.chain import ChainClient, ChainError, ReadStats
-from watcher.config import Config, Deployment, resolve_deployments, resolve_venues
+from watcher.config import Config, ConfigError, Deployment, resolve_deployments, resolve_venues
 from watcher.model import BlockRef, Position
 
-MAX_ROUNDS = 6
+MAX_ROUNDS = 12  #: first checks learn markets, vaults and feeds round by round (a Maker owner walks 2 vaults a round)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,10 @@ def make_reader(dep: Deployment, accounts: list[Account]) -> Reader:
         return MorphoBlueReader(dep.name, dep.chain, dep.address, dep.markets, accounts, dep.discover_from)
     module, func = _FACTORIES[dep.adapter]
     factory: Any = getattr(importlib.import_module(module), func)
-    return factory(dep, accounts)
+    try:
+        return factory(dep, accounts)
+    except ValueError as exc:  # e.g. a custom deployment without the contracts its adapter needs
+        raise ConfigError(f"deployment {dep.name} on {dep.chain}: {exc} (give them under `contracts`)") from None
 
 
 def build_readers(cfg: Config, deployments: Sequence[Deployment]) -> list[Reader]:

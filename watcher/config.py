@@ -223,6 +223,8 @@ class DeploymentConfig(_Strict):
     morpho: Address | None = None  #: morpho_blue: the Morpho contract, for a deployment not in protocols/
     comet: Address | None = None  #: compound_v3: one Comet market not in protocols/
     address: Address | None = None  #: any adapter: the entry contract of a deployment not in protocols/
+    #: other contracts of a deployment not in protocols/, by the keys its protocols/ file uses (e.g. vat, spot, jug)
+    contracts: dict[str, Address] = {}
     markets: list[str] = []  #: morpho_blue: market ids; compound_v3: market names from protocols/ (default all)
     #: morpho_blue: also find the markets the accounts supplied collateral to or borrowed from, scanning the
     #: Morpho's logs from its deployment block (or from `discover_from_block`)
@@ -426,7 +428,8 @@ def resolve_deployments(cfg: Config) -> list[Deployment]:
                         troves=list(d.troves),
                         account_ids=list(d.account_ids),
                         discover_from=discover_from,
-                        extra=_extra(entry, key, f"protocols/{d.protocol}.toml deployments.{entry_name}"),
+                        extra=_extra(entry, key, f"protocols/{d.protocol}.toml deployments.{entry_name}")
+                        | dict(d.contracts),
                     )
                 )
     names = {dep.name for dep in out} | set(cfg.venues)
@@ -478,12 +481,13 @@ def resolve_venues(cfg: Config) -> list[Venue]:
                 except ValueError as exc:
                     raise ConfigError(f"{where}.accounts[{j}].address: {exc}") from None
         elif adapter == "dydx_v4":
+            from watcher.adapters.dydx_v4 import validate_address
+
             for j, acct in enumerate(accounts):
-                if not re.fullmatch(r"dydx1[02-9ac-hj-np-z]{38}", acct.address):
-                    raise ConfigError(
-                        f"{where}.accounts[{j}].address: {acct.address!r} is not a dYdX address (dydx1 and 38 "
-                        "bech32 characters)"
-                    )
+                try:
+                    accounts[j] = acct.model_copy(update={"address": validate_address(acct.address)})
+                except ValueError as exc:
+                    raise ConfigError(f"{where}.accounts[{j}].address: {exc}") from None
         if not accounts:
             raise ConfigError(f"{where}.accounts: no account to watch on this venue")
         out.append(
