@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from eth_utils import to_checksum_address
 
 from watcher.chain import redact_url
 from watcher.cli import main
@@ -168,3 +169,41 @@ def test_redact_url(url: str, shown: str) -> None:
 def test_cli_missing_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_the_shipped_example_config_is_valid() -> None:
+    root = Path(__file__).resolve().parent.parent
+    cfg = load_config(root / "config.toml")
+    assert {d.name for d in resolve_deployments(cfg)} == {"aave_v3", "spark"}
+
+
+def test_every_protocols_file_resolves_on_each_of_its_chains() -> None:
+    from watcher.config import ADAPTERS, VENUE_ADAPTERS, resolve_venues
+    from watcher.resources import protocol_files
+
+    for name, spec in protocol_files().items():
+        adapter = spec["adapter"]
+        if adapter in VENUE_ADAPTERS:
+            data = {"venues": {"v": {"protocol": name, "accounts": []}}, "accounts": []}
+            if adapter == "hyperliquid":
+                data["accounts"] = [{"address": "0x" + "1" * 40}]
+            else:
+                data["venues"]["v"]["accounts"] = [{"address": "dydx1" + "q" * 38}]
+            [venue] = resolve_venues(parse_config(data))
+            assert venue.base_url.startswith("https://"), name
+            continue
+        key = ADAPTERS[adapter]
+        chain_ids = sorted({d["chain_id"] for d in spec["deployments"].values()})
+        for chain_id in chain_ids:
+            dep: dict[str, object] = {"protocol": name, "chains": ["c"]}
+            if adapter == "morpho_blue":
+                dep["discover"] = True
+            data = {
+                "chains": {"c": {"chain_id": chain_id, "rpc_urls": ["http://127.0.0.1:1"]}},
+                "deployments": [dep],
+                "accounts": [{"address": "0x" + "1" * 40}],
+            }
+            deps = resolve_deployments(parse_config(data))
+            entries = [d for d in spec["deployments"].values() if d["chain_id"] == chain_id]
+            assert len(deps) == len(entries), (name, chain_id)
+            assert {d.address for d in deps} == {to_checksum_address(e[key]) for e in entries}, (name, chain_id)
