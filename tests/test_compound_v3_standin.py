@@ -1,35 +1,60 @@
-"""The Compound v3 adapter against our CometStandIn (not Compound's Comet): verdicts equal its isLiquidatable."""
+"""The Compound v3 adapter against our CometStandIn (not Compound's Comet): verdicts equal its isLiquidatable,
+the accrual projection equals its absorb (accrue, then NotLiquidatable or not), symbols come from stand-in tokens."""
 
 from __future__ import annotations
 
+import pytest
+from eth_abi import encode
 from web3 import Web3
 
 from tests.aave_helpers import batch_reader
 from watcher.adapters.base import Account
-from watcher.adapters.compound_v3 import CometAsset, CometSimulator, CompoundV3Reader
+from watcher.adapters.compound_v3 import (
+    CometAsset,
+    CometRates,
+    CometSimulator,
+    CompoundV3Reader,
+    accrued_indices,
+    decode_symbol,
+    make_reader,
+    utilization,
+)
 from watcher.chain import ChainClient
 from watcher.check import CheckResult, run_check
-from watcher.devchain.comet import CometStandInMarket, deploy_comet_stand_in, new_addresses
-from watcher.devchain.deploy import revert_snapshot, take_snapshot
-from watcher.model import WAD
+from watcher.config import parse_config, resolve_deployments
+from watcher.devchain.comet import (
+    BASE,
+    COLLATERALS,
+    USDC_RATES_PER_YEAR,
+    CometStandInMarket,
+    StandInAsset,
+    deploy_comet_stand_in,
+    new_addresses,
+    per_second,
+)
+from watcher.devchain.deploy import is_eth_tester, mine, revert_snapshot, send_txs, take_snapshot
+from watcher.devchain.node import DevchainError
+from watcher.model import WAD, Position
 from watcher.risk import liquidation_price
 
 USDC, WETH, WBTC = 10**6, 10**18, 10**8
+E15 = 10**15
 
 
 class CometStandInWatcher:
-    """The watcher's real read path (ChainClient + run_check) over the stand-in market."""
+    """The watcher's real read path (ChainClient + run_check) over one or more stand-in markets."""
 
-    def __init__(self, market: CometStandInMarket, users: list[str]) -> None:
+    def __init__(self, market: CometStandInMarket, users: list[str], *more: CometStandInMarket) -> None:
         w3 = market.w3
         self.client = ChainClient("local", w3.eth.chain_id, [("local", w3)], batch_reader(w3))
-        symbols = {a.token: a.symbol for a in (market.base, *market.collaterals.values())}
         accounts = [Account(u, u[:8]) for u in users]
-        self.reader = CompoundV3Reader("compound_v3", "local", market.comet.address, accounts, symbols)
+        # No symbols given: the reader asks the stand-in tokens' symbol().
+        self.readers = [CompoundV3Reader("compound_v3", "local", m.comet.address, accounts) for m in (market, *more)]
+        self.reader = self.readers[0]
 
     def check(self) -> CheckResult:
         """One check, as `watcher check` runs it."""
-        result = run_check({"local": self.client}, [self.reader])
+        result = run_check({"local": self.client}, list(self.readers))
         assert not result.unreadable, result.unreadable
         return result
 
@@ -169,3 +194,245 @@ def replace_assets_in(sim: CometSimulator, assets_in: int) -> CometSimulator:
     from dataclasses import replace
 
     return replace(sim, assets_in=assets_in)
+
+
+# --- accrual projection (absorb) -------------------------------------------------------------------------------
+
+# cUSDCv3's rates per second (Comet's constructor floors per-year / 31_536_000):
+#   borrow: kink 0.8e18, slopeLow 0.035e18/31536000 = 1109842719, slopeHigh 0.25e18/31536000 = 7927447995,
+#           base 0.015e18/31536000 = 475646879; supply: kink 0.8e18, slopeLow 0.0325e18/31536000 = 1030568239,
+#           slopeHigh 0.4e18/31536000 = 12683916793, base 0.
+RATES = CometRates(*per_second(USDC_RATES_PER_YEAR))
+
+
+def test_standin_projection_by_hand() -> None:
+    expected = CometRates(80 * 10**16, 1030568239, 12683916793, 0, 80 * 10**16, 1109842719, 7927447995, 475646879)
+    assert expected == RATES
+    # Stored: baseSupplyIndex 1.05e15, baseBorrowIndex 1.1e15, totalSupplyBase 1e12, totalBorrowBase 8e11.
+    #   presentValueSupply = 1e12 * 1.05e15 / 1e15 = 1.05e12; presentValueBorrow = 8e11 * 1.1e15 / 1e15 = 8.8e11
+    #   utilization = floor(8.8e11 * 1e18 / 1.05e12) = floor(0.838095238095238095238...e18) = 838095238095238095
+    u = utilization(105 * 10**13, 11 * 10**14, 10**12, 8 * 10**11)
+    assert u == 838095238095238095
+    # Above the kink: borrowRate = 475646879 + floor(1109842719 * 0.8e18 / 1e18) [= 887874175]
+    #   + floor(7927447995 * 38095238095238095 / 1e18) [= floor(301998018.87) = 301998018] = 1665519072 per second;
+    # supplyRate = 0 + floor(1030568239 * 0.8) [= 824454591] + floor(12683916793 * 0.0380952...) [= 483196830].
+    assert RATES.borrow_rate(u) == 1665519072 and RATES.supply_rate(u) == 1307651421
+    # Below the kink only slopeLow applies: at u = 0.5e18, 475646879 + floor(1109842719 / 2) = 475646879 + 554921359.
+    assert RATES.borrow_rate(5 * 10**17) == 1030568238
+    # After 3600 s: borrowIndex += floor(1.1e15 * (1665519072 * 3600) / 1e18) = floor(6595455525.12) = 6595455525;
+    # supplyIndex += floor(1.05e15 * (1307651421 * 3600) / 1e18) = floor(4942922371.38) = 4942922371.
+    assert accrued_indices(RATES, 105 * 10**13, 11 * 10**14, 10**12, 8 * 10**11, 3600) == (
+        1050004942922371,
+        1100006595455525,
+    )
+    # The simulator accrues in one step from lastAccrualTime, as accrueInternal does with no transaction in between;
+    # an earlier time changes nothing (indexes never go back).
+    sim = CometSimulator(
+        base_token="0x" + "33" * 20,
+        base_scale=USDC,
+        base_price=10**8,
+        base_supply_index=105 * 10**13,
+        base_borrow_index=11 * 10**14,
+        assets=(),
+        prices=(),
+        principal=-1_000_000 * USDC,
+        balances=(),
+        assets_in=0,
+        now=1_000,
+        rates=RATES,
+        total_supply_base=10**12,
+        total_borrow_base=8 * 10**11,
+        last_accrual=1_000,
+    )
+    later = sim.at_time(4_600)
+    assert later.base_borrow_index == 1100006595455525 and later.last_accrual == 4_600
+    # debt = floor(1e12 * 1100006595455525 / 1e15) = 1100006595455 (1,100,006.595455 USDC)
+    assert later.debt() == 1100006595455
+    assert sim.at_time(500) == CometSimulator(**{**_fields(sim), "now": 500})
+    # Repaying moves totalBorrowBase by the principal repaid (repayAndSupplyAmount), so utilization follows.
+    assert sim.with_repay(sim.base_token, 500_000 * USDC).total_borrow_base == 8 * 10**11 - 454545454545
+
+
+def _fields(sim: CometSimulator) -> dict[str, object]:
+    return {f: getattr(sim, f) for f in CometSimulator.__dataclass_fields__}
+
+
+def _mine_at(w3: Web3, timestamp: int) -> int:
+    """Mine an empty block stamped `timestamp`; returns its number."""
+    _next_block_at(w3, timestamp)
+    mine(w3)
+    block = w3.eth.get_block("latest")
+    assert block["timestamp"] == timestamp, (block["timestamp"], timestamp)
+    return int(block["number"])
+
+
+def _next_block_at(w3: Web3, timestamp: int) -> None:
+    if is_eth_tester(w3):
+        # eth-tester's pending block is stamped latest + 1; time_travel(t) mines one at t - 1 and leaves it at t.
+        if w3.eth.get_block("pending")["timestamp"] != timestamp:
+            w3.provider.ethereum_tester.time_travel(timestamp)  # type: ignore[attr-defined]
+    else:
+        w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
+
+
+def _absorb_at(market: CometStandInMarket, user: str, timestamp: int) -> str:
+    """Send absorb(admin, [user]) in a block stamped `timestamp`; '' if it succeeded, else the revert reason."""
+    _next_block_at(market.w3, timestamp)
+    try:
+        [r] = send_txs(market.w3, [market.absorb_tx([user])], errors_abi=market.abi)
+    except DevchainError as exc:
+        return str(exc)
+    assert market.w3.eth.get_block(r["blockNumber"])["timestamp"] == timestamp
+    return ""
+
+
+def _first_absorbable(sim: CometSimulator, lo: int, hi: int) -> int:
+    """The least timestamp in (lo, hi] at which the accrued position is liquidatable (bisection)."""
+    assert not sim.at_time(lo).liquidatable() and sim.at_time(hi).liquidatable()
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if sim.at_time(mid).liquidatable() else (mid, hi)
+    return hi
+
+
+def _only(result: CheckResult, account: str) -> Position:
+    [p] = [p for p in result.positions if p.account == account]
+    return p
+
+
+def test_standin_absorb_boundary_follows_accrual(chain: Web3) -> None:
+    market = deploy_comet_stand_in(chain)
+    [user] = new_addresses(1, "absorb")
+    market.set_totals(105 * 10**13, 11 * 10**14, 10**12, 8 * 10**11)  # utilization 0.838: 1665519072 per second
+    # 1 WETH carries 1660 USD at LCF 0.83; a debt of 1659.999 USDC is 0.001 USD short of liquidatable, which the
+    # borrow rate (~5.25% a year) adds in about six minutes.
+    market.set_position(user, 1_659_999 * USDC // 1_000, {"WETH": WETH})
+    watcher = CometStandInWatcher(market, [user])
+    p = _only(watcher.check(), user)
+    sim = p.simulator
+    assert isinstance(sim, CometSimulator) and not p.liquidatable and not p.details["absorbable_now"]
+    start = p.block.timestamp
+    t_star = _first_absorbable(sim, sim.last_accrual, sim.last_accrual + 3600)
+    assert t_star - start >= 3, (start, t_star)  # room for eth-tester's time travel
+
+    # At a block stamped one second early: isLiquidatable false, absorbable_now false, and absorb there reverts.
+    snap = take_snapshot(chain)
+    try:
+        block = _mine_at(chain, t_star - 1)
+        p = _only(watcher.check(), user)
+        assert p.block.number == block and not p.liquidatable and not market.is_liquidatable(user, block)
+        assert not p.details["absorbable_now"] and p.details["absorb_health"] >= WAD
+        # The stand-in's borrowBalanceOf accrues (as Comet's does): the watcher's projected debt, to the unit.
+        assert (
+            market.comet.functions.borrowBalanceOf(user).call(block_identifier=block) == sim.at_time(t_star - 1).debt()
+        )
+        assert p.details["accrued_borrow_index"] == sim.at_time(t_star - 1).base_borrow_index
+        # ... and absorb one second later, at t*, accrues across the boundary and succeeds.
+        assert _absorb_at(market, user, t_star) == ""
+        assert market.comet.functions.userBasic(user).call()[0] == 0
+        # absorb's accrueInternal stored the indexes the watcher projected for t*, to the unit.
+        accrued = sim.at_time(t_star)
+        assert market.totals()[:2] == (accrued.base_supply_index, accrued.base_borrow_index)
+        assert market.totals()[6] == t_star
+    finally:
+        revert_snapshot(chain, snap)
+    snap = take_snapshot(chain)
+    try:
+        reason = _absorb_at(market, user, t_star - 1)
+        assert "NotLiquidatable" in reason, reason
+    finally:
+        revert_snapshot(chain, snap)
+
+    # At a block stamped t*: isLiquidatable (stored index) still false, but absorb would succeed in this block.
+    snap = take_snapshot(chain)
+    try:
+        block = _mine_at(chain, t_star)
+        result = watcher.check()
+        assert result.stats["local"].eth_calls == 1 and result.stats["local"].rounds == 1
+        p = _only(result, user)
+        assert not p.liquidatable and not market.is_liquidatable(user, block)
+        assert p.details["absorbable_now"] and p.details["absorb_health"] < WAD <= p.health
+        assert p.details["utilization"] == market.comet.functions.getUtilization().call(block_identifier=block)
+        assert p.details["borrow_rate_per_second"] == 1665519072
+        # Paused absorb (pauseFlags bit 3) is not absorbable, whatever the health.
+        market.set_pause_flags(1 << 3)
+        p = _only(watcher.check(), user)
+        assert p.details["absorb_paused"] and not p.details["absorbable_now"]
+    finally:
+        revert_snapshot(chain, snap)
+
+
+# --- symbols, market ids, protocols file ---------------------------------------------------------------------------
+
+
+def test_decode_symbol() -> None:
+    assert decode_symbol(encode(["string"], ["USDC"])) == "USDC"
+    assert decode_symbol(b"MKR".ljust(32, b"\0")) == "MKR"  # bytes32 symbols (MKR, SAI)
+    for bad in (b"", b"\0" * 32, encode(["string"], ["bad\nline"]), encode(["string"], ["x" * 40]), b"\xff" * 32):
+        assert decode_symbol(bad) is None, bad
+    assert decode_symbol(encode(["string"], ["USDC"])[:66]) is None  # length word says more than was sent
+
+
+def test_standin_symbols_from_tokens(chain: Web3) -> None:
+    odd = (
+        StandInAsset("NOSYM", 18, 10 * 10**8, 50 * WAD // 100, 60 * WAD // 100, 90 * WAD // 100, "reverting"),
+        StandInAsset("NOCODE", 18, 10 * 10**8, 50 * WAD // 100, 60 * WAD // 100, 90 * WAD // 100, "none"),
+    )
+    market = deploy_comet_stand_in(chain, BASE, (*COLLATERALS, *odd))
+    [user] = new_addresses(1, "symbols")
+    market.set_position(user, 100 * USDC, {"WETH": WETH, "NOSYM": WETH, "NOCODE": WETH})
+    watcher = CometStandInWatcher(market, [user])
+    first = watcher.check()
+    p = _only(first, user)
+    shown = {leg.asset: leg.symbol for leg in (*p.collateral, *p.debt)}
+    nosym, nocode = market.collaterals["NOSYM"].token, market.collaterals["NOCODE"].token
+    # A reverting symbol() and a token without code are shown by address prefix, never an error.
+    assert shown == {market.base.token: "USDC", market.collaterals["WETH"].token: "WETH", nosym: nosym[:8]} | {
+        nocode: nocode[:8]
+    }
+    assert {leg.asset: leg.decimals for leg in p.collateral}[market.collaterals["WETH"].token] == 18
+    # Symbols are asked once (in the check's last round): later checks call no token, still in one eth_call.
+    tokens = {market.base.token, *(a.token for a in market.collaterals.values())}
+    assert set(watcher.reader.symbols) == {t.lower() for t in tokens}
+    again = watcher.check()
+    assert not tokens & {c.target for c in watcher.reader.calls()} and again.stats["local"].eth_calls == 1
+    assert {leg.asset: leg.symbol for leg in _only(again, user).collateral} == {
+        k: v for k, v in shown.items() if k != market.base.token
+    }
+
+
+def test_standin_two_markets_distinct_keys(chain: Web3) -> None:
+    usdc = deploy_comet_stand_in(chain)
+    usdt = deploy_comet_stand_in(chain, StandInAsset("USDT", 6, 10**8), salt="second")
+    [user] = new_addresses(1, "two")
+    usdc.set_position(user, 1_000 * USDC, {"WETH": WETH})
+    usdt.set_position(user, 1_700 * USDC, {"WETH": WETH})
+    watcher = CometStandInWatcher(usdc, [user], usdt)
+    watcher.check()
+    result = watcher.check()
+    assert result.stats["local"].eth_calls == 1 and result.stats["local"].rounds == 1
+    by_market = {p.details["market_id"]: p for p in result.positions}
+    assert set(by_market) == {usdc.comet.address.lower(), usdt.comet.address.lower()}
+    assert len({p.key for p in result.positions}) == 2
+    for m in (usdc, usdt):
+        p = by_market[m.comet.address.lower()]
+        assert p.key.endswith(":" + m.comet.address.lower()) and p.debt[0].symbol == m.base.symbol
+        assert p.liquidatable == m.is_liquidatable(user, p.block.number)
+    assert [by_market[m.comet.address.lower()].liquidatable for m in (usdc, usdt)] == [False, True]
+
+
+@pytest.mark.parametrize("markets, expected", [([], 6), (["usdc", "wstETH"], 2)])
+def test_protocols_file_and_make_reader(markets: list[str], expected: int) -> None:
+    cfg = parse_config(
+        {
+            "chains": {"ethereum": {"chain_id": 1, "rpc_urls": ["http://127.0.0.1:1"]}},
+            "deployments": [{"protocol": "compound_v3", "chains": ["ethereum"], "markets": markets}],
+            "accounts": [{"address": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "label": "main"}],
+        }
+    )
+    deps = resolve_deployments(cfg)
+    assert len(deps) == expected and all(d.adapter == "compound_v3" and d.chain_id == 1 for d in deps)
+    comets = {d.market: d.address for d in deps}
+    assert comets["USDC"] == "0xc3d688B66703497DAA19211EEdff47f25384cdc3"
+    readers = [make_reader(d, [Account("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "main")]) for d in deps]
+    assert {r.comet for r in readers} == set(comets.values()) and {r.chain for r in readers} == {"ethereum"}

@@ -1,18 +1,31 @@
-"""Compound v3 (Comet) adapter: raw market and account state in one batch, `isLiquidatable` replayed exactly.
+"""Compound v3 (Comet) adapter: raw market and account state in one batch, `isLiquidatable` and absorb replayed exactly.
 
 A check reads, at one pinned block: numAssets, getAssetInfo(i) for each asset, getPrice for the base feed and every
-collateral feed, totalsBasic, baseScale, baseToken and baseTokenPriceFeed; per account: userBasic and userCollateral
-for each asset. Health follows Comet's own integer rounding (CometMainInterface `isLiquidatable`):
+collateral feed, totalsBasic, baseScale, baseToken, baseTokenPriceFeed and the eight rate-model views (supplyKink,
+supplyPerSecondInterestRateSlopeLow/High/Base, borrowKink, borrowPerSecondInterestRateSlopeLow/High/Base); ERC20
+symbol() of each token until known; per account: userBasic and userCollateral for each asset. Health follows Comet's
+own integer rounding (CometMainInterface `isLiquidatable`):
 liquidity = sum over assetsIn of floor(floor(balance*price/scale) * liquidateCollateralFactor / 1e18)
             - floor(floor(|principal| * baseBorrowIndex / 1e15) * basePrice / baseScale),
-liquidatable iff liquidity < 0, with the STORED baseBorrowIndex (isLiquidatable does not accrue).
+liquidatable iff liquidity < 0.
+
+Two verdicts, two indexes. `Position.liquidatable` and `health` are isLiquidatable's: it reads the STORED
+baseBorrowIndex, as of totalsBasic.lastAccrualTime. absorb() first runs accrueInternal, which moves both indexes to the
+block's timestamp with one utilization taken from the stored totals:
+    utilization = floor(presentValueBorrow * 1e18 / presentValueSupply)   (0 without supply)
+    rate = base + floor(slopeLow * min(u, kink) / 1e18) [+ floor(slopeHigh * (u - kink) / 1e18) above the kink]
+    index += floor(index * (rate * elapsed) / 1e18)                       (safe64: reverts past uint64)
+so absorb can succeed while isLiquidatable still says false. `details["absorb_health"]` is the health with the indexes
+accrued to the read block's timestamp (what absorb() would see if it ran in that block) and `details["absorbable_now"]`
+whether absorb would succeed there (liquidatable at the accrued index and absorb not paused). The simulator's
+`at_time(t)` accrues the same way, so a later block's absorb can be predicted too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
 
@@ -20,11 +33,28 @@ from watcher.abi import Contract, words
 from watcher.adapters.base import Account, Call, TaggedReader
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
 
+if TYPE_CHECKING:  # config imports the chain layer; the adapter needs the type only
+    from watcher.config import Deployment
+
 COMET = Contract("IComet")
+ERC20 = Contract("IERC20Metadata")
 FACTOR_SCALE = 10**18
 BASE_INDEX_SCALE = 10**15
 PRICE_SCALE = 10**8  #: getPrice answers in USD with 8 decimals
+PAUSE_ABSORB_OFFSET = 3  #: bit of totalsBasic.pauseFlags that pauses absorb
+_UINT64_MAX = 2**64 - 1
 _CHEAP, _PRICE = 10_000, 30_000
+#: the rate-model views, in CometRates field order
+RATE_VIEWS = (
+    "supplyKink",
+    "supplyPerSecondInterestRateSlopeLow",
+    "supplyPerSecondInterestRateSlopeHigh",
+    "supplyPerSecondInterestRateBase",
+    "borrowKink",
+    "borrowPerSecondInterestRateSlopeLow",
+    "borrowPerSecondInterestRateSlopeHigh",
+    "borrowPerSecondInterestRateBase",
+)
 
 
 def _signed(w: int) -> int:
@@ -38,6 +68,81 @@ def _decimals(scale: int) -> int:
     if scale <= 0 or 10**d != scale:
         raise ValueError(f"scale {scale} is not a power of ten")
     return d
+
+
+def _safe64(n: int) -> int:
+    """CometMath.safe64: Comet reverts (InvalidUInt64) past uint64; so do we, as a malformed state."""
+    if n > _UINT64_MAX:
+        raise ValueError(f"{n} overflows uint64, Comet's safe64 would revert")
+    return n
+
+
+def decode_symbol(data: bytes) -> str | None:
+    """An ERC20 symbol() answer as text: ABI string or bytes32 (MKR-style); None if empty, malformed or unprintable."""
+    raw: bytes | None = None
+    if len(data) == 32:
+        raw = data.rstrip(b"\0")
+    elif len(data) >= 64:
+        offset = int.from_bytes(data[:32], "big")
+        if offset + 32 <= len(data):
+            n = int.from_bytes(data[offset : offset + 32], "big")
+            if offset + 32 + n <= len(data):
+                raw = data[offset + 32 : offset + 32 + n]
+    if not raw:
+        return None
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    # A token chooses its own symbol, and it ends up in alerts: no control characters, nothing long.
+    return text if text and len(text) <= 32 and text.isprintable() else None
+
+
+@dataclass(frozen=True, slots=True)
+class CometRates:
+    """Comet's kinked rate model, per second at 1e18 (the values its rate views answer)."""
+
+    supply_kink: int = 0
+    supply_slope_low: int = 0
+    supply_slope_high: int = 0
+    supply_base: int = 0
+    borrow_kink: int = 0
+    borrow_slope_low: int = 0
+    borrow_slope_high: int = 0
+    borrow_base: int = 0
+
+    @staticmethod
+    def _rate(u: int, kink: int, low: int, high: int, base: int) -> int:
+        if u <= kink:
+            return _safe64(base + low * u // FACTOR_SCALE)
+        return _safe64(base + low * kink // FACTOR_SCALE + high * (u - kink) // FACTOR_SCALE)
+
+    def supply_rate(self, u: int) -> int:
+        """getSupplyRate(utilization): base + mulFactor(slopeLow, u), plus mulFactor(slopeHigh, u - kink) above it."""
+        return self._rate(u, self.supply_kink, self.supply_slope_low, self.supply_slope_high, self.supply_base)
+
+    def borrow_rate(self, u: int) -> int:
+        """getBorrowRate(utilization), the same shape with the borrow parameters."""
+        return self._rate(u, self.borrow_kink, self.borrow_slope_low, self.borrow_slope_high, self.borrow_base)
+
+
+def utilization(supply_index: int, borrow_index: int, total_supply_base: int, total_borrow_base: int) -> int:
+    """getUtilization: floor(presentValueBorrow * 1e18 / presentValueSupply), 0 when nothing is supplied."""
+    supply = total_supply_base * supply_index // BASE_INDEX_SCALE
+    borrow = total_borrow_base * borrow_index // BASE_INDEX_SCALE
+    return borrow * FACTOR_SCALE // supply if supply else 0
+
+
+def accrued_indices(
+    rates: CometRates, supply_index: int, borrow_index: int, total_supply_base: int, total_borrow_base: int, dt: int
+) -> tuple[int, int]:
+    """accruedInterestIndices(dt): both indexes grown by floor(index * rate * dt / 1e18), one utilization for all dt."""
+    if dt <= 0:
+        return supply_index, borrow_index
+    u = utilization(supply_index, borrow_index, total_supply_base, total_borrow_base)
+    supply = supply_index + _safe64(supply_index * (rates.supply_rate(u) * dt) // FACTOR_SCALE)
+    borrow = borrow_index + _safe64(borrow_index * (rates.borrow_rate(u) * dt) // FACTOR_SCALE)
+    return _safe64(supply), _safe64(borrow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +160,11 @@ class CometAsset:
 
 @dataclass(frozen=True, slots=True)
 class CometSimulator:
-    """Exact replay of Comet's `isLiquidatable` for one account, with prices or balances changed."""
+    """Exact replay of Comet's `isLiquidatable` for one account, with prices, balances or time changed.
+
+    The indexes are those of the market's state: as stored at the read (isLiquidatable's), or accrued by `at_time`
+    (what absorb, or any transaction that accrues first, sees at that time).
+    """
 
     base_token: str
     base_scale: int
@@ -66,8 +175,13 @@ class CometSimulator:
     prices: tuple[int, ...]  #: getPrice of each asset's feed, aligned with `assets`
     principal: int
     balances: tuple[int, ...]  #: userCollateral balance of each asset, aligned with `assets`
-    assets_in: int
+    assets_in: int  #: userBasic.assetsIn, with bits 16-23 from _reserved (CometWithExtendedAssetList)
     now: int
+    rates: CometRates = CometRates()
+    total_supply_base: int = 0
+    total_borrow_base: int = 0
+    #: the time the indexes are accrued to (totalsBasic.lastAccrualTime as read; later after at_time)
+    last_accrual: int = 0
 
     def debt(self) -> int:
         """presentValueBorrow: floor(|principal| * baseBorrowIndex / 1e15); 0 for a supplier."""
@@ -104,12 +218,22 @@ class CometSimulator:
         return self.weighted() * WAD // dv
 
     def at_time(self, timestamp: int) -> CometSimulator:
-        """The same position later; the stored index is kept because isLiquidatable itself never accrues.
+        """The market accrued to `timestamp` as accrueInternal would: one step from `last_accrual`.
 
-        absorb() accrues first, so a later absorb would see slightly more debt; the verdict this predicts is the
-        one isLiquidatable gives until the next accrual (any supply/borrow/withdraw on the market).
+        With no transaction on the market in between, the contract accrues in one step from lastAccrualTime, so this
+        is what absorb (or any accruing call) sees at `timestamp`. An earlier time leaves the indexes as they are.
         """
-        return replace(self, now=timestamp)
+        if timestamp <= self.last_accrual:
+            return replace(self, now=timestamp)
+        supply, borrow = accrued_indices(
+            self.rates,
+            self.base_supply_index,
+            self.base_borrow_index,
+            self.total_supply_base,
+            self.total_borrow_base,
+            timestamp - self.last_accrual,
+        )
+        return replace(self, base_supply_index=supply, base_borrow_index=borrow, last_accrual=timestamp, now=timestamp)
 
     def with_price(self, asset: str, price: int) -> CometSimulator:
         """Replace the oracle price of a collateral asset or of the base token."""
@@ -145,7 +269,21 @@ class CometSimulator:
         else:
             # principalValueBorrow rounds up, so the remaining debt never shrinks by rounding.
             principal = -((-present * BASE_INDEX_SCALE + self.base_borrow_index - 1) // self.base_borrow_index)
-        return replace(self, principal=principal)
+        # repayAndSupplyAmount: the totals move too, so a later accrual sees the new utilization.
+        old = self.principal
+        if principal <= 0:
+            repaid, supplied = principal - old, 0
+        elif old >= 0:
+            repaid, supplied = 0, principal - old
+        else:
+            repaid, supplied = -old, principal
+        return replace(
+            self,
+            principal=principal,
+            total_supply_base=self.total_supply_base + supplied,
+            # Never below 0: only a hand-built simulator without market totals gets there.
+            total_borrow_base=max(0, self.total_borrow_base - repaid),
+        )
 
 
 class CompoundV3Reader(TaggedReader):
@@ -165,24 +303,35 @@ class CompoundV3Reader(TaggedReader):
         self.accounts = list(accounts)
         #: accounts the last parse could not value (a reverting price feed), with the reason
         self.skipped: list[tuple[Account, str]] = []
-        # Comet has no token metadata of its own; symbols are for display only, the address prefix otherwise.
-        self.symbols = {k.lower(): v for k, v in (symbols or {}).items()}
+        # Symbols are for display only: given ones win, then the token's own symbol(), else the address prefix. Each
+        # token is asked once (a check that learns them needs no extra round; the next one simply asks less).
+        self.given_symbols = {k.lower(): v for k, v in (symbols or {}).items()}
+        self.symbols: dict[str, str] = {}
         # Governance can add assets or move feeds (an upgrade), so the list is re-read every check; a round that
         # finds it changed asks again at the same block.
         self.num_assets: int | None = None
         self.infos: tuple[CometAsset, ...] = ()
         self.base_feed: str | None = None
+        self.base_token: str | None = None
         self._plan: list[tuple[Any, ...]] = []
         self._calls: list[Call] = []
         self._planned_for: tuple[Any, ...] | None = None
 
-    def _add(self, tag: tuple[Any, ...], data: bytes, gas: int = _CHEAP) -> None:
+    def _add(self, tag: tuple[Any, ...], data: bytes, gas: int = _CHEAP, target: str | None = None) -> None:
         self._plan.append(tag)
-        self._calls.append(Call(self.comet, data, gas))
+        self._calls.append(Call(target or self.comet, data, gas))
+
+    def _unnamed(self) -> tuple[str, ...]:
+        """Tokens whose symbol is still to be read."""
+        tokens = [self.base_token, *(a.asset for a in self.infos)] if self.base_token else []
+        known = self.symbols.keys() | self.given_symbols.keys()
+        return tuple(t for t in dict.fromkeys(tokens) if t is not None and t.lower() not in known)
 
     def calls(self) -> list[Call]:
         """The reads for this round; the same list object while nothing new was learned."""
-        key = (self.num_assets, self.infos, self.base_feed)
+        ready = self.base_feed is not None and len(self.infos) == self.num_assets
+        unnamed = self._unnamed() if ready else ()
+        key = (self.num_assets, self.infos, self.base_feed, self.base_token, unnamed)
         if key == self._planned_for:
             return self._calls
         self._planned_for = key
@@ -197,8 +346,14 @@ class CompoundV3Reader(TaggedReader):
             self._add(tag, data)
         for i in range(self.num_assets or 0):
             self._add(("info", i), COMET.getAssetInfo.encode(i))
-        if self.base_feed is None or len(self.infos) != self.num_assets:
+        if not ready:
             return self._calls  # the feeds and assets are known only after the first round
+        # Immutables in a Comet implementation, but an upgrade swaps the implementation: read every check.
+        for view in RATE_VIEWS:
+            self._add(("rate", view), getattr(COMET, view).encode())
+        for token in unnamed:
+            self._add(("sym", token), ERC20.symbol.encode(), _PRICE, token)
+        assert self.base_feed is not None
         for feed in dict.fromkeys([self.base_feed, *(a.price_feed for a in self.infos)]):
             self._add(("price", feed), COMET.getPrice.encode(feed), _PRICE)
         for acct in self.accounts:
@@ -216,17 +371,22 @@ class CompoundV3Reader(TaggedReader):
     def _parse(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
         [num] = self._required(got, ("num",), 1)
         base_feed = self._address(self._required(got, ("feed",), 1)[0])
+        base_token = self._address(self._required(got, ("base",), 1)[0])
         infos = []
         for i in range(min(num, self.num_assets or 0)):
             w = self._required(got, ("info", i), 8)
             infos.append(CometAsset(w[0], self._address(w[1]), self._address(w[2]), w[3], w[4], w[5], w[6]))
-        learned = (num, tuple(infos), base_feed)
-        if learned != (self.num_assets, self.infos, self.base_feed) or len(infos) != num:
-            self.num_assets, self.infos, self.base_feed = learned
+        learned = (num, tuple(infos), base_feed, base_token)
+        if learned != (self.num_assets, self.infos, self.base_feed, self.base_token) or len(infos) != num:
+            self.num_assets, self.infos, self.base_feed, self.base_token = learned
             return None
         totals = self._required(got, ("totals",), 8)
         [base_scale] = self._required(got, ("scale",), 1)
-        base_token = self._address(self._required(got, ("base",), 1)[0])
+        rates = CometRates(*(self._required(got, ("rate", view), 1)[0] for view in RATE_VIEWS))
+        for tag, (ok, data) in got.items():
+            if tag[0] == "sym":
+                # Never an error: a token without a readable symbol is shown by its address prefix.
+                self.symbols[tag[1].lower()] = (decode_symbol(data) if ok else None) or tag[1][:8]
         self.skipped = []
         prices: dict[str, int] = {}
         broken = []
@@ -241,6 +401,7 @@ class CompoundV3Reader(TaggedReader):
             for acct in self.accounts:
                 self.skipped.append((acct, f"{self.protocol}/{self.chain}: getPrice reverted for {broken}"))
             return []
+        absorb_paused = bool(totals[7] >> PAUSE_ABSORB_OFFSET & 1)
         out = []
         for acct in self.accounts:
             user = self._required(got, ("user", acct.address), 5)
@@ -255,16 +416,22 @@ class CompoundV3Reader(TaggedReader):
                 prices=tuple(prices[a.price_feed] for a in self.infos),
                 principal=_signed(user[0]),
                 balances=balances,
-                assets_in=user[3],
+                # Markets with more than 16 assets keep bits 16-23 of assetsIn in userBasic._reserved.
+                assets_in=user[3] | user[4] << 16,
                 now=block.timestamp,
+                rates=rates,
+                total_supply_base=totals[4],
+                total_borrow_base=totals[5],
+                last_accrual=totals[6],
             )
-            out.append(self._position(acct, sim, block))
+            out.append(self._position(acct, sim, block, absorb_paused))
         return out
 
     def _symbol(self, token: str) -> str:
-        return self.symbols.get(token.lower(), token[:8])
+        t = token.lower()
+        return self.given_symbols.get(t) or self.symbols.get(t) or token[:8]
 
-    def _position(self, acct: Account, sim: CometSimulator, block: BlockRef) -> Position:
+    def _position(self, acct: Account, sim: CometSimulator, block: BlockRef, absorb_paused: bool) -> Position:
         collateral = tuple(
             Leg(
                 a.asset,
@@ -280,6 +447,9 @@ class CompoundV3Reader(TaggedReader):
         )
         base_dec = _decimals(sim.base_scale)
         debt = Leg(sim.base_token, self._symbol(sim.base_token), base_dec, sim.debt(), sim.base_price, sim.debt_value())
+        # What absorb() would see in this block: accrueInternal first, then isLiquidatable at the accrued index.
+        accrued = sim.at_time(block.timestamp)
+        u = utilization(sim.base_supply_index, sim.base_borrow_index, sim.total_supply_base, sim.total_borrow_base)
         return Position(
             protocol=self.protocol,
             chain=self.chain,
@@ -294,11 +464,25 @@ class CompoundV3Reader(TaggedReader):
             base_currency="USD",
             block=block,
             details={
+                # Two Comets on one chain are two markets: the key tells them apart.
+                "market_id": self.comet.lower(),
                 "comet": self.comet,
                 "principal": sim.principal,
                 "base_borrow_index": sim.base_borrow_index,
+                "last_accrual_time": sim.last_accrual,
+                "utilization": u,
+                "borrow_rate_per_second": sim.rates.borrow_rate(u),
+                "accrued_borrow_index": accrued.base_borrow_index,
+                "absorb_health": accrued.health(),
+                "absorbable_now": accrued.liquidatable() and not absorb_paused,
+                "absorb_paused": absorb_paused,
                 "assets_in": sim.assets_in,
                 "weighted_collateral": sim.weighted(),
             },
             simulator=sim,
         )
+
+
+def make_reader(dep: Deployment, accounts: Sequence[Account]) -> CompoundV3Reader:
+    """The reader for one resolved Comet deployment: `dep.address` is the Comet (one market)."""
+    return CompoundV3Reader(dep.name, dep.chain, dep.address, accounts)

@@ -1,13 +1,15 @@
 """A Compound v3 (Comet) STAND-IN market on a local chain: our own CometStandIn.sol, not Compound's code.
 
-No registry package ships Comet, so the stand-in exposes Comet's view ABI subset with Comet's integer math and admin
-setters; tests place positions and prices directly instead of going through supply/withdraw.
+No registry package ships Comet, so the stand-in exposes Comet's view ABI subset with Comet's integer math (the kinked
+rate model and accrual included), absorb's accrue-then-check, and admin setters; tests place positions, totals and
+prices directly instead of going through supply/withdraw. Tokens are tiny StandInToken contracts answering symbol().
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +17,41 @@ from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
 
-from watcher.devchain.deploy import Calldata, Tx, deploy_bytecode, send_txs
+from watcher.devchain.deploy import Calldata, Tx, TxResult, deploy_bytecode, send_txs
 from watcher.devchain.solc import compile_standard_json, contract_output
 
 _SOURCE = Path(__file__).resolve().parent / "sol" / "CometStandIn.sol"
 GAS = 500_000
 WAD = 10**18
 PRICE_SCALE = 10**8  #: Comet's getPrice answers with 8 decimals
+SECONDS_PER_YEAR = 31_536_000
+#: Ethereum cUSDCv3's rates (deployments/mainnet/usdc/configuration.json), per year at 1e18, in setRates order:
+#: supply kink, slope low, slope high, base; borrow kink, slope low, slope high, base.
+USDC_RATES_PER_YEAR = (
+    80 * WAD // 100,
+    325 * WAD // 10_000,
+    40 * WAD // 100,
+    0,
+    80 * WAD // 100,
+    35 * WAD // 1_000,
+    25 * WAD // 100,
+    15 * WAD // 1_000,
+)
+
+
+def per_second(rates_per_year: Sequence[int]) -> tuple[int, ...]:
+    """Comet's constructor: kinks as given, slopes and bases divided (floored) by SECONDS_PER_YEAR."""
+    return tuple(r if i in (0, 4) else r // SECONDS_PER_YEAR for i, r in enumerate(rates_per_year))
 
 
 def _address(name: str) -> str:
-    """A deterministic placeholder address: the stand-in never calls tokens or feeds, it only keys by address."""
+    """A deterministic placeholder address with no code: the stand-in never calls feeds, it only keys by address."""
     return to_checksum_address(keccak(f"margin-watcher:comet-stand-in:{name}".encode())[12:])
 
 
 @dataclass(frozen=True, slots=True)
 class StandInAsset:
-    """One asset of the stand-in market: placeholder token and feed addresses, decimals and factors."""
+    """One asset of the stand-in market: its token (deployed), placeholder feed address, decimals and factors."""
 
     symbol: str
     decimals: int
@@ -39,11 +59,9 @@ class StandInAsset:
     borrow_cf: int = 0  #: 1e18 scale
     liquidate_cf: int = 0  #: 1e18 scale
     liquidation_factor: int = 0  #: 1e18 scale
-
-    @property
-    def token(self) -> str:
-        """The asset's placeholder token address."""
-        return _address(f"token:{self.symbol}")
+    #: what the token contract does: "erc20" answers symbol(), "reverting" reverts it, "none" has no code at all
+    metadata: str = "erc20"
+    token: str = ""  #: the token's address, set when deployed
 
     @property
     def feed(self) -> str:
@@ -61,7 +79,15 @@ COLLATERALS = (
 @functools.cache
 def comet_stand_in_artifact() -> tuple[list[dict[str, Any]], str]:
     """Compile watcher/devchain/sol/CometStandIn.sol with solc-js and return (abi, creation bytecode hex)."""
+    abis, bins = _artifacts()
+    return abis["CometStandIn"], bins["CometStandIn"]
+
+
+@functools.cache
+def _artifacts() -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """ABIs and creation bytecodes of CometStandIn and StandInToken."""
     source = "CometStandIn.sol"
+    names = ("CometStandIn", "StandInToken")
     input_json = {
         "language": "Solidity",
         "sources": {source: {"content": _SOURCE.read_text()}},
@@ -69,11 +95,15 @@ def comet_stand_in_artifact() -> tuple[list[dict[str, Any]], str]:
             "optimizer": {"enabled": True, "runs": 200},
             # Same target as BatchReader: every supported local chain executes shanghai.
             "evmVersion": "shanghai",
-            "outputSelection": {source: {"CometStandIn": ["abi", "evm.bytecode.object"]}},
+            "outputSelection": {source: {n: ["abi", "evm.bytecode.object"] for n in names}},
         },
     }
-    entry = contract_output(compile_standard_json(input_json), source, "CometStandIn")
-    return entry["abi"], "0x" + entry["evm"]["bytecode"]["object"]
+    out = compile_standard_json(input_json)
+    entries = {n: contract_output(out, source, n) for n in names}
+    return (
+        {n: e["abi"] for n, e in entries.items()},
+        {n: "0x" + e["evm"]["bytecode"]["object"] for n, e in entries.items()},
+    )
 
 
 @dataclass
@@ -96,6 +126,27 @@ class CometStandInMarket:
             self.w3, [Tx(self.admin, self.comet.address, self._cd.encode(fn, *args), GAS, fn)], errors_abi=self.abi
         )
         return int(r["blockNumber"])
+
+    def absorb_tx(self, users: Sequence[str]) -> Tx:
+        """absorb(admin, users) as a transaction from the admin (absorb is permissionless in Comet too)."""
+        return Tx(self.admin, self.comet.address, self._cd.encode("absorb", self.admin, list(users)), GAS, "absorb")
+
+    def absorb(self, users: Sequence[str]) -> TxResult:
+        """Send absorb(admin, users) without raising on a revert; the result's status says whether it succeeded."""
+        [r] = send_txs(self.w3, [self.absorb_tx(users)], errors_abi=self.abi, check=False)
+        return r
+
+    def set_rates(self, rates_per_second: Sequence[int]) -> int:
+        """Set the rate model (setRates order: supply kink, low, high, base; borrow kink, low, high, base)."""
+        return self._send("setRates", list(rates_per_second))
+
+    def set_totals(self, supply_index: int, borrow_index: int, supply_base: int, borrow_base: int) -> int:
+        """Set both indexes and the principal totals, as if the market had just accrued in the mined block."""
+        return self._send("setTotals", supply_index, borrow_index, supply_base, borrow_base)
+
+    def set_pause_flags(self, flags: int) -> int:
+        """Set Comet's pauseFlags (bit 3 pauses absorb)."""
+        return self._send("setPauseFlags", flags)
 
     def asset(self, symbol: str) -> StandInAsset:
         """The base or a collateral asset by symbol."""
@@ -137,11 +188,30 @@ def new_addresses(count: int, salt: str = "user") -> list[str]:
     return [_address(f"{salt}:{i}") for i in range(count)]
 
 
-def deploy_comet_stand_in(w3: Web3) -> CometStandInMarket:
-    """Deploy the stand-in with USDC base (1e8) and WETH (LCF 0.83) and WBTC (LCF 0.75) collaterals."""
+def _deploy_token(w3: Web3, admin: str, asset: StandInAsset, salt: str) -> StandInAsset:
+    """The asset with its token: a StandInToken (symbol answered, or reverting) or a code-less address."""
+    if asset.metadata == "none":
+        return replace(asset, token=_address(f"{salt}:token:{asset.symbol}"))
+    abis, bins = _artifacts()
+    symbol = asset.symbol if asset.metadata == "erc20" else ""
+    token = deploy_bytecode(
+        w3, abis["StandInToken"], bins["StandInToken"], [symbol, asset.decimals], admin, gas=1_000_000, label="token"
+    )
+    return replace(asset, token=to_checksum_address(token.address))
+
+
+def deploy_comet_stand_in(
+    w3: Web3,
+    base: StandInAsset = BASE,
+    collaterals: Sequence[StandInAsset] = COLLATERALS,
+    rates_per_year: Sequence[int] = USDC_RATES_PER_YEAR,
+    salt: str = "market",
+) -> CometStandInMarket:
+    """Deploy the stand-in (by default USDC base (1e8), WETH (LCF 0.83) and WBTC (LCF 0.75), cUSDCv3's rates)."""
     abi, bytecode = comet_stand_in_artifact()
     admin = to_checksum_address(w3.eth.accounts[0])
-    base = BASE
+    base = _deploy_token(w3, admin, base, salt)
+    collaterals = [_deploy_token(w3, admin, a, salt) for a in collaterals]
     comet = deploy_bytecode(
         w3,
         abi,
@@ -152,10 +222,10 @@ def deploy_comet_stand_in(w3: Web3) -> CometStandInMarket:
         label="deploy CometStandIn",
     )
     cd = Calldata(abi)
-    txs = []
-    for a in COLLATERALS:
+    txs = [Tx(admin, comet.address, cd.encode("setRates", list(per_second(rates_per_year))), GAS, "setRates")]
+    for a in collaterals:
         args = (a.token, a.feed, 10**a.decimals, a.borrow_cf, a.liquidate_cf, a.liquidation_factor, 10**30)
         txs.append(Tx(admin, comet.address, cd.encode("addAsset", *args), GAS, "addAsset"))
         txs.append(Tx(admin, comet.address, cd.encode("setPrice", a.feed, a.price), GAS, "setPrice"))
     send_txs(w3, txs, errors_abi=abi)
-    return CometStandInMarket(w3, admin, comet, base, {a.symbol: a for a in COLLATERALS}, abi)
+    return CometStandInMarket(w3, admin, comet, base, {a.symbol: a for a in collaterals}, abi)
