@@ -244,7 +244,9 @@ class Daemon:
         row: dict[str, Any]
         if degraded and not was.get("degraded"):
             episode = int(was.get("episodes", 0) or 0) + 1
-            subject, text = chain_message(chain, True, reasons[0])
+            unknown = sum(len(u.accounts) for u in result.unreadable if u.chain == chain)
+            read = sum(1 for p in result.positions if p.chain == chain)
+            subject, text = chain_message(chain, True, reasons[0], unknown, read)
             alerts.append(
                 AlertRecord(
                     f"chain:{chain}#{episode}:degraded",

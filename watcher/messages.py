@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 from watcher.alerts import Event, Severity
@@ -38,7 +39,13 @@ def position_message(
     if previous is not None and p.health is not None and previous != p.health:
         delta = Decimal(p.health - previous).scaleb(-18)
         trend = f" ({'↓' if delta < 0 else '↑'} {abs(delta):.3f})"
-    lines.append(f"Health {health_text(p.health)}{trend} · block {p.block.number}")
+    # off-chain venues have no block: say when the venue was read instead
+    when = (
+        f"block {p.block.number}"
+        if p.block.number
+        else f"read {time.strftime('%H:%M:%S', time.gmtime(p.block.timestamp))} UTC"
+    )
+    lines.append(f"Health {health_text(p.health)}{trend} · {when}")
     if advice is not None and event.kind != "recover":
         for lp in advice.liquidation_prices[:3]:
             move = Decimal(lp.move_ppm) / Decimal(10_000)
@@ -61,11 +68,17 @@ def position_message(
     return subject, "\n".join(lines)
 
 
-def chain_message(chain: str, degraded: bool, reason: str) -> tuple[str, str]:
-    """(subject, text) for the watcher's own health on one chain."""
+def chain_message(chain: str, degraded: bool, reason: str, unknown: int = 0, read: int = 0) -> tuple[str, str]:
+    """(subject, text) for the watcher's own health on one chain (or venue); `unknown` and `read` count positions."""
     if degraded:
-        subject = f"WATCHER DEGRADED: cannot read {chain}"
-        text = f"❓ Watcher degraded on {chain}: positions there are UNKNOWN, not healthy.\n{reason}"
+        if read and unknown:
+            # part of the chain still reads (e.g. one broken price feed): say how much is unknown, not "everything"
+            subject = f"WATCHER DEGRADED: {unknown} position(s) on {chain} cannot be read"
+            what = f"{unknown} position(s) there are UNKNOWN, not healthy; {read} others were read as usual."
+        else:
+            subject = f"WATCHER DEGRADED: cannot read {chain}"
+            what = "positions there are UNKNOWN, not healthy."
+        text = f"❓ Watcher degraded on {chain}: {what}\n{reason}"
     else:
         subject = f"Watcher recovered on {chain}"
         text = f"✅ Watcher reads {chain} again; positions are checked as usual."
