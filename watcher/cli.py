@@ -204,7 +204,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the embedded demo on a local chain with real Aave v3 contracts."""
     from watcher.demo import run_demo
 
-    return run_demo(chain=args.chain, version=args.aave, steps=args.steps)
+    return run_demo(chain=args.chain, version=args.aave, steps=args.steps, everything=not args.only_real)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -229,6 +229,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--chain", choices=("anvil", "eth-tester"), default="anvil")
     d.add_argument("--aave", choices=("3.0", "3.6"), default="3.0", help="Aave version to deploy")
     d.add_argument("--steps", type=int, default=8, help="price steps to show (at most 8)")
+    d.add_argument(
+        "--only-real", action="store_true", help="skip the closing check of every protocol (stand-ins included)"
+    )
     d.set_defaults(func=cmd_demo)
     return p
 

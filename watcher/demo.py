@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 
+from rich.console import Console
 from rich.table import Table
 from web3 import Web3
 
@@ -14,8 +15,8 @@ from watcher.adapters.base import Account
 from watcher.adapters.morpho_blue import MorphoBlueReader
 from watcher.chain import ChainClient
 from watcher.check import run_check
-from watcher.model import WAD
-from watcher.render import health_text, make_console, render_table, short
+from watcher.model import WAD, Position
+from watcher.render import health_text, make_console, perp_text, render_table, short
 from watcher.risk import Thresholds, advise, level_of
 
 DEMO_THRESHOLDS = Thresholds(warn=125 * WAD // 100, critical=110 * WAD // 100, target=150 * WAD // 100)
@@ -43,7 +44,53 @@ def _chain(kind: str) -> Iterator[Web3]:
         yield eth_tester_web3()
 
 
-def run_demo(chain: str = "anvil", version: str = "3.0", steps: int = len(WETH_PRICES)) -> int:
+def _everything(w3: Web3, client: ChainClient, console: Console) -> None:
+    """Every other protocol on the same chain (our stand-ins where no registry package ships the real one)."""
+    from watcher.devchain.everything import deploy_everything
+
+    t0 = time.perf_counter()
+    with console.status("deploying every protocol (stand-in contracts compile on the first run only)..."):
+        world = deploy_everything(w3, per_protocol=2)
+    console.print(
+        f"\n[bold]Every protocol on one chain[/]: {len(world.deployments)} deployments, 2 positions each, deployed in "
+        f"{time.perf_counter() - t0:.1f} s. Real contracts: "
+        + ", ".join(d.name for d in world.deployments if world.kind[d.name] == "real")
+        + "; our stand-ins (the protocols' view ABI and integer math, written here): "
+        + ", ".join(d.name for d in world.deployments if world.kind[d.name] == "stand-in")
+        + "."
+    )
+    readers = world.readers()
+    run_check({"local": client}, readers)  # the first check learns markets, vaults and feeds
+    result = run_check({"local": client}, readers)
+    stats = result.stats["local"]
+    table = Table(title="one check of every protocol", title_justify="left")
+    for col in ("protocol", "kind", "account", "health", "level", "liquidation price / what it watches"):
+        table.add_column(col)
+    for p in result.positions:
+        lvl = level_of(p, DEMO_THRESHOLDS)
+        if p.perps:
+            what = "; ".join(perp_text(p, leg) for leg in p.perps)
+        else:
+            adv = advise(p, DEMO_THRESHOLDS.target) if p.has_debt else None
+            lps = adv.liquidation_prices if adv else ()
+            what = "; ".join(f"{lp.symbol} at {_price(p, lp.price)}" for lp in lps[:2]) or "-"
+        table.add_row(p.protocol, world.kind[p.protocol], p.label, health_text(p.health), lvl.value, what)
+    console.print(table)
+    console.print(
+        f"that check: {stats.eth_calls} eth_call ({stats.calls} reads, {stats.storage_reads} of them storage reads in "
+        f"the same HTTP request) for {len(result.positions)} positions on {len(world.deployments)} deployments, "
+        f"{result.seconds * 1000:.0f} ms"
+    )
+    for u in result.unreadable:
+        console.print(f"[magenta]UNKNOWN[/] {u.protocol}: {u.reason}")
+
+
+def _price(p: Position, price: int) -> str:
+    decimals = len(str(p.base_unit)) - 1
+    return ("$" if p.base_currency == "USD" else "") + short(price, decimals, 2)
+
+
+def run_demo(chain: str = "anvil", version: str = "3.0", steps: int = len(WETH_PRICES), everything: bool = True) -> int:
     """Deploy Aave, open positions, lower the WETH price step by step and show the watcher's verdicts."""
     from watcher.devchain.aave import deploy_aave
     from watcher.devchain.deploy import deploy_batch_reader
@@ -132,4 +179,6 @@ def run_demo(chain: str = "anvil", version: str = "3.0", steps: int = len(WETH_P
             result.positions = [p for p in result.positions if p.protocol == "aave_v3"]
             advices = {p.key: advise(p, DEMO_THRESHOLDS.target) for p in result.positions if p.has_debt}
             render_table(result, advices, DEMO_THRESHOLDS, console)
+        if everything:
+            _everything(w3, client, console)
     return 0
