@@ -55,8 +55,9 @@ class PerpLeg:
     """One perpetual position, with the maintenance requirement the venue asks at its size.
 
     Money (notional, requirement, equity) is in the Position's base units (e.g. micro-USD), rounded against the user:
-    requirements up, equity down. Prices are exact rationals in base-currency units per whole coin, since a venue's
-    price grid (e.g. 1e-30 USD per wei of a GMX token) has no fixed decimals.
+    requirements up, equity down. Prices are exact rationals in whole units of the base currency per whole coin
+    (e.g. 3100 for ETH at $3,100, whatever the Position's base_unit), since a venue's price grid (e.g. 1e-30 USD per
+    wei of a GMX token) has no fixed decimals.
     """
 
     market: str  #: the venue's market name, e.g. "ETH" or "ETH-USD"
