@@ -204,3 +204,43 @@ def test_two_venues_read_together_and_one_failing_leaves_the_other(tmp_path: Pat
     assert set(broken.degraded) == {"dx"} and "HTTP 500" in broken.degraded["dx"]
     assert {u.chain for u in broken.unreadable} == {"dx"} and len(broken.unreadable[0].accounts) == 2
     assert {p.chain for p in broken.positions} == {"hl"}  # the other venue is read as usual
+
+
+def test_watcher_check_reads_a_venue_and_reports_it_unknown_when_broken(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    from watcher.cli import main
+
+    mids, states = world(Fraction(95_000), Fraction(3_100))
+    server = HyperliquidStandIn(META, mids, states)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.__aenter__())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    path = tmp_path / "venue.toml"
+    accounts = "\n".join(f'[[accounts]]\naddress = "{a.address}"\nlabel = "{a.label}"\n' for a in ACCOUNTS)
+    path.write_text(f'[venues.hl]\nprotocol = "hyperliquid"\nbase_url = "{server.url}"\n\n{accounts}')
+    try:
+        assert main(["check", "--config", str(path), "--json"]) == 0  # everyone is healthy at BTC 95,000
+        doc = json.loads(capsys.readouterr().out)
+        assert len(doc["positions"]) == 3 and not doc["unknown"]
+        cross = next(p for p in doc["positions"] if p["label"] == "cross-btc")
+        assert cross["perps"][0]["liquidation_price"]["value"] == "80000"
+        server.fault = "http500"
+        assert main(["check", "--config", str(path), "--json"]) == 3  # unknown, never healthy
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["positions"] == [] and "HTTP 500" in doc["unknown"][0]["reason"]
+    finally:
+        asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
