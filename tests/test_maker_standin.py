@@ -425,3 +425,20 @@ def test_standin_make_reader_from_the_protocols_file() -> None:
     assert reader.spotter == entry["spot"] and reader.dai == entry["dai"] and reader.vault_ids == [7, 9]
     with pytest.raises(ValueError, match="jug"):
         make_reader(dep.model_copy(update={"extra": {k: v for k, v in extra.items() if k != "jug"}}), [])
+
+
+def test_standin_dusty_vault_cannot_take_a_pure_top_up() -> None:
+    # Vat.frob checks `urn.art == 0 or tab >= dust` after EVERY frob, a pure collateral lock (dink > 0, dart = 0)
+    # included: a vault left below a raised dust (art 150 at rate 1.05: tab 157.5 DAI < dust 200 DAI) reverts
+    # Vat/dust on any top-up, so no top-up may be advised; only a full repayment (or a draw above dust) helps.
+    dusty = _sim(WAD // 10, 150 * WAD, 105 * RAY // 100, 2000 * WAD, dust=200 * RAD)
+    assert (
+        dusty.with_supply(GEM, 10 * WAD).ink == dusty.ink
+        and dusty.with_supply(GEM, 10 * WAD).health() == dusty.health()
+    )
+    pos = _position(dusty)
+    assert pos.details["below_dust"] and top_up(pos, dusty, pos.collateral[0], THRESHOLDS.target) is None
+    rep = repayment(pos, dusty, pos.debt[0], THRESHOLDS.target)
+    assert rep is not None and rep.feasible and rep.amount == dusty.debt()
+    # At or above dust a top-up locks as usual: tab 157.5 DAI >= dust 100 DAI.
+    assert _sim(WAD // 10, 150 * WAD, 105 * RAY // 100, 2000 * WAD).with_supply(GEM, WAD).ink == WAD // 10 + WAD

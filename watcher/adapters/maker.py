@@ -198,9 +198,13 @@ class MakerSimulator:
         raise ValueError(f"{asset} is neither this vault's gem nor its debt")
 
     def with_supply(self, asset: str, amount: int) -> MakerSimulator:
-        """After locking `amount` more gem (WAD)."""
+        """After locking `amount` more gem (WAD). A vault whose debt is below dust cannot: frob checks dust after
+        every change, a pure lock included (Vat/dust), so its ink stays and only a full repayment helps it.
+        """
         if asset.lower() != self.gem.lower():
             raise ValueError(f"{asset} is not this vault's gem")
+        if 0 < self.tab() < self.dust:
+            return self
         return replace(self, ink=self.ink + amount)
 
     def with_repay(self, asset: str, amount: int) -> MakerSimulator:
