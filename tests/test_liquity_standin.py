@@ -568,3 +568,56 @@ def test_abi_files_match_the_stand_ins() -> None:
             outs = tuple(o["type"] if o["type"] != "tuple" else "tuple" for o in theirs[name]["outputs"])
             assert len(outs) == len(fn.outputs) or outs == ("tuple",), (abi_name, name)
             assert tuple(i["type"] for i in theirs[name]["inputs"]) == fn.inputs, (abi_name, name)
+
+
+# ------------------------------------------------------------------------------------------------ minimum debt
+
+
+def test_v1_standin_repayment_respects_min_net_debt() -> None:
+    # BorrowerOperations (deployed v1) refuses a repayment leaving net debt (debt - 200 LUSD gas compensation) below
+    # MIN_NET_DEBT = 1800 LUSD, i.e. a trove debt below 2000 LUSD; closeTrove (all of it) is refused in Recovery Mode.
+    # A trove of 1 ETH / 2500 LUSD at 3000 in a system of 1000 ETH / 1,000,000 LUSD (TCR 3, Normal Mode):
+    #   ICR = 1e18*3000e18/2500e18 = 1.2e18; health 1.5 needs ICR >= 1.65e18, debt <= 3000/1.65 = 1818.18 LUSD < 2000:
+    #   no allowed partial repayment gets there (the least debt, 2000, gives ICR 1.5, health 1.3636), only closing.
+    s = LiquityV1Simulator(
+        LUSD, WAD, 2_500 * WAD, 3_000 * WAD, 1_000 * WAD, 1_000_000 * WAD, 11 * WAD // 10, 15 * WAD // 10, 0, 5
+    )
+    assert s.with_repay(LUSD, 500 * WAD).debt == 2_000 * WAD  # leaves exactly the minimum: allowed
+    assert s.with_repay(LUSD, 600 * WAD).debt == 2_000 * WAD  # would leave 1900: refused, stops at the minimum
+    closed = s.with_repay(LUSD, 2_500 * WAD)
+    assert closed.debt == 0 and closed.health() is None and closed.system_debt == 997_500 * WAD
+    leg = Leg(ETH, "ETH", 18, WAD, 3_000 * WAD, 3_000 * WAD, BPS * 10 // 11)
+    rep = repayment(_position_of(s, leg), s, Leg(LUSD, "LUSD", 18, s.debt, WAD, s.debt), 15 * WAD // 10)
+    assert rep is not None and rep.feasible and rep.amount == 2_500 * WAD and rep.health_after is None
+    # Recovery Mode (TCR 1000e18*1400e18/1e24 = 1.4 < 1.5): closeTrove reverts, so even "all of it" stops at 2000.
+    r = s.with_price(ETH, 1_400 * WAD)
+    assert r.recovery_mode() and r.with_repay(LUSD, 2_500 * WAD).debt == 2_000 * WAD
+    rep = repayment(_position_of(r, leg), r, Leg(LUSD, "LUSD", 18, r.debt, WAD, r.debt), 15 * WAD // 10)
+    assert rep is not None and not rep.feasible
+
+
+def test_v2_standin_repayment_respects_min_debt() -> None:
+    # v2 repayBold caps a repayment at entireDebt - MIN_DEBT (2000 BOLD) itself; only closeTrove goes lower; a shut
+    # down branch refuses every adjustment (IsShutDown) but closeTrove. Trove 1 ETH / 2500 BOLD at 3000, MCR 1.1:
+    #   health 1.5 needs debt <= 1818.18 BOLD < 2000, so the advice is to close (repay all 2500).
+    token, bold = "0x" + "22" * 20, "0x" + "33" * 20
+    s = LiquityV2Simulator(token, bold, WAD, 2_500 * WAD, 3_000 * WAD, 11 * WAD // 10, True, 3, 0, 0)
+    assert s.with_repay(bold, 600 * WAD).debt == 2_000 * WAD and s.with_repay(bold, 2_500 * WAD).debt == 0
+    pos = Position(
+        "liquity_v2",
+        "x",
+        "0x" + "11" * 20,
+        "",
+        (Leg(token, "X", 18, WAD, 3_000 * WAD, 3_000 * WAD, 9090),),
+        (Leg(bold, "BOLD", 18, s.debt, WAD, s.debt),),
+        s.health(),
+        s.liquidatable(),
+        WAD,
+        "USD",
+        BlockRef(1, 1),
+    )
+    rep = repayment(pos, s, pos.debt[0], 15 * WAD // 10)
+    assert rep is not None and rep.feasible and rep.amount == 2_500 * WAD
+    shut = LiquityV2Simulator(token, bold, WAD, 2_500 * WAD, 3_000 * WAD, 11 * WAD // 10, True, 3, 0, 0, 1)
+    assert shut.with_repay(bold, 100 * WAD).debt == 2_500 * WAD and shut.with_supply(token, WAD).coll == WAD
+    assert shut.with_repay(bold, 2_500 * WAD).debt == 0

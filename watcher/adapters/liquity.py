@@ -69,6 +69,11 @@ V1_STATUS = ("nonExistent", "active", "closedByOwner", "closedByLiquidation", "c
 V2_STATUS = ("nonExistent", "active", "closedByOwner", "closedByLiquidation", "zombie")
 V2_LIVE = (1, 4)  #: active, zombie: the statuses batchLiquidateTroves considers
 _CHEAP, _TROVE, _PRICE = 10_000, 40_000, 250_000
+#: v1 LiquityBase constants (immutable contracts): MIN_NET_DEBT 1800 LUSD + LUSD_GAS_COMPENSATION 200 LUSD, the least
+#: debt a repayment may leave (BorrowerOperations._requireAtLeastMinNetDebt)
+V1_MIN_DEBT = 1_800 * WAD + 200 * WAD
+#: v2 Constants.MIN_DEBT (every branch): repayBold caps a repayment at entireDebt - MIN_DEBT
+V2_MIN_DEBT = 2_000 * WAD
 
 
 def compute_cr(coll: int, debt: int, price: int) -> int:
@@ -165,12 +170,32 @@ class LiquityV1Simulator:
             raise ValueError(f"{asset} is not v1's collateral (ETH)")
         return replace(self, coll=self.coll + amount, system_coll=self.system_coll + amount)
 
+    def can_close(self) -> bool:
+        """closeTrove would pass its checks: Normal Mode, not the last trove, and the TCR without it >= CCR."""
+        rest = compute_cr(self.system_coll - self.coll, self.system_debt - self.debt, self.price)
+        return not self.recovery_mode() and self.trove_count > 1 and rest >= self.ccr
+
     def with_repay(self, asset: str, amount: int) -> LiquityV1Simulator:
-        """After repayLUSD(amount): the trove's and the system's debt shrink (v1's 1800 LUSD minimum is not checked)."""
+        """After repaying `amount` LUSD: all of the debt closes the trove (closeTrove, where it is allowed; it takes
+        the debt less the 200 LUSD gas compensation, the gas pool pays the rest); otherwise repayLUSD, which v1
+        refuses when it would leave net debt below MIN_NET_DEBT, so the repayment stops at the least allowed debt
+        instead: health is then monotone in the amount, and the least amount reaching a target is either all of
+        the debt or one that leaves >= MIN_NET_DEBT + LUSD_GAS_COMPENSATION.
+        """
         if asset.lower() != self.lusd.lower():
             raise ValueError(f"{asset} is not LUSD")
-        paid = min(amount, self.debt)
-        return replace(self, debt=self.debt - paid, system_debt=self.system_debt - paid)
+        if amount >= self.debt > 0 and self.can_close():
+            return replace(
+                self,
+                coll=0,
+                debt=0,
+                system_coll=self.system_coll - self.coll,
+                system_debt=self.system_debt - self.debt,
+                active=False,
+                trove_count=self.trove_count - 1,
+            )
+        left = max(self.debt - amount, min(self.debt, V1_MIN_DEBT))
+        return replace(self, debt=left, system_debt=self.system_debt - (self.debt - left))
 
 
 class LiquityV1Reader(TaggedReader):
@@ -369,16 +394,25 @@ class LiquityV2Simulator:
         return replace(self, price=price) if asset.lower() == self.token.lower() else self
 
     def with_supply(self, asset: str, amount: int) -> LiquityV2Simulator:
-        """After addColl(amount)."""
+        """After addColl(amount); a shut-down branch refuses it (IsShutDown), the collateral then stays."""
         if asset.lower() != self.token.lower():
             raise ValueError(f"{asset} is not this branch's collateral")
+        if self.shutdown_time:
+            return self
         return replace(self, coll=self.coll + amount)
 
     def with_repay(self, asset: str, amount: int) -> LiquityV2Simulator:
-        """After repayBold(amount) (v2's MIN_DEBT floor is not checked)."""
+        """After repaying `amount` BOLD: all of the debt closes the trove (closeTrove; its TCR >= CCR check is not
+        replayed); less is repayBold, which itself caps the repayment at entireDebt - MIN_DEBT, and which a
+        shut-down branch refuses (IsShutDown).
+        """
         if asset.lower() != self.bold.lower():
             raise ValueError(f"{asset} is not BOLD")
-        return replace(self, debt=self.debt - min(amount, self.debt))
+        if amount >= self.debt:
+            return replace(self, debt=0)
+        if self.shutdown_time:
+            return self
+        return replace(self, debt=max(self.debt - amount, min(self.debt, V2_MIN_DEBT)))
 
 
 @dataclass(frozen=True, slots=True)
