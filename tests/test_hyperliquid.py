@@ -125,12 +125,12 @@ async def _read(server: HyperliquidStandIn, users: list[str]) -> HyperliquidSnap
         return await fetch_state(session, server.url, users, timeout=5)
 
 
-def read(btc: Fraction, eth: Fraction) -> dict[str, Position]:
-    """Serve the world at these marks and read every account."""
+def read(btc: Fraction, eth: Fraction, book_mids: dict[str, str] | None = None) -> dict[str, Position]:
+    """Serve the world at these marks (order-book mids `book_mids` if given, else the marks) and read every account."""
     mids, states = world(btc, eth)
 
     async def scenario() -> HyperliquidSnapshot:
-        async with HyperliquidStandIn(META, mids, states) as server:
+        async with HyperliquidStandIn(META, mids, states, book_mids) as server:
             return await _read(server, [a.address for a in ACCOUNTS])
 
     snap = asyncio.run(scenario())
@@ -194,6 +194,18 @@ def test_isolated_short_verdict_either_side_of_the_liquidation_price(dollar: int
     assert not got[CROSS].liquidatable
 
 
+@pytest.mark.parametrize(("dollar", "book_btc", "expect"), [(-1, 70_000, True), (1, 90_000, False)])
+def test_verdict_uses_the_mark_price_not_the_book_mid(dollar: int, book_btc: int, expect: bool) -> None:
+    # Hyperliquid liquidates at the MARK price. Mark one dollar under the cross liquidation price (AV 799 <
+    # 1% of 79,999 = 799.99) while the book mid sits at 70,000: a requirement at the mid (700) would read healthy.
+    # One dollar over (AV 801 > 800.01) with the mid at 90,000: at the mid (900) it would read liquidatable.
+    got = read(CROSS_LIQ + dollar, Fraction(3_100), {"BTC": _num(Fraction(book_btc)), "ETH": "3100.0"})
+    leg = _row(got[CROSS])
+    assert got[CROSS].liquidatable is expect and leg.mark_price == CROSS_LIQ + dollar
+    assert leg.requirement == (CROSS_LIQ + dollar) * 10**4  # 1% of the mark notional, in micro-USD
+    assert abs(leg.liquidation_price - CROSS_LIQ) <= TOL
+
+
 def _fault(setup: Any) -> str:
     """Read with the server broken by `setup`; the ReadError message (a failing test if it returns positions)."""
     mids, states = world(Fraction(95_000), Fraction(3_100))
@@ -251,3 +263,39 @@ def test_top_up_restores_the_target_on_the_cross_account() -> None:
     # one micro-dollar less falls short of the target
     assert (got[CROSS].cross_equity + up.amount - 1) * WAD // _row(got[CROSS]).requirement < 3 * WAD // 2
     assert perp_top_ups(got[ISO], 3 * WAD // 2) == ()  # the isolated short is far from its requirement
+
+
+@pytest.mark.parametrize("fault", ["badutf8", "deepjson"])
+def test_undecodable_or_too_deep_json_is_a_read_error(fault: str) -> None:
+    # used to escape as UnicodeDecodeError / RecursionError instead of ReadError
+    assert "malformed JSON" in _fault(lambda s: setattr(s, "fault", fault))
+
+
+@pytest.mark.parametrize("lev", [0, -50])
+def test_malformed_margin_table_is_a_read_error(lev: int) -> None:
+    # 0 used to escape as ZeroDivisionError; -50 gave a negative requirement, so a healthy reading
+    def setup(s: HyperliquidStandIn) -> None:
+        s.meta = {
+            **META,
+            "marginTables": [
+                [56, {"marginTiers": [{"lowerBound": "0.0", "maxLeverage": lev}]}],
+                META["marginTables"][0],
+            ],
+        }
+
+    assert "margin table 56" in _fault(setup)
+
+
+def test_negative_size_decimals_is_a_read_error() -> None:
+    # used to turn sizes into floats and escape as AttributeError
+    def setup(s: HyperliquidStandIn) -> None:
+        s.meta = {**META, "universe": [dict(META["universe"][0], szDecimals=-1), META["universe"][1]]}
+
+    assert "szDecimals -1" in _fault(setup)
+
+
+def test_missing_mark_is_a_read_error() -> None:
+    def setup(s: HyperliquidStandIn) -> None:
+        del s.mids["ETH"]
+
+    assert "markPx" in _fault(setup)

@@ -83,3 +83,11 @@ def test_worked_example_long_crossing_a_tier() -> None:
     p = isolated_liquidation_price(40, Fraction(50_000 * USD), Fraction(200_000 * USD), TIERS)
     assert p == Fraction(1_792_500 * USD, 39)
     assert 500_000 * USD <= 40 * p < 2_000_000 * USD  # the notional at liquidation is in the middle tier
+
+
+@pytest.mark.parametrize("lev", [0, -50, 2.5, True, "50", None])
+def test_hyperliquid_max_leverage_must_be_a_positive_integer(lev: object) -> None:
+    # 0 used to escape as ZeroDivisionError and -50 gave a negative rate (a requirement below zero: never
+    # liquidatable); a float or bool is not what the API documents. All are malformed tables: ValueError.
+    with pytest.raises(ValueError, match="maxLeverage"):
+        hyperliquid_tiers({"marginTiers": [{"lowerBound": "0.0", "maxLeverage": lev}]})

@@ -60,7 +60,11 @@ def hyperliquid_tiers(margin_table: Mapping[str, Any], unit: int = 10**6) -> tup
         lower = Fraction(str(tier["lowerBound"])) * unit
         if lower.denominator != 1:
             raise ValueError(f"tier lower bound {tier['lowerBound']} is finer than the unit")
-        rows.append((int(lower), Fraction(1, 2 * int(tier["maxLeverage"]))))
+        lev = tier["maxLeverage"]
+        # 0 would divide by zero and a negative one gives a negative requirement (never liquidatable): malformed
+        if isinstance(lev, bool) or not isinstance(lev, int) or lev <= 0:
+            raise ValueError(f"tier maxLeverage {lev!r} is not a positive integer")
+        rows.append((int(lower), Fraction(1, 2 * lev)))
     return with_deductions(rows)
 
 

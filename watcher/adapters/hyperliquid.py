@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,11 @@ from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
 
 PROTOCOL = "hyperliquid"
 USD = 10**6  #: quote units: micro-dollars, the common model's base unit for this venue
+#: JSON nesting allowed in an answer: the real ones nest a few levels; a deeply nested body would overflow the C
+#: stack in json.loads (a segfault, not an exception, once eth-tester/py_ecc raise the recursion limit to 100,000)
+_MAX_JSON_DEPTH = 64
+_BRACKETS = re.compile(r"[\[\]{}]")
+_MAX_SZ_DECIMALS = 18  #: perp size decimals are small (at most 6 for perps); anything wild is a malformed answer
 #: Hyperliquid's implied margin tables: ids below this are single-tier tables whose max leverage is the id itself
 _IMPLIED_TABLE_LIMIT = 50
 
@@ -113,6 +119,9 @@ def parse_market(asset: Mapping[str, Any], tables: Mapping[int, Mapping[str, Any
     table_id = asset.get("marginTableId", max_lev)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (sz, max_lev, table_id)):
         raise ReadError(f"hyperliquid: {where}: szDecimals/maxLeverage/marginTableId must be integers")
+    # a negative szDecimals would turn sizes into floats; a huge one would build an enormous power of ten
+    if not 0 <= sz <= _MAX_SZ_DECIMALS:
+        raise ReadError(f"hyperliquid: {where}: szDecimals {sz} out of range")
     try:
         if table_id in tables:
             tiers = hyperliquid_tiers(tables[table_id], USD)
@@ -176,26 +185,39 @@ async def _post(session: aiohttp.ClientSession, url: str, body: Mapping[str, Any
                 raise ReadError(f"hyperliquid: {what}: HTTP {resp.status} from {url}")
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise ReadError(f"hyperliquid: {what}: {type(exc).__name__} from {url}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ReadError(f"hyperliquid: {what}: malformed JSON from {url}: not UTF-8: {exc}") from exc
+    depth = 0
+    for bracket in _BRACKETS.findall(text):  # brackets inside strings count too: that only makes the bound stricter
+        depth += 1 if bracket in "[{" else -1
+        if depth > _MAX_JSON_DEPTH:
+            raise ReadError(f"hyperliquid: {what}: malformed JSON from {url}: nested deeper than {_MAX_JSON_DEPTH}")
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ReadError(f"hyperliquid: {what}: malformed JSON from {url}: {exc}") from exc
 
 
 async def fetch_state(
     session: aiohttp.ClientSession, base_url: str, users: list[str], timeout: float = 10.0
 ) -> HyperliquidSnapshot:
-    """Read meta, mark prices and each user's clearinghouse state; ReadError on anything untrustworthy."""
+    """Read meta with the asset contexts (mark prices) and each user's clearinghouse state; ReadError on anything odd.
+
+    Liquidations use the MARK price (Hyperliquid docs, Liquidations), which metaAndAssetCtxs serves as markPx, one
+    context per meta.universe entry in the same order. allMids serves order-book mids: not what the venue margins at.
+    """
     url = base_url.rstrip("/") + "/info"
-    meta, mids, *states = await asyncio.gather(
-        _post(session, url, {"type": "meta"}, timeout),
-        _post(session, url, {"type": "allMids"}, timeout),
+    both, *states = await asyncio.gather(
+        _post(session, url, {"type": "metaAndAssetCtxs"}, timeout),
         *(_post(session, url, {"type": "clearinghouseState", "user": u}, timeout) for u in users),
     )
+    if not (isinstance(both, list) and len(both) == 2):
+        raise ReadError("hyperliquid: metaAndAssetCtxs is not a [meta, assetCtxs] pair")
+    meta, ctxs = both
     universe = _field(meta, "universe", "meta")
-    if not isinstance(universe, list) or not isinstance(mids, Mapping):
-        raise ReadError("hyperliquid: meta.universe or allMids has the wrong shape")
-    by_name = {a.get("name"): a for a in universe if isinstance(a, Mapping)}
+    if not isinstance(universe, list) or not isinstance(ctxs, list) or len(ctxs) != len(universe):
+        raise ReadError("hyperliquid: meta.universe or assetCtxs has the wrong shape")
+    by_name = {a.get("name"): (a, c) for a, c in zip(universe, ctxs, strict=True) if isinstance(a, Mapping)}
     tables = _tables(meta)
     accounts = {u: parse_account(u, s) for u, s in zip(users, states, strict=True)}
     markets: dict[str, Market] = {}
@@ -206,12 +228,11 @@ async def fetch_state(
                 continue
             if pos.coin not in by_name:
                 raise ReadError(f"hyperliquid: unknown coin {pos.coin!r} (not in meta.universe)")
-            if pos.coin not in mids:
-                raise ReadError(f"hyperliquid: unknown coin {pos.coin!r} (no mark price in allMids)")
-            markets[pos.coin] = parse_market(by_name[pos.coin], tables)
-            mark = _dec(mids, pos.coin, "allMids")
+            asset, ctx = by_name[pos.coin]
+            markets[pos.coin] = parse_market(asset, tables)
+            mark = _dec(ctx, "markPx", f"assetCtxs[{pos.coin}]")
             if mark <= 0:
-                raise ReadError(f"hyperliquid: allMids: non-positive mark for {pos.coin}: {mark}")
+                raise ReadError(f"hyperliquid: assetCtxs: non-positive mark for {pos.coin}: {mark}")
             marks[pos.coin] = mark
     return HyperliquidSnapshot(markets, marks, accounts, int(time.time()))
 
