@@ -14,7 +14,18 @@ from typing import Any
 from aiohttp import web
 
 HOST = "127.0.0.1"
-FAULTS = ("http500", "http429", "badjson", "unknown_market", "slow", "missing_field", "zero_price", "wrong_shape")
+FAULTS = (
+    "http500",
+    "http429",
+    "badjson",
+    "badutf8",
+    "deepjson",
+    "unknown_market",
+    "slow",
+    "missing_field",
+    "zero_price",
+    "wrong_shape",
+)
 
 
 def num(x: Fraction | int | str) -> str:
@@ -97,6 +108,10 @@ class DydxIndexerStandIn:
             )
         if self.fault == "badjson":
             return web.Response(text='{"markets": {"BTC-USD": ', content_type="application/json")
+        if self.fault == "badutf8":
+            return web.Response(body=b'{"markets": "\xff\xfe"}', content_type="application/json")
+        if self.fault == "deepjson":
+            return web.Response(text="[" * 100_000 + "]" * 100_000, content_type="application/json")
         return None
 
     async def _markets(self, request: web.Request) -> web.Response:

@@ -295,6 +295,12 @@ def test_malformed_json_is_a_read_error() -> None:
     assert "malformed JSON" in _fault("badjson")
 
 
+@pytest.mark.parametrize("fault", ["badutf8", "deepjson"])
+def test_undecodable_or_too_deep_json_is_a_read_error(fault: str) -> None:
+    # used to escape as UnicodeDecodeError, and a deep nest segfaulted json.loads under eth-tester's recursion limit
+    assert "malformed JSON" in _fault(fault)
+
+
 def test_unknown_market_is_a_read_error() -> None:
     assert "unknown market 'BTC-USD'" in _fault("unknown_market")
 

@@ -51,6 +51,10 @@ _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _PLAIN = re.compile(r"^-?[0-9]{1,60}(\.[0-9]{1,60})?$")
 #: atomic resolutions and price exponents on the chain are small; a wild one must not make us build huge powers of 10
 _MAX_RESOLUTION = 40
+#: JSON nesting allowed in an answer: the indexer's nest a few levels; a deeply nested body would overflow the C
+#: stack in json.loads (a segfault, not an exception, once eth-tester/py_ecc raise the recursion limit to 100,000)
+_MAX_JSON_DEPTH = 64
+_BRACKETS = re.compile(r"[\[\]{}]")
 _ADDRESS = re.compile(rf"^dydx1[{_BECH32}]{{38}}$|^dydx1[{_BECH32}]{{58}}$")
 
 
@@ -579,9 +583,16 @@ async def _get(session: aiohttp.ClientSession, url: str, what: str, timeout: flo
                 raise ReadError(f"{PROTOCOL}: {what}: HTTP {resp.status} from {url}: {text[:200]}")
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise ReadError(f"{PROTOCOL}: {what}: {type(exc).__name__} from {url}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ReadError(f"{PROTOCOL}: {what}: malformed JSON from {url}: not UTF-8: {exc}") from exc
+    depth = 0
+    for bracket in _BRACKETS.findall(text):  # brackets inside strings count too: that only makes the bound stricter
+        depth += 1 if bracket in "[{" else -1
+        if depth > _MAX_JSON_DEPTH:
+            raise ReadError(f"{PROTOCOL}: {what}: malformed JSON from {url}: nested deeper than {_MAX_JSON_DEPTH}")
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ReadError(f"{PROTOCOL}: {what}: malformed JSON from {url}: {exc}") from exc
 
 
