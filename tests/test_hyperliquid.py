@@ -299,3 +299,11 @@ def test_missing_mark_is_a_read_error() -> None:
         del s.mids["ETH"]
 
     assert "markPx" in _fault(setup)
+
+
+def test_exponent_decimal_is_a_read_error_not_a_stall() -> None:
+    # Fraction("1e9999999") takes seconds of CPU on the event loop; the API writes plain decimals only
+    def setup(s: HyperliquidStandIn) -> None:
+        s.mids["BTC"] = "1e9999999"
+
+    assert "not a plain decimal" in _fault(setup)

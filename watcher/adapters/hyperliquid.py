@@ -27,6 +27,9 @@ USD = 10**6  #: quote units: micro-dollars, the common model's base unit for thi
 #: stack in json.loads (a segfault, not an exception, once eth-tester/py_ecc raise the recursion limit to 100,000)
 _MAX_JSON_DEPTH = 64
 _BRACKETS = re.compile(r"[\[\]{}]")
+#: the API writes plain decimals; an exponent such as "1e9999999" would make Fraction build an enormous integer
+#: (seconds of CPU on the event loop)
+_PLAIN = re.compile(r"^-?[0-9]{1,60}(\.[0-9]{1,60})?$")
 _MAX_SZ_DECIMALS = 18  #: perp size decimals are small (at most 6 for perps); anything wild is a malformed answer
 #: Hyperliquid's implied margin tables: ids below this are single-tier tables whose max leverage is the id itself
 _IMPLIED_TABLE_LIMIT = 50
@@ -84,6 +87,8 @@ def _dec(obj: Mapping[str, Any], key: str, where: str) -> Fraction:
     # bool is an int subclass and floats are inexact: both mean the answer is not what the API documents
     if isinstance(value, (bool, float)):
         raise ReadError(f"hyperliquid: {where}: field {key!r} is not a decimal string: {value!r}")
+    if not _PLAIN.match(str(value)):
+        raise ReadError(f"hyperliquid: {where}: field {key!r} is not a plain decimal: {str(value)[:40]!r}")
     try:
         return Fraction(str(value))
     except (ValueError, ZeroDivisionError) as exc:
