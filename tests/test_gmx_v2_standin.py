@@ -403,3 +403,33 @@ def test_make_reader_from_a_deployment() -> None:
     assert len(r.calls()) == 2  # the account's positions and MIN_COLLATERAL_USD, before anything is learned
     with pytest.raises(ValueError):
         make_reader(dep.model_copy(update={"extra": {}}), [])
+
+
+def test_standin_account_without_positions_reads(chain: Web3) -> None:
+    # Review fix: with no position there are no tokens, hence no prices; the reader used to wait for prices forever
+    # and the check gave up after MAX_ROUNDS ("state kept changing"), marking the account unknown on every check.
+    gmx = deploy_gmx_stand_in(chain)
+    [u] = new_addresses(1, "gmx-empty")
+    watcher = StandInWatcher(gmx, [u])
+    [p] = watcher.check().positions
+    assert p.perps == () and p.health is None and not p.liquidatable
+    again = watcher.check()
+    assert again.stats["local"].eth_calls == 1 and again.stats["local"].rounds == 1
+    # The account opens a position later: it is learned, then valued as usual.
+    gmx.set_position(u, "ETH/USD", "USDC", True, 30_000 * USD, 10 * ETH, 3_000 * USDC)
+    [p] = watcher.check().positions
+    assert len(p.perps) == 1 and not p.liquidatable and p.health is not None and p.health > WAD
+
+
+def test_standin_feed_down_from_the_first_check_is_skipped(chain: Web3) -> None:
+    # Review fix: when every token the accounts need has a broken feed at the first check, no price is ever known;
+    # the account must be skipped with the feed's reason, not given up on as "state kept changing".
+    gmx = deploy_gmx_stand_in(chain)
+    [u] = new_addresses(1, "gmx-feed-down")
+    gmx.set_position(u, "BTC/USD", "USDC", True, 60_000 * USD, BTC, 2_500 * USDC)
+    gmx.set_feed_broken("BTC", True)
+    gmx.set_feed_broken("USDC", True)
+    result = StandInWatcher(gmx, [u]).check(readable=False)
+    assert not result.positions
+    [unknown] = result.unreadable
+    assert unknown.accounts[0].address == u and "latestRoundData reverted" in unknown.reason, unknown.reason

@@ -519,7 +519,8 @@ class GmxV2Reader(TaggedReader):
                 broken[t] = f"feed answered {answer}"
                 continue
             now[t] = answer * self.feeds[t][1] // FLOAT  # Precision.mulDiv(price, multiplier, FLOAT_PRECISION)
-        if learned or not self.prices:
+        # Not `or not self.prices`: an account with no positions has no tokens, so no prices, and must still read.
+        if learned:
             self.prices.update(now)
             return None
         params = self._market_params(got)
