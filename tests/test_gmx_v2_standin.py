@@ -9,9 +9,18 @@ from typing import Any
 import pytest
 from web3 import Web3
 
-from tests.aave_helpers import batch_reader
+from tests.aave_helpers import batch_reader, latest_timestamp, next_block_at
 from watcher.adapters.base import Account, ReadError
-from watcher.adapters.gmx_v2 import FLOAT, GmxPositionSim, GmxV2Reader, make_reader, market_key, position_key
+from watcher.adapters.gmx_v2 import (
+    FLOAT,
+    GmxPositionSim,
+    GmxV2Reader,
+    key_min_collateral_usd,
+    make_reader,
+    market_key,
+    position_key,
+    token_key,
+)
 from watcher.chain import ChainClient
 from watcher.check import CheckResult, run_check
 from watcher.devchain.comet import new_addresses
@@ -433,3 +442,26 @@ def test_standin_feed_down_from_the_first_check_is_skipped(chain: Web3) -> None:
     assert not result.positions
     [unknown] = result.unreadable
     assert unknown.accounts[0].address == u and "latestRoundData reverted" in unknown.reason, unknown.reason
+
+
+def test_standin_stale_feed_is_skipped(chain: Web3) -> None:
+    # Review fix: GMX's getPriceFeedPrice reverts when the feed was last updated more than
+    # PRICE_FEED_HEARTBEAT_DURATION(token) seconds ago; the watcher used the stale price as if it were current.
+    gmx = deploy_gmx_stand_in(chain)
+    users = new_addresses(4, "gmx-stale")
+    _setup_positions(gmx, users)
+    watcher = StandInWatcher(gmx, users)
+    assert len(watcher.check().positions) == 4
+    weth = gmx.token("WETH").address
+    updated = int(gmx.feeds["WETH"].functions.latestRoundData().call()[3])
+    block = gmx.set_uints({token_key("PRICE_FEED_HEARTBEAT_DURATION", weth): 600})
+    # Within the heartbeat: still read (GMX: stale only when now - updatedAt > heartbeat).
+    assert gmx.w3.eth.get_block(block)["timestamp"] - updated <= 600 and len(watcher.check().positions) == 4
+    next_block_at(gmx.w3, max(latest_timestamp(gmx.w3), updated) + 700)
+    gmx.set_uints({key_min_collateral_usd(): 1 * FLOAT})  # mine a block 700 s on, same value
+    result = watcher.check(readable=False)
+    assert {p.account for p in result.positions} == {users[3]}  # BTC/USD [USDC-USDC] needs no WETH price
+    assert {a.address for u in result.unreadable for a in u.accounts} == {users[0], users[1], users[2]}
+    assert all("heartbeat 600s" in u.reason for u in result.unreadable), result.unreadable
+    gmx.set_answer("WETH", 3_000 * 10**8)  # a fresh round: read again
+    assert len(watcher.check().positions) == 4

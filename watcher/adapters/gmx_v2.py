@@ -6,8 +6,9 @@ Units. Money is GMX's own: USD scaled by 1e30 (`base_unit` = 10**30). A GMX pric
 Prices. GMX executes at keeper-signed oracle prices that are not on chain, so the watcher margins every position at
 the on-chain Chainlink feed GMX registers for each token in the DataStore: PRICE_FEED(token) and
 PRICE_FEED_MULTIPLIER(token), price = latestRoundData.answer * multiplier / 1e30 (ChainlinkPriceFeedUtils), with
-min = max = that price. A feed that reverts, answers <= 0 or is not registered makes the accounts using that token
-unknown (skipped), never healthy. The feed's heartbeat (staleness) is not checked yet.
+min = max = that price. A feed that reverts, answers <= 0, is not registered, or was last updated more than
+PRICE_FEED_HEARTBEAT_DURATION(token) seconds before the block (GMX's getPriceFeedPrice reverts then) makes the accounts
+using that token unknown (skipped), never healthy.
 
 What is read and what is replayed. Each check is one batch: per account Reader.getAccountPositions and
 Reader.getAccountPositionInfoList; per market the DataStore factors below; per token its feed. The position info gives,
@@ -420,6 +421,7 @@ class GmxV2Reader(TaggedReader):
             if t in self.feeds:
                 feed = self.feeds[t][0]
                 self._add(("answer", t), feed, FEED.latestRoundData.encode(), 50_000)
+                self._uint(token_key("PRICE_FEED_HEARTBEAT_DURATION", t))
                 if t not in self.decimals:
                     self._add(("decimals", t), t, ERC20.decimals.encode())
                     self._add(("feed_decimals", t), feed, FEED.decimals.encode())
@@ -514,9 +516,13 @@ class GmxV2Reader(TaggedReader):
             if not ok or len(data) < 160:
                 broken[t] = "latestRoundData reverted"
                 continue
-            answer = _signed(words(data)[1])
+            answer, updated = _signed(words(data)[1]), words(data)[3]
             if answer <= 0:
                 broken[t] = f"feed answered {answer}"
+                continue
+            [heartbeat] = self._required(got, ("uint", token_key("PRICE_FEED_HEARTBEAT_DURATION", t)), 1)
+            if block.timestamp > updated and block.timestamp - updated > heartbeat:
+                broken[t] = f"feed not updated for {block.timestamp - updated}s (heartbeat {heartbeat}s)"
                 continue
             now[t] = answer * self.feeds[t][1] // FLOAT  # Precision.mulDiv(price, multiplier, FLOAT_PRECISION)
         # Not `or not self.prices`: an account with no positions has no tokens, so no prices, and must still read.

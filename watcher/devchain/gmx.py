@@ -31,6 +31,7 @@ from watcher.devchain.solc import compile_standard_json, contract_output
 _SOURCE = Path(__file__).resolve().parent / "sol" / "GmxStandIn.sol"
 GAS = 1_000_000
 FEED_DECIMALS = 8
+HEARTBEAT = 25 * 3600  #: PRICE_FEED_HEARTBEAT_DURATION of every stand-in feed, seconds
 
 
 def _address(name: str) -> str:
@@ -242,6 +243,10 @@ def deploy_gmx_stand_in(w3: Web3) -> GmxStandIn:
         )
         txs.append(
             ("GmxDataStoreStandIn", ds, "setUint", (token_key("PRICE_FEED_MULTIPLIER", t.address), t.multiplier))
+        )
+        # GMX configures a heartbeat per feed (e.g. 25 hours for ETH on Arbitrum); without one any age is stale.
+        txs.append(
+            ("GmxDataStoreStandIn", ds, "setUint", (token_key("PRICE_FEED_HEARTBEAT_DURATION", t.address), HEARTBEAT))
         )
     for m in MARKETS:
         props = (m.address, gmx.token(m.index).address, gmx.token(m.long).address, gmx.token(m.short).address)
