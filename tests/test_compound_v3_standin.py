@@ -8,6 +8,7 @@ from eth_abi import encode
 from web3 import Web3
 
 from tests.aave_helpers import batch_reader
+from watcher.abi import decode_symbol
 from watcher.adapters.base import Account
 from watcher.adapters.compound_v3 import (
     CometAsset,
@@ -15,7 +16,6 @@ from watcher.adapters.compound_v3 import (
     CometSimulator,
     CompoundV3Reader,
     accrued_indices,
-    decode_symbol,
     make_reader,
     utilization,
 )

@@ -290,8 +290,10 @@ def test_standin_liquidation_price_is_the_boundary(chain: Web3) -> None:
         for leg in p.perps:
             assert leg.liquidation_price is not None and leg.details["reason"] == ""
             unit = 10**leg.size_decimals
-            assert leg.liquidation_price.denominator == 1 and leg.liquidation_price.numerator % unit == 0
-            lp = int(leg.liquidation_price) // unit  # the GMX price per base unit
+            # whole USD per whole token back to GMX's USD*1e30 per token base unit: an exact integer
+            raw = leg.liquidation_price * 10**30 / unit
+            assert raw.denominator == 1
+            lp = int(raw)  # the GMX price per base unit
             both = leg.details["collateral_token"] == gmx.token("WETH").address
             assert _liq_at(gmx, leg.details, p.block.number, lp, both)
             safe = lp + 1 if leg.size > 0 else lp - 1  # one price unit on the safe side

@@ -521,6 +521,7 @@ def test_v2_garbage_is_read_error() -> None:
         "CCR": 15 * WAD // 10,
         "SCR": 11 * WAD // 10,
         "hasBeenShutDown": 0,
+        "symbol": int.from_bytes(b"WETH".ljust(32, b"\0"), "big"),  # a bytes32 symbol answer
         "balance": 1,
         "trove": (2_000 * WAD, WAD, 0, 0, 0, 2_000 * WAD, 5 * 10**16, 10**38, 0, 0),
         "owner": owner,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from fractions import Fraction
 
 import pytest
 
@@ -145,7 +146,7 @@ def test_standin_liquidation_price_is_the_boundary(market: SynthetixStandInMarke
         later = sim.at_time(at)
         for leg in p.perps:
             market_id = leg.details["market_id"]
-            assert leg.liquidation_price == sim.liquidation_price(market_id)
+            assert leg.liquidation_price == Fraction(sim.liquidation_price(market_id), D18)  # whole USD per coin
             price = later.liquidation_price(market_id)
             assert price is not None
             safe = price + 1 if leg.size > 0 else price - 1

@@ -104,6 +104,32 @@ _AGG3 = MULTICALL3.aggregate3.selector
 _AGG = MULTICALL3.aggregate.selector
 
 
+def decode_symbol(data: bytes) -> str | None:
+    """An ERC20 symbol() answer as text: ABI string or bytes32 (MKR-style); None if empty, malformed or unprintable."""
+    raw: bytes | None = None
+    if len(data) == 32:
+        raw = data.rstrip(b"\0")
+    elif len(data) >= 64:
+        offset = int.from_bytes(data[:32], "big")
+        if offset + 32 <= len(data):
+            n = int.from_bytes(data[offset : offset + 32], "big")
+            if offset + 32 + n <= len(data):
+                raw = data[offset + 32 : offset + 32 + n]
+    if not raw:
+        return None
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    # A token chooses its own symbol, and it ends up in alerts: no control characters, nothing long.
+    return text if text and len(text) <= 32 and text.isprintable() else None
+
+
+def symbol_or_prefix(ok: bool, data: bytes, token: str) -> str:
+    """A token's symbol() for display, or its address prefix when it has none (or a garbled one)."""
+    return (decode_symbol(data) if ok else None) or token[:8]
+
+
 def _pad(n: int) -> int:
     return (n + 31) // 32 * 32
 

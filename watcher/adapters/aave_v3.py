@@ -17,7 +17,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from watcher.abi import Contract, word, word_address, words
+from watcher.abi import Contract, symbol_or_prefix, word, word_address, words
 from watcher.adapters.aave_math import (
     REV_EMODE_BITMAP,
     VERIFIED_REVISIONS,
@@ -220,7 +220,7 @@ class AaveV3Reader:
                 self.tokens[asset] = toks
                 fresh = False
             if ("sym", asset) in got:
-                self.symbols[asset] = _symbol(got[("sym", asset)], asset)
+                self.symbols[asset] = symbol_or_prefix(True, got[("sym", asset)], asset)
         prices: dict[str, int | None] = {}
         for tag, data in got.items():
             if tag[0] == "price":
@@ -338,16 +338,6 @@ class AaveV3Reader:
             details=details,
             simulator=sim,
         )
-
-
-def _symbol(data: bytes, asset: str) -> str:
-    """ERC20 symbol(), tolerating tokens (like MKR) that return bytes32."""
-    if not data:
-        return asset[:8]
-    try:
-        return str(ERC20.symbol.decode(data)[0])
-    except Exception:  # bytes32 symbols do not decode as a string
-        return data[:32].rstrip(b"\0").decode("utf-8", "replace") or asset[:8]
 
 
 def _emode_legacy(data: bytes) -> tuple[int, str]:

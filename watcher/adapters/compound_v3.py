@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
 
-from watcher.abi import Contract, words
+from watcher.abi import Contract, symbol_or_prefix, words
 from watcher.adapters.base import Account, Call, TaggedReader
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
 
@@ -75,27 +75,6 @@ def _safe64(n: int) -> int:
     if n > _UINT64_MAX:
         raise ValueError(f"{n} overflows uint64, Comet's safe64 would revert")
     return n
-
-
-def decode_symbol(data: bytes) -> str | None:
-    """An ERC20 symbol() answer as text: ABI string or bytes32 (MKR-style); None if empty, malformed or unprintable."""
-    raw: bytes | None = None
-    if len(data) == 32:
-        raw = data.rstrip(b"\0")
-    elif len(data) >= 64:
-        offset = int.from_bytes(data[:32], "big")
-        if offset + 32 <= len(data):
-            n = int.from_bytes(data[offset : offset + 32], "big")
-            if offset + 32 + n <= len(data):
-                raw = data[offset + 32 : offset + 32 + n]
-    if not raw:
-        return None
-    try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return None
-    # A token chooses its own symbol, and it ends up in alerts: no control characters, nothing long.
-    return text if text and len(text) <= 32 and text.isprintable() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,7 +365,7 @@ class CompoundV3Reader(TaggedReader):
         for tag, (ok, data) in got.items():
             if tag[0] == "sym":
                 # Never an error: a token without a readable symbol is shown by its address prefix.
-                self.symbols[tag[1].lower()] = (decode_symbol(data) if ok else None) or tag[1][:8]
+                self.symbols[tag[1].lower()] = symbol_or_prefix(ok, data, tag[1])
         self.skipped = []
         prices: dict[str, int] = {}
         broken = []

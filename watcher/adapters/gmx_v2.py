@@ -46,7 +46,7 @@ from typing import Any
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-from watcher.abi import Contract, words
+from watcher.abi import Contract, symbol_or_prefix, words
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
 from watcher.model import BPS, WAD, BlockRef, Leg, PerpLeg, Position
 
@@ -425,6 +425,8 @@ class GmxV2Reader(TaggedReader):
                 if t not in self.decimals:
                     self._add(("decimals", t), t, ERC20.decimals.encode())
                     self._add(("feed_decimals", t), feed, FEED.decimals.encode())
+                    if t.lower() not in self.symbols:
+                        self._add(("symbol", t), t, ERC20.symbol.encode())
         self._uint(key_min_collateral_usd())
         for m, info in self.markets.items():
             if info is None:
@@ -499,6 +501,9 @@ class GmxV2Reader(TaggedReader):
                 self.decimals.pop(t, None)
                 learned = True
                 continue
+            if ("symbol", t) in got:
+                # synthetic index tokens (BTC on Arbitrum) have no code: their address prefix is shown instead
+                self.symbols[t.lower()] = symbol_or_prefix(*got[("symbol", t)], t)
             if ("decimals", t) in got:
                 ok, data = got[("decimals", t)]
                 if ok and len(data) >= 32 and words(data)[0] <= 36:
@@ -685,15 +690,16 @@ class GmxV2Reader(TaggedReader):
             market=f"{self._symbol(m.index)}/USD [{self._symbol(m.long)}-{self._symbol(m.short)}]",
             size=sim.size_tokens if sim.is_long else -sim.size_tokens,
             size_decimals=dec,
-            entry_price=Fraction(sim.size_usd * unit, sim.size_tokens) if sim.size_tokens else Fraction(0),
-            mark_price=Fraction(sim.index_price * unit),
+            # PerpLeg prices: whole USD per whole token, from USD*1e30 per token base unit
+            entry_price=Fraction(sim.size_usd * unit, sim.size_tokens * FLOAT) if sim.size_tokens else Fraction(0),
+            mark_price=Fraction(sim.index_price * unit, FLOAT),
             notional=notional,
             requirement=req,
             rate=Fraction(req, notional) if notional else Fraction(sim.min_collateral_factor, FLOAT),
             margin_mode="isolated",
             tier=None,
             equity=sim.remaining(),
-            liquidation_price=None if lp is None else Fraction(lp * unit),
+            liquidation_price=None if lp is None else Fraction(lp * unit, FLOAT),
             venue_liquidation_price=None,
             liquidation_tier=None,
             details={

@@ -50,13 +50,14 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from watcher.abi import Contract
+from watcher.abi import Contract, symbol_or_prefix
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
 from watcher.model import BPS, MAX_UINT256, WAD, BlockRef, Leg, Position
 
 V1_TM = Contract("ILiquityV1TroveManager")
 V1_FEED = Contract("ILiquityV1PriceFeed")
 V1_SP = Contract("ILiquityV1StabilityPool")
+ERC20 = Contract("IERC20Metadata")
 V2_CR = Contract("ILiquityV2CollateralRegistry")
 V2_TM = Contract("ILiquityV2TroveManager")
 V2_BO = Contract("ILiquityV2BorrowerOperations")
@@ -461,7 +462,7 @@ class LiquityV2Reader(TaggedReader):
 
     def calls(self) -> list[Call]:
         """The reads for this round; the same list object while nothing new was learned."""
-        key = self._key()
+        key = (self._key(), tuple(sorted(self.symbols)))
         if key == self._planned_for:
             return self._calls
         self._planned_for = key
@@ -489,6 +490,8 @@ class LiquityV2Reader(TaggedReader):
                 continue
             for name in ("MCR", "CCR", "SCR", "hasBeenShutDown"):
                 self._add((name, i), b.borrower_operations, getattr(V2_BO, name).encode())
+            if b.token.lower() not in self.symbols:
+                self._add(("symbol", i), b.token, ERC20.symbol.encode())  # once: for display only
             for acct in self.accounts:
                 self._add(("balance", i, acct.address), b.trove_nft, V2_NFT.balanceOf.encode(acct.address))
             for t in self.troves:
@@ -529,6 +532,9 @@ class LiquityV2Reader(TaggedReader):
             self.count, self.branches, self.status = count, tuple(branches), status
             return None
         bold = _address(self._word(got, "bold"))
+        for i, b in enumerate(self.branches):
+            if ("symbol", i) in got:
+                self.symbols[b.token.lower()] = symbol_or_prefix(*got[("symbol", i)], b.token)
         return self._positions(got, block, bold)
 
     def _positions(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], block: BlockRef, bold: str) -> list[Position]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from eth_utils import keccak, to_checksum_address
 
-from watcher.abi import Contract, word
+from watcher.abi import Contract, symbol_or_prefix, word
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
 
@@ -267,7 +267,7 @@ class MorphoBlueReader(TaggedReader):
         for tag, (ok, data) in got.items():
             if tag[0] == "dec":
                 dec = word(data) if ok and len(data) >= 32 and word(data) <= 77 else 18
-                self.tokens[tag[1]] = (dec, _symbol(*got[("sym", tag[1])], tag[1]))
+                self.tokens[tag[1]] = (dec, symbol_or_prefix(*got[("sym", tag[1])], tag[1]))
         out: list[Position] = []
         self.skipped = []
         for mid in self.market_ids:
@@ -338,13 +338,3 @@ class MorphoBlueReader(TaggedReader):
             },
             simulator=sim,
         )
-
-
-def _symbol(ok: bool, data: bytes, token: str) -> str:
-    """ERC20 symbol(), tolerating tokens without one or returning bytes32."""
-    if not ok or not data:
-        return token[:8]
-    try:
-        return str(ERC20.symbol.decode(data)[0])
-    except ValueError:
-        return data[:32].rstrip(b"\0").decode("utf-8", "replace") or token[:8]

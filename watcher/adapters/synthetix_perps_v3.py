@@ -513,13 +513,14 @@ class SynthetixPerpsV3Reader(TaggedReader):
                     market=market.symbol,
                     size=pos.size,
                     size_decimals=18,
-                    entry_price=Fraction(pos.last_price),  # the last interaction price: Synthetix settles PnL then
-                    mark_price=Fraction(price),
+                    # PerpLeg prices are whole USD per coin; Synthetix's are D18
+                    entry_price=Fraction(pos.last_price, D18),  # the last interaction price: PnL is settled there
+                    mark_price=Fraction(price, D18),
                     notional=notional,
                     requirement=mm + share,
                     rate=Fraction(mmr, D18),
                     margin_mode="cross",
-                    liquidation_price=None if liq is None else Fraction(liq),
+                    liquidation_price=None if liq is None else Fraction(liq, D18),
                     details={
                         "market_id": pos.market_id,
                         "maintenance_margin": mm,
