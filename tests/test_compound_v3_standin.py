@@ -436,3 +436,26 @@ def test_protocols_file_and_make_reader(markets: list[str], expected: int) -> No
     assert comets["USDC"] == "0xc3d688B66703497DAA19211EEdff47f25384cdc3"
     readers = [make_reader(d, [Account("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "main")]) for d in deps]
     assert {r.comet for r in readers} == set(comets.values()) and {r.chain for r in readers} == {"ethereum"}
+
+
+def test_standin_a_reverting_feed_makes_only_its_holders_unknown(chain: Web3) -> None:
+    snap = take_snapshot(chain)
+    try:
+        market = deploy_comet_stand_in(chain)
+        weth_user, wbtc_user = new_addresses(2, "broken-feed")
+        market.set_position(weth_user, 1_000 * USDC, {"WETH": WETH})
+        market.set_position(wbtc_user, 10_000 * USDC, {"WBTC": WBTC})
+        watcher = CometStandInWatcher(market, [weth_user, wbtc_user])
+        watcher.check()
+        market.set_price("WBTC", 0)  # the stand-in's getPrice reverts on a zero price, as a dead feed would
+        result = run_check({"local": watcher.client}, list(watcher.readers))
+        # isLiquidatable reads only the feeds of held assets: the WETH borrower is still valued, as the contract can
+        [p] = result.positions
+        assert p.account == weth_user and p.liquidatable == market.is_liquidatable(weth_user, p.block.number)
+        [u] = result.unreadable
+        assert u.accounts[0].address == wbtc_user and "getPrice reverted" in u.reason
+        market.set_price("USDC", 0)  # the base feed values every debt: everyone is unknown
+        result = run_check({"local": watcher.client}, list(watcher.readers))
+        assert result.positions == [] and len(result.unreadable) == 2
+    finally:
+        revert_snapshot(chain, snap)

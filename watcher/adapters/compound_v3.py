@@ -375,16 +375,27 @@ class CompoundV3Reader(TaggedReader):
                 broken.append(feed)
             else:
                 prices[feed] = words(data)[0]
-        if broken:
-            # isLiquidatable reverts too while a feed does; these accounts are unknown, not healthy.
+        if base_feed in broken:
+            # every check values the debt with the base price: while its feed reverts, everyone is unknown
             for acct in self.accounts:
-                self.skipped.append((acct, f"{self.protocol}/{self.chain}: getPrice reverted for {broken}"))
+                self.skipped.append((acct, f"{self.protocol}/{self.chain}: getPrice reverted for the base feed"))
             return []
         absorb_paused = bool(totals[7] >> PAUSE_ABSORB_OFFSET & 1)
         out = []
         for acct in self.accounts:
             user = self._required(got, ("user", acct.address), 5)
             balances = tuple(self._required(got, ("coll", acct.address, a.asset), 1)[0] for a in self.infos)
+            held = user[3] | user[4] << 16
+            dead = [
+                a.price_feed
+                for i, a in enumerate(self.infos)
+                if a.price_feed in broken and (held >> a.offset & 1 or balances[i])
+            ]
+            if dead:
+                # isLiquidatable reads only the feeds of assets the account holds: a reverting one makes this
+                # account unknown (never healthy), while accounts without that asset are still valued
+                self.skipped.append((acct, f"{self.protocol}/{self.chain}: getPrice reverted for {dead}"))
+                continue
             sim = CometSimulator(
                 base_token=base_token,
                 base_scale=base_scale,
@@ -392,11 +403,11 @@ class CompoundV3Reader(TaggedReader):
                 base_supply_index=totals[0],
                 base_borrow_index=totals[1],
                 assets=self.infos,
-                prices=tuple(prices[a.price_feed] for a in self.infos),
+                prices=tuple(prices.get(a.price_feed, 0) for a in self.infos),  # 0: a broken feed it does not hold
                 principal=_signed(user[0]),
                 balances=balances,
                 # Markets with more than 16 assets keep bits 16-23 of assetsIn in userBasic._reserved.
-                assets_in=user[3] | user[4] << 16,
+                assets_in=held,
                 now=block.timestamp,
                 rates=rates,
                 total_supply_base=totals[4],
