@@ -87,6 +87,12 @@ def test_standin_verdicts_equal_is_liquidatable(chain: Web3) -> None:
     watcher = CometStandInWatcher(market, users)
     seen = [_assert_verdicts(market, watcher)]
     assert seen[0] == [False, False, False, True, False, False]
+    # The initial side (isBorrowCollateralized, borrowCollateralFactor 0.80): 1 WETH at 2000 carries 1600 USD, so the
+    # 1659 and 1660 USDC borrowers may borrow no more, yet are not liquidatable (LCF 0.83 carries 1660); the mixed
+    # one carries 2*2000*0.80 + 0.5*60000*0.70 = 3200 + 21000 = 24200 < 25000 on the initial side.
+    by_user = {p.account: p for p in watcher.check().positions}
+    assert [by_user[u].details["borrow_collateralized"] for u in users] == [True, False, False, False, False, True]
+    assert by_user[users[0]].details["borrow_weighted_collateral"] == 1_600 * 10**8  # USD, 8 decimals
     # The stored index grows (as if interest accrued), then prices fall: verdicts follow the stand-in throughout.
     market.set_base_borrow_index(10**15 + 10**12)
     seen.append(_assert_verdicts(market, watcher))

@@ -182,6 +182,14 @@ class CometSimulator:
                 total += self.collateral_value(i) * a.liquidate_cf // FACTOR_SCALE
         return total
 
+    def borrow_weighted(self) -> int:
+        """The same sum with borrowCollateralFactor: isBorrowCollateralized's side (the initial weight)."""
+        total = 0
+        for i, a in enumerate(self.assets):
+            if self.assets_in >> a.offset & 1:
+                total += self.collateral_value(i) * a.borrow_cf // FACTOR_SCALE
+        return total
+
     def liquidatable(self) -> bool:
         """Comet's verdict: principal < 0 and liquidity < 0, i.e. weighted collateral strictly below debt value."""
         return self.principal < 0 and self.weighted() < self.debt_value()
@@ -468,6 +476,10 @@ class CompoundV3Reader(TaggedReader):
                 "absorb_paused": absorb_paused,
                 "assets_in": sim.assets_in,
                 "weighted_collateral": sim.weighted(),
+                # isBorrowCollateralized: the initial (borrowCollateralFactor) side; False means no further borrowing
+                # or withdrawing, not liquidation
+                "borrow_collateralized": sim.principal >= 0 or sim.borrow_weighted() >= sim.debt_value(),
+                "borrow_weighted_collateral": sim.borrow_weighted(),
             },
             simulator=sim,
         )
