@@ -356,6 +356,26 @@ def test_standin_discovery_by_owner_then_one_call(system: MakerStandInSystem) ->
     )
 
 
+def test_standin_a_swapped_vault_under_an_unchanged_fingerprint_is_noticed(system: MakerStandInSystem) -> None:
+    owner, other = new_owners(2, "swap")
+    a, b, c = (system.open("ETH-A", owner) for _ in range(3))
+    for cdp in (a, b, c):
+        system.set_vault(cdp, WAD, 100 * WAD)
+    watcher = MakerStandInWatcher(system, [owner])
+    assert sorted(p.details["cdp"] for p in watcher.check().positions) == [a, b, c]
+    # [a, b, c] -> give b away -> [a, c] -> open d -> [a, c, d] -> give c away and back -> [a, d, c]:
+    # first a, last c, count 3 as before, but b is gone and d is new
+    system.give(b, other)
+    d = system.open("ETH-A", owner)
+    system.set_vault(d, WAD, 100 * WAD)
+    system.give(c, other)
+    system._send(system.manager, "DssCdpManagerStandIn", "give", c, owner)
+    result = watcher.check()
+    assert sorted(p.details["cdp"] for p in result.positions) == sorted([a, c, d])
+    assert {p.account for p in result.positions} == {owner}
+    assert watcher.check().stats["local"].rounds == 1
+
+
 def test_standin_garbage_answer_is_a_read_error(system: MakerStandInSystem) -> None:
     [owner] = new_owners(1, "garbage")
     cdp = system.open("ETH-A", owner)

@@ -321,7 +321,9 @@ class MakerReader(TaggedReader):
             if cdp not in self._vaults:
                 self._add(("urn", cdp), m, MANAGER.urns.encode(cdp))
                 self._add(("ilk", cdp), m, MANAGER.ilks.encode(cdp))
-        for cdp in self.vault_ids:
+        for cdp in ids:
+            # every vault's owner, each check: a list whose first/last/count look unchanged can still have swapped
+            # a middle vault (give one away, receive another), and the owner is who the warning is for
             self._add(("owns", cdp), m, MANAGER.owns.encode(cdp))
         ilks: dict[bytes, None] = {}
         for cdp in ids:
@@ -400,6 +402,16 @@ class MakerReader(TaggedReader):
 
     def _parse(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
         complete = self._owners(got)
+        for acct in self.accounts:
+            a = acct.address.lower()
+            walk = self._walks.get(a)
+            if walk is None or not walk.done:
+                continue
+            for cdp in walk.ids():
+                if ("owns", cdp) in got and self._address(self._required(got, ("owns", cdp), 1)[0]).lower() != a:
+                    del self._walks[a]  # the list changed under an unchanged fingerprint: walk it again
+                    self._learned()
+                    return None
         for cdp in self._ids():
             if cdp in self._vaults or ("urn", cdp) not in got:
                 continue
