@@ -376,6 +376,22 @@ def test_standin_a_swapped_vault_under_an_unchanged_fingerprint_is_noticed(syste
     assert watcher.check().stats["local"].rounds == 1
 
 
+def test_standin_drip_makes_a_vault_liquidatable_before_bark_sees_it(system: MakerStandInSystem) -> None:
+    [owner] = new_owners(1, "drip")
+    # 1 ETH at 2000, mat 1.5 carries 1333.33 DAI; 1333 DAI at rate 1 is safe until ~4%/yr accrues for a month
+    cdp = system.open("ETH-A", owner)
+    system.set_vault(cdp, WAD, 1333 * WAD)
+    system.drip("ETH-A")
+    watcher = MakerStandInWatcher(system, [owner])
+    advance_time(system.w3, 30 * 86400)
+    [p] = watcher.check().positions
+    assert not p.liquidatable and not system.unsafe(cdp, p.block.number)  # bark's own verdict: the stored rate
+    assert p.details["liquidatable_after_drip"] and p.details["dripped_health"] < WAD  # a keeper drips, then barks
+    system.drip("ETH-A")
+    [p] = watcher.check().positions
+    assert p.liquidatable and system.unsafe(cdp, p.block.number)
+
+
 def test_standin_garbage_answer_is_a_read_error(system: MakerStandInSystem) -> None:
     [owner] = new_owners(1, "garbage")
     cdp = system.open("ETH-A", owner)

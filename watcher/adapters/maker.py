@@ -549,6 +549,10 @@ class MakerReader(TaggedReader):
             "next_price": None,
             "next_price_at": None,
             "health_source": source,
+            # Jug.drip is permissionless: a keeper can drip then bark in one transaction, so the vault is open to
+            # liquidation as soon as the rate dripped to this block makes it unsafe (the verdict above is bark's own)
+            "dripped_health": sim.at_time(block.timestamp).current_health(),
+            "liquidatable_after_drip": sim.at_time(block.timestamp).liquidatable(),
             "dust": sim.dust,
             "dust_dai": _ceil_div(sim.dust, RAY),
             "below_dust": 0 < sim.tab() < sim.dust,
