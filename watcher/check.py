@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 from watcher.adapters.aave_v3 import AaveV3Reader
 from watcher.adapters.base import Account, Reader, ReadError, VenueReader
 from watcher.adapters.morpho_blue import MorphoBlueReader
-from watcher.chain import ChainClient, ChainError, ReadStats
+from watcher.chain import ChainClient, ChainError, ReadStats, redact_url
 from watcher.config import Config, ConfigError, Deployment, resolve_deployments, resolve_venues
 from watcher.model import BlockRef, Position
 
@@ -114,6 +115,16 @@ def build_venues(cfg: Config) -> list[VenueReader]:
     return out
 
 
+#: a URL in an error text (aiohttp names the URL it failed on), up to the next space or quote
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def _redacted(m: re.Match[str]) -> str:
+    url = m.group(0)
+    tail = url[len(url.rstrip(":,.;)")) :]  # punctuation after the URL is the message's, not the URL's
+    return redact_url(url[: len(url) - len(tail)]) + tail
+
+
 async def check_venue(reader: VenueReader, session: Any, result: CheckResult) -> None:
     """Read one venue; any failure marks its positions unknown and the venue degraded, never healthy."""
     t0 = time.perf_counter()
@@ -129,6 +140,7 @@ async def check_venue(reader: VenueReader, session: Any, result: CheckResult) ->
             result.unreadable.append(Unreadable(reader.protocol, reader.chain, (account,), why))
         result.seconds += time.perf_counter() - t0
         return
+    reason = _URL.sub(_redacted, reason)  # a venue URL's path or query may hold a key
     result.unreadable.append(Unreadable(reader.protocol, reader.chain, tuple(reader.accounts), reason))
     result.degraded[reader.chain] = reason
     result.seconds += time.perf_counter() - t0
@@ -181,15 +193,27 @@ def check_chain(client: ChainClient, readers: Sequence[Reader], result: CheckRes
             continue
         try:
             discover(client, number)  # markets an account entered since the last scan (eth_getLogs)
-        except (ChainError, ReadError) as exc:
-            reason = f"{r.protocol}/{r.chain}: market discovery failed: {exc}"
+        except Exception as exc:  # a bad log must not stop the other readers of the chain, nor read as healthy
+            why = str(exc) if isinstance(exc, (ChainError, ReadError)) else f"unexpected {type(exc).__name__}: {exc}"
+            reason = f"{r.protocol}/{r.chain}: market discovery failed: {why}"
             result.unreadable.append(Unreadable(r.protocol, r.chain, _accounts(r), reason))
             continue
         pending.append(r)
     for _ in range(MAX_ROUNDS):
         if not pending:
             break
-        plans = [r.calls() for r in pending]
+        plans, planned = [], []
+        for r in pending:
+            try:
+                plans.append(r.calls())
+            except Exception as exc:  # an adapter bug in one reader must not stop the chain's other readers
+                reason = f"{r.protocol}/{r.chain}: unexpected {type(exc).__name__}: {exc}"
+                result.unreadable.append(Unreadable(r.protocol, r.chain, _accounts(r), reason))
+                continue
+            planned.append(r)
+        pending = planned
+        if not pending:
+            break
         flat = [c for plan in plans for c in plan]
         try:
             timestamp, answers = client.read(flat, number, stats)
@@ -209,6 +233,10 @@ def check_chain(client: ChainClient, readers: Sequence[Reader], result: CheckRes
                 positions = reader.parse(part, block)
             except ReadError as exc:
                 result.unreadable.append(Unreadable(reader.protocol, reader.chain, _accounts(reader), str(exc)))
+                continue
+            except Exception as exc:  # e.g. a ZeroDivisionError on a zero price: unknown, never a crashed check
+                reason = f"{reader.protocol}/{reader.chain}: unexpected {type(exc).__name__}: {exc}"
+                result.unreadable.append(Unreadable(reader.protocol, reader.chain, _accounts(reader), reason))
                 continue
             if positions is None:
                 still.append(reader)

@@ -161,6 +161,14 @@ class MorphoSimulator:
         return replace(self, market=market, borrow_shares=self.borrow_shares - burnt)
 
 
+def _is_word(x: Any) -> bool:
+    """A 0x-prefixed 32-byte hex word, as a log topic is."""
+    return isinstance(x, str) and len(x) == 66 and x[:2] in ("0x", "0X") and all(c in _HEX for c in x[2:])
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 class MorphoBlueReader(TaggedReader):
     """Reads Morpho Blue markets (by id) for a set of accounts, in one batch per check."""
 
@@ -212,9 +220,10 @@ class MorphoBlueReader(TaggedReader):
         logs += client.get_logs(self.morpho, [BORROW_TOPIC, None, who], start, head)
         for log in logs:
             topics = log.get("topics")
-            if not isinstance(topics, list) or len(topics) < 3 or not isinstance(topics[1], str):
+            # the id must be a whole bytes32: a malformed one kept in market_ids would break every later check
+            if not isinstance(topics, list) or len(topics) < 3 or not _is_word(topics[1]):
                 raise ReadError(f"{self.protocol}/{self.chain}: eth_getLogs answered a malformed Morpho event")
-            mid = "0x" + topics[1][2:].lower().rjust(64, "0")
+            mid = topics[1].lower()
             if mid not in self.market_ids:
                 self.market_ids.append(mid)
         self.scanned_to, self._scanned_at = head, now
