@@ -8,17 +8,22 @@ reader's market list; a venue's error must not echo its URL's path or query (the
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import requests
 from web3 import Web3
 
 from tests.aave_helpers import batch_reader
 from watcher.adapters.base import Account, Call, ReadError
 from watcher.adapters.morpho_blue import SUPPLY_COLLATERAL_TOPIC, MorphoBlueReader
-from watcher.chain import ChainClient
+from watcher.chain import ChainClient, HttpTransport
 from watcher.check import check_venues, run_check
+from watcher.devchain.anvil import Anvil
 from watcher.model import BlockRef, Position
 
 ALICE = Account("0x" + "a1" * 20, "alice")
@@ -119,3 +124,58 @@ def test_a_venue_error_never_echoes_the_url_path_or_query(exc: Exception) -> Non
         assert "SECRET" not in text, text
         assert "https://hl.example.com/..." in text  # the host stays: it says which venue failed
     assert "...: Cannot connect" in u.reason or "..., retried" in u.reason
+
+
+class NoBatchNode:
+    """A JSON-RPC proxy in front of anvil that refuses batches, as some public RPCs do (one error object)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.bodies: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if isinstance(req, list):
+                    outer.bodies.append("batch")
+                    err = {"code": -32600, "message": "Invalid Request: batch requests are not supported"}
+                    answer: Any = {"jsonrpc": "2.0", "id": None, "error": err}
+                else:
+                    outer.bodies.append(req["method"])
+                    answer = requests.post(outer.upstream, json=req, timeout=10).json()
+                body = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_storage_reads_work_behind_a_node_that_refuses_batches(anvil: Anvil) -> None:
+    w3 = anvil.w3
+    agg = batch_reader(w3)
+    holder = "0x" + "5a" * 20
+    value = "0x" + "00" * 16 + "12" * 16
+    w3.provider.make_request("anvil_setStorageAt", [holder, hex(7), value])  # type: ignore[arg-type]
+    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    node = NoBatchNode(anvil.url)
+    try:
+        client = ChainClient("local", w3.eth.chain_id, [("nobatch", HttpTransport(node.url))], agg)
+        block = w3.eth.block_number
+        calls = [Call(holder, b"", slot=7), Call(agg, bytes.fromhex("42cbb15c")), Call(holder, b"", slot=8)]
+        _, answers = client.read(calls, block)  # ChainError "every RPC failed" before the fix
+        assert answers[0] == (True, bytes.fromhex(value[2:]))
+        assert int.from_bytes(answers[1][1], "big") == block
+        assert answers[2] == (True, b"\0" * 32)
+        # the batch was tried, then the same calls went one by one, in order
+        assert node.bodies == ["batch", "eth_call", "eth_getStorageAt", "eth_getStorageAt"]
+    finally:
+        node.server.shutdown()
+        node.server.server_close()

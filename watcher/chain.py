@@ -152,9 +152,10 @@ class HttpTransport:
         """Several calls in one HTTP request (a JSON-RPC batch); answers in request order."""
         body = json.dumps([{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(requests)])
         answer = self._post(body)
-        if isinstance(answer, dict):  # a node that refuses batches answers with one error object
-            self._result(requests[0][0], answer)
-            raise ChainError("a JSON-RPC batch was answered with a single object")
+        if isinstance(answer, dict):
+            # a node that refuses batches (some public RPCs) answers with one error object: ask one by one rather
+            # than leave every chain with a storage read unreadable behind it
+            return [self.request(m, p) for m, p in requests]
         if not isinstance(answer, list) or len(answer) != len(requests):
             raise ChainError("a JSON-RPC batch answer has the wrong shape")
         by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
