@@ -179,3 +179,49 @@ def test_storage_reads_work_behind_a_node_that_refuses_batches(anvil: Anvil) -> 
     finally:
         node.server.shutdown()
         node.server.server_close()
+
+
+class _BrokenSimulator:
+    """A simulator whose every answer fails, as an adapter bug in the advice path would."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ZeroDivisionError(f"{name}: a bug in the advice path")
+
+
+def test_a_failing_advice_costs_neither_the_alert_nor_the_commit(tmp_path: Any) -> None:
+    from watcher.check import CheckResult
+    from watcher.config import parse_config
+    from watcher.daemon import Daemon
+    from watcher.model import WAD, Leg
+    from watcher.store import Store
+
+    cfg = parse_config(
+        {
+            "chains": {"local": {"chain_id": 31337, "rpc_urls": ["http://127.0.0.1:1"]}},
+            "deployments": [{"protocol": "aave_v3", "chains": ["local"], "address": "0x" + "11" * 20}],
+            "accounts": [{"address": ALICE.address}],
+            "storage": {"path": str(tmp_path / "w.db")},
+        }
+    )
+    leg = Leg("0x" + "22" * 20, "WETH", 18, WAD, 10**8, 10**8, 8_000)
+    debt = Leg("0x" + "33" * 20, "USDC", 6, 10**6, 10**8, 95 * 10**6)
+    p = Position(
+        "aave_v3",
+        "local",
+        ALICE.address,
+        "alice",
+        (leg,),
+        (debt,),
+        WAD * 105 // 100,
+        False,
+        10**8,
+        "USD",
+        BlockRef(7, 1_700_000_000),
+        simulator=_BrokenSimulator(),  # type: ignore[arg-type]
+    )
+    daemon = Daemon(cfg, {}, [], Store(cfg.storage.path), {}, clock=lambda: 1_000.0)
+    daemon.process("local", CheckResult(positions=[p], blocks={"local": p.block}))
+    [alert] = list(daemon.store.db.query("select kind, level from alerts"))
+    assert (alert["kind"], alert["level"]) == ("fire", "critical")  # health 1.05: critical, sent despite the bug
+    [row] = list(daemon.store.db.query("select level from positions"))
+    assert row["level"] == "critical"

@@ -83,7 +83,7 @@ def test_perp_json_carries_ratio_and_exact_prices() -> None:
 
 def test_degraded_message_says_how_much_is_unknown() -> None:
     subject, text = chain_message("ethereum", True, "aave_v3/ethereum: WETH feed reverted", unknown=2, read=5)
-    assert subject == "WATCHER DEGRADED: 2 position(s) on ethereum cannot be read"
-    assert "2 position(s) there are UNKNOWN, not healthy; 5 others were read as usual." in text
+    assert subject == "WATCHER DEGRADED: 2 account(s) on ethereum cannot be read"
+    assert "positions of 2 account(s) there are UNKNOWN, not healthy; 5 others were read as usual." in text
     subject, text = chain_message("ethereum", True, "every RPC failed", unknown=7, read=0)
     assert subject == "WATCHER DEGRADED: cannot read ethereum" and "positions there are UNKNOWN, not healthy." in text

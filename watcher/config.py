@@ -412,8 +412,8 @@ def resolve_deployments(cfg: Config) -> list[Deployment]:
                         discover_from = entry.get("deployed_at")
                     if not isinstance(discover_from, int):
                         raise ConfigError(
-                            f"{where}.discover_from_block: protocols/{d.protocol}.toml does not say where "
-                            f"deployments.{entry_name} starts; give the block to scan from"
+                            f"{where}.discover_from_block: give the block to scan the Morpho's logs from (its "
+                            "deployment block; protocols/ knows it only for the deployments it lists)"
                         )
                 out.append(
                     Deployment(

@@ -155,13 +155,19 @@ class Daemon:
             if p.has_debt and (
                 events or level != "ok" or not fresh or now - fresh[0] >= self.cfg.storage.history_every
             ):
-                advice = advise(p, target)
+                try:
+                    advice = advise(p, target)
+                except Exception:  # advice is a convenience: its failure must not cost the alert or the commit
+                    log.exception("advice failed", extra={"position": p.key})
             if events:
                 for ev in events:
                     alerts.append(self._position_alert(p, ev, advice, previous[1] if previous else None))
                     if p.key in silenced_positions or p.account in silenced_accounts:
                         muted.add(ev.alert_id)
-            rows.append(self._position_row(p, rules, advice, now))
+            try:
+                rows.append(self._position_row(p, rules, advice, now))
+            except Exception:  # one position's document must not stop the others' state and alerts
+                log.exception("position document failed", extra={"position": p.key})
             if self._history_due(previous, now, p.health, level):
                 history.append(
                     HistoryRow(

@@ -69,12 +69,15 @@ def position_message(
 
 
 def chain_message(chain: str, degraded: bool, reason: str, unknown: int = 0, read: int = 0) -> tuple[str, str]:
-    """(subject, text) for the watcher's own health on one chain (or venue); `unknown` and `read` count positions."""
+    """(subject, text) for the watcher's own health on one chain (or venue); `unknown` counts accounts, `read`
+    positions."""
     if degraded:
         if read and unknown:
             # part of the chain still reads (e.g. one broken price feed): say how much is unknown, not "everything"
-            subject = f"WATCHER DEGRADED: {unknown} position(s) on {chain} cannot be read"
-            what = f"{unknown} position(s) there are UNKNOWN, not healthy; {read} others were read as usual."
+            subject = f"WATCHER DEGRADED: {unknown} account(s) on {chain} cannot be read"
+            what = (
+                f"positions of {unknown} account(s) there are UNKNOWN, not healthy; {read} others were read as usual."
+            )
         else:
             subject = f"WATCHER DEGRADED: cannot read {chain}"
             what = "positions there are UNKNOWN, not healthy."

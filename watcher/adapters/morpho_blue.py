@@ -27,6 +27,8 @@ ERC20 = Contract("IERC20Metadata")
 #: Events whose `onBehalf` topic finds an account's markets: SupplyCollateral has it as topic 3, Borrow as topic 2.
 SUPPLY_COLLATERAL_TOPIC = "0x" + keccak(text="SupplyCollateral(bytes32,address,address,uint256)").hex()
 BORROW_TOPIC = "0x" + keccak(text="Borrow(bytes32,address,address,address,uint256,uint256)").hex()
+#: blocks each rescan repeats, for events a reorg moved
+REORG_BLOCKS = 64
 #: seconds between scans for markets an account newly entered
 RESCAN_SECONDS = 300.0
 ORACLE_PRICE_SCALE = 10**36
@@ -214,7 +216,12 @@ class MorphoBlueReader(TaggedReader):
         now = time.monotonic()
         if self.scanned_to is not None and (now - self._scanned_at < self.rescan_seconds or head <= self.scanned_to):
             return
-        start = self.discover_from if self.scanned_to is None else self.scanned_to + 1
+        # each rescan overlaps the last by REORG_BLOCKS: an event a reorg moved into scanned blocks is still found
+        start = (
+            self.discover_from
+            if self.scanned_to is None
+            else max(self.discover_from, self.scanned_to + 1 - REORG_BLOCKS)
+        )
         who = ["0x" + a.address[2:].lower().rjust(64, "0") for a in self.accounts]
         logs = client.get_logs(self.morpho, [SUPPLY_COLLATERAL_TOPIC, None, None, who], start, head)
         logs += client.get_logs(self.morpho, [BORROW_TOPIC, None, who], start, head)
