@@ -24,7 +24,6 @@ beyond rounding both go in details and the protocol formula is trusted.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ from typing import Any
 import aiohttp
 
 from watcher.adapters.base import Account, ReadError
+from watcher.adapters.http import request_json
 from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
 
 PROTOCOL = "dydx_v4"
@@ -47,14 +47,10 @@ MAX_SUBACCOUNT = 128_000  #: x/subaccounts MaxSubaccountIdNumber
 #: itself is not served, and any finer grid only makes "liquidatable here, not one unit safer" more precise
 MIN_PRICE_DECIMALS = 8
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
-#: 20-byte account addresses have 32 data characters plus the 6-character checksum; 32-byte (module) ones have 52 + 6
 _PLAIN = re.compile(r"^-?[0-9]{1,60}(\.[0-9]{1,60})?$")
 #: atomic resolutions and price exponents on the chain are small; a wild one must not make us build huge powers of 10
 _MAX_RESOLUTION = 40
-#: JSON nesting allowed in an answer: the indexer's nest a few levels; a deeply nested body would overflow the C
-#: stack in json.loads (a segfault, not an exception, once eth-tester/py_ecc raise the recursion limit to 100,000)
-_MAX_JSON_DEPTH = 64
-_BRACKETS = re.compile(r"[\[\]{}]")
+#: 20-byte account addresses have 32 data characters plus the 6-character checksum; 32-byte (module) ones have 52 + 6
 _ADDRESS = re.compile(rf"^dydx1[{_BECH32}]{{38}}$|^dydx1[{_BECH32}]{{58}}$")
 
 
@@ -571,29 +567,7 @@ def position_of(
 
 async def _get(session: aiohttp.ClientSession, url: str, what: str, timeout: float, missing_ok: bool = False) -> Any:
     """One GET as JSON; transport, status and JSON problems become ReadError (404 gives None when `missing_ok`)."""
-    try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            text = await resp.text()
-            if resp.status == 404 and missing_ok:
-                return None
-            if resp.status == 429:
-                retry = resp.headers.get("Retry-After", "not given")
-                raise ReadError(f"{PROTOCOL}: {what}: HTTP 429 rate limited (Retry-After: {retry}) from {url}")
-            if resp.status != 200:
-                raise ReadError(f"{PROTOCOL}: {what}: HTTP {resp.status} from {url}: {text[:200]}")
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise ReadError(f"{PROTOCOL}: {what}: {type(exc).__name__} from {url}: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ReadError(f"{PROTOCOL}: {what}: malformed JSON from {url}: not UTF-8: {exc}") from exc
-    depth = 0
-    for bracket in _BRACKETS.findall(text):  # brackets inside strings count too: that only makes the bound stricter
-        depth += 1 if bracket in "[{" else -1
-        if depth > _MAX_JSON_DEPTH:
-            raise ReadError(f"{PROTOCOL}: {what}: malformed JSON from {url}: nested deeper than {_MAX_JSON_DEPTH}")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ReadError(f"{PROTOCOL}: {what}: malformed JSON from {url}: {exc}") from exc
+    return await request_json(session, "GET", url, venue=PROTOCOL, what=what, timeout=timeout, missing_ok=missing_ok)
 
 
 class DydxV4Reader:

@@ -7,7 +7,6 @@ converted to micro-USD per base unit (10**-szDecimals of a coin) so watcher.marg
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -18,15 +17,12 @@ from typing import Any
 import aiohttp
 
 from watcher.adapters.base import Account, ReadError
+from watcher.adapters.http import request_json
 from watcher.margin import Tier, hyperliquid_tiers, isolated_liquidation_price, with_deductions
 from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
 
 PROTOCOL = "hyperliquid"
 USD = 10**6  #: quote units: micro-dollars, the common model's base unit for this venue
-#: JSON nesting allowed in an answer: the real ones nest a few levels; a deeply nested body would overflow the C
-#: stack in json.loads (a segfault, not an exception, once eth-tester/py_ecc raise the recursion limit to 100,000)
-_MAX_JSON_DEPTH = 64
-_BRACKETS = re.compile(r"[\[\]{}]")
 #: the API writes plain decimals; an exponent such as "1e9999999" would make Fraction build an enormous integer
 #: (seconds of CPU on the event loop)
 _PLAIN = re.compile(r"^-?[0-9]{1,60}(\.[0-9]{1,60})?$")
@@ -182,25 +178,8 @@ def parse_account(user: str, state: Any) -> AccountState:
 
 async def _post(session: aiohttp.ClientSession, url: str, body: Mapping[str, Any], timeout: float) -> Any:
     """One info request; any transport, status or JSON problem becomes a ReadError."""
-    what = body.get("type")
-    try:
-        async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            text = await resp.text()
-            if resp.status != 200:
-                raise ReadError(f"hyperliquid: {what}: HTTP {resp.status} from {url}")
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise ReadError(f"hyperliquid: {what}: {type(exc).__name__} from {url}: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ReadError(f"hyperliquid: {what}: malformed JSON from {url}: not UTF-8: {exc}") from exc
-    depth = 0
-    for bracket in _BRACKETS.findall(text):  # brackets inside strings count too: that only makes the bound stricter
-        depth += 1 if bracket in "[{" else -1
-        if depth > _MAX_JSON_DEPTH:
-            raise ReadError(f"hyperliquid: {what}: malformed JSON from {url}: nested deeper than {_MAX_JSON_DEPTH}")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ReadError(f"hyperliquid: {what}: malformed JSON from {url}: {exc}") from exc
+    what = str(body.get("type"))
+    return await request_json(session, "POST", url, venue=PROTOCOL, what=what, timeout=timeout, body=body)
 
 
 async def fetch_state(
