@@ -13,7 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-HOST = "127.0.0.1"
+from tests.http_standin import LocalHttpServer
+
 FAULTS = (
     "http500",
     "http429",
@@ -81,7 +82,7 @@ def market(
     }
 
 
-class DydxIndexerStandIn:
+class DydxIndexerStandIn(LocalHttpServer):
     """Serves markets and subaccounts; subaccounts are {(address, n): {"usdc": str, "positions": {ticker: {...}}}}."""
 
     def __init__(self, markets: dict[str, dict[str, Any]], subaccounts: dict[tuple[str, int], dict[str, Any]]) -> None:
@@ -92,8 +93,6 @@ class DydxIndexerStandIn:
         self.equity_offset = Fraction(0)  #: added to served equity, to make the indexer disagree with the chain
         self.height = 1234
         self.requests = 0
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
     def set_price(self, ticker: str, price: Fraction | str) -> None:
         """Move one market's oracle price."""
@@ -199,20 +198,7 @@ class DydxIndexerStandIn:
             return web.json_response({"errors": [{"msg": msg}]}, status=404)
         return web.json_response({"subaccount": self.subaccount_body(address, n)})
 
-    async def __aenter__(self) -> DydxIndexerStandIn:
-        """Start listening on a free port of 127.0.0.1."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """The routes this stand-in serves."""
         app.router.add_get("/v4/perpetualMarkets", self._markets)
         app.router.add_get("/v4/addresses/{address}/subaccountNumber/{n}", self._subaccount)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://{HOST}:{port}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        """Stop the server."""
-        if self._runner is not None:
-            await self._runner.cleanup()

@@ -6,10 +6,10 @@ from typing import Any
 
 from aiohttp import web
 
-HOST = "127.0.0.1"
+from tests.http_standin import LocalHttpServer
 
 
-class HyperliquidStandIn:
+class HyperliquidStandIn(LocalHttpServer):
     """Serves meta, metaAndAssetCtxs, allMids and clearinghouseState from mutable dicts; `fault` forces a bad answer.
 
     `mids` are the MARK prices (markPx, what the venue liquidates at; the name is kept for callers that move prices
@@ -28,8 +28,6 @@ class HyperliquidStandIn:
         self.meta, self.mids, self.states = meta, mids, states
         self.book_mids = book_mids
         self.fault: str | None = None  #: "http500", "badjson", "badutf8" or "deepjson"
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
     async def _info(self, request: web.Request) -> web.Response:
         """Answer one info request as the venue would (or with the planned fault)."""
@@ -64,19 +62,6 @@ class HyperliquidStandIn:
             ctx |= {"midPx": book[coin], "impactPxs": [book[coin], book[coin]]}
         return ctx
 
-    async def __aenter__(self) -> HyperliquidStandIn:
-        """Start listening on a free port of 127.0.0.1."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """The routes this stand-in serves."""
         app.router.add_post("/info", self._info)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://{HOST}:{port}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        """Stop the server."""
-        if self._runner is not None:
-            await self._runner.cleanup()
