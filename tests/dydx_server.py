@@ -8,6 +8,8 @@ USDC; minus |notional| * base initial margin fraction), and can be switched to o
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
@@ -92,6 +94,7 @@ class DydxIndexerStandIn(LocalHttpServer):
         self.slow_seconds = 1.0
         self.equity_offset = Fraction(0)  #: added to served equity, to make the indexer disagree with the chain
         self.height = 1234
+        self.lag = 0.0  #: seconds the served /v4/height time lags the clock (a stuck indexer)
         self.requests = 0
 
     def set_price(self, ticker: str, price: Fraction | str) -> None:
@@ -112,6 +115,11 @@ class DydxIndexerStandIn(LocalHttpServer):
         if self.fault == "deepjson":
             return web.Response(text="[" * 100_000 + "]" * 100_000, content_type="application/json")
         return None
+
+    async def _height(self, request: web.Request) -> web.Response:
+        """GET /v4/height: the indexer's latest block and its time (`lag` seconds behind now)."""
+        at = datetime.fromtimestamp(time.time() - self.lag, UTC).isoformat(timespec="milliseconds")
+        return web.json_response({"height": str(self.height), "time": at.replace("+00:00", "Z")})
 
     async def _markets(self, request: web.Request) -> web.Response:
         """GET /v4/perpetualMarkets."""
@@ -200,5 +208,6 @@ class DydxIndexerStandIn(LocalHttpServer):
 
     def routes(self, app: web.Application) -> None:
         """The routes this stand-in serves."""
+        app.router.add_get("/v4/height", self._height)
         app.router.add_get("/v4/perpetualMarkets", self._markets)
         app.router.add_get("/v4/addresses/{address}/subaccountNumber/{n}", self._subaccount)

@@ -287,6 +287,14 @@ def test_http_500_is_a_read_error() -> None:
     assert "HTTP 500" in _fault("http500")
 
 
+def test_a_stale_indexer_is_a_read_error_not_a_healthy_reading() -> None:
+    # an indexer stuck 5 minutes behind the chain (max age 120 s) serves old prices and balances: unknown
+    with pytest.raises(ReadError, match=r"latest block 1234 is 3\d\d s old \(max 120 s\): its state is stale"):
+        _run(lambda s: setattr(s, "lag", 300.0))
+    positions, _, _ = _run(lambda s: setattr(s, "lag", 60.0))  # a minute behind is within the bound
+    assert len(positions) == 3
+
+
 def test_http_429_names_its_retry_after() -> None:
     assert "429" in (msg := _fault("http429")) and "Retry-After: 7" in msg
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from fractions import Fraction
 from typing import Any
 
@@ -307,3 +309,19 @@ def test_exponent_decimal_is_a_read_error_not_a_stall() -> None:
         s.mids["BTC"] = "1e9999999"
 
     assert "not a plain decimal" in _fault(setup)
+
+
+def test_stale_clearinghouse_state_is_a_read_error() -> None:
+    # clearinghouseState carries its time in ms: five minutes old (max 120 s) is stale, a second old is fine
+    def stale(s: HyperliquidStandIn) -> None:
+        s.states[CROSS]["time"] = int((time.time() - 300) * 1000)
+
+    assert re.search(r"is 30\d s old \(max 120 s\): its state is stale", _fault(stale))
+    mids, states = world(Fraction(95_000), Fraction(3_100))
+    states[CROSS]["time"] = int((time.time() - 1) * 1000)
+
+    async def fresh() -> HyperliquidSnapshot:
+        async with HyperliquidStandIn(META, mids, states) as server:
+            return await _read(server, [a.address for a in ACCOUNTS])
+
+    assert len(positions_from(asyncio.run(fresh()), ACCOUNTS)) == 3

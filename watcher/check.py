@@ -106,12 +106,12 @@ def build_venues(cfg: Config) -> list[VenueReader]:
         if v.adapter == "hyperliquid":
             from watcher.adapters.hyperliquid import HyperliquidReader
 
-            out.append(HyperliquidReader(v.name, v.base_url, accounts, v.timeout))
+            out.append(HyperliquidReader(v.name, v.base_url, accounts, v.timeout, v.max_age))
         elif v.adapter == "dydx_v4":
             from watcher.adapters.dydx_v4 import DydxV4Reader
 
             subaccounts = {a.address: list(a.subaccounts) for a in v.accounts}
-            out.append(DydxV4Reader(v.name, v.base_url, accounts, subaccounts, v.timeout))
+            out.append(DydxV4Reader(v.name, v.base_url, accounts, subaccounts, v.timeout, v.max_age))
     return out
 
 

@@ -250,6 +250,7 @@ class VenueConfig(_Strict):
     base_url: str | None = None  #: default: the one in protocols/<protocol>.toml; tests point it at 127.0.0.1
     interval: float = Field(default=5.0, gt=0)  #: seconds between checks
     timeout: float = Field(default=10.0, gt=0)
+    max_age: float = Field(default=120.0, gt=0)  #: seconds: state the venue computed longer ago is stale: unknown
     accounts: list[VenueAccount] = []  #: dydx_v4 needs its own; hyperliquid defaults to the [[accounts]]
 
 
@@ -450,6 +451,7 @@ class Venue(BaseModel):
     base_url: str
     interval: float
     timeout: float
+    max_age: float
     accounts: list[VenueAccount]
 
 
@@ -492,7 +494,13 @@ def resolve_venues(cfg: Config) -> list[Venue]:
             raise ConfigError(f"{where}.accounts: no account to watch on this venue")
         out.append(
             Venue(
-                name=name, adapter=adapter, base_url=base_url, interval=v.interval, timeout=v.timeout, accounts=accounts
+                name=name,
+                adapter=adapter,
+                base_url=base_url,
+                interval=v.interval,
+                timeout=v.timeout,
+                max_age=v.max_age,
+                accounts=accounts,
             )
         )
     return out

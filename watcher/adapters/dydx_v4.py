@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
@@ -582,8 +583,10 @@ class DydxV4Reader:
         accounts: list[Account],
         subaccounts: Mapping[str, list[int]] | None = None,
         timeout: float = 10.0,
+        max_age: float = 120.0,
     ) -> None:
         """Validate the accounts (dydx1... addresses) and the subaccount numbers to read for each (default [0])."""
+        self.max_age = max_age  #: seconds: an indexer whose latest block is older serves stale state: unknown
         self.chain = name
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -598,6 +601,21 @@ class DydxV4Reader:
             self.subaccounts[acct.address] = nums
         self.skipped: list[tuple[Account, str]] = []
 
+    def _check_fresh(self, raw: Any, now: float) -> None:
+        """An indexer stuck behind the chain answers happily with old state: that is unknown, not healthy."""
+        stamp = _field(raw, "time", "height")
+        try:
+            at = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise ReadError(f"{PROTOCOL}: height: time {str(stamp)[:40]!r} is not an ISO-8601 time") from None
+        age = now - at
+        if age > self.max_age:
+            height = raw.get("height") if isinstance(raw, Mapping) else None
+            raise ReadError(
+                f"{PROTOCOL}: the indexer's latest block {height} is {age:.0f} s old (max {self.max_age:.0f} s): "
+                "its state is stale"
+            )
+
     def _targets(self) -> list[tuple[Account, int]]:
         return [(a, n) for a in self.accounts for n in self.subaccounts[a.address]]
 
@@ -605,7 +623,8 @@ class DydxV4Reader:
         """Positions now: one per subaccount; ReadError when an answer cannot be trusted."""
         targets = self._targets()
         base = self.base_url + "/v4"
-        raw_markets, *raw_subs = await asyncio.gather(
+        raw_height, raw_markets, *raw_subs = await asyncio.gather(
+            _get(session, f"{base}/height", "height", self.timeout),
             _get(session, f"{base}/perpetualMarkets", "perpetualMarkets", self.timeout),
             *(
                 _get(
@@ -615,6 +634,7 @@ class DydxV4Reader:
             ),
         )
         fetched_at = int(time.time())
+        self._check_fresh(raw_height, time.time())
         table = _field(raw_markets, "markets", "perpetualMarkets")
         if not isinstance(table, Mapping):
             raise ReadError(f"{PROTOCOL}: perpetualMarkets: markets is not an object")
@@ -649,6 +669,7 @@ def make_reader(
     accounts: Sequence[Account],
     subaccounts: Mapping[str, list[int]] | None = None,
     timeout: float = 10.0,
+    max_age: float = 120.0,
 ) -> DydxV4Reader:
-    """A DydxV4Reader (for the lead's config wiring)."""
-    return DydxV4Reader(name, base_url, list(accounts), subaccounts, timeout)
+    """A DydxV4Reader from a venue's settings."""
+    return DydxV4Reader(name, base_url, list(accounts), subaccounts, timeout, max_age)

@@ -183,7 +183,7 @@ async def _post(session: aiohttp.ClientSession, url: str, body: Mapping[str, Any
 
 
 async def fetch_state(
-    session: aiohttp.ClientSession, base_url: str, users: list[str], timeout: float = 10.0
+    session: aiohttp.ClientSession, base_url: str, users: list[str], timeout: float = 10.0, max_age: float = 120.0
 ) -> HyperliquidSnapshot:
     """Read meta with the asset contexts (mark prices) and each user's clearinghouse state; ReadError on anything odd.
 
@@ -203,6 +203,18 @@ async def fetch_state(
         raise ReadError("hyperliquid: meta.universe or assetCtxs has the wrong shape")
     by_name = {a.get("name"): (a, c) for a, c in zip(universe, ctxs, strict=True) if isinstance(a, Mapping)}
     tables = _tables(meta)
+    now = time.time()
+    for u, st in zip(users, states, strict=True):
+        # clearinghouseState carries the time it was computed (ms): a venue serving old state is unknown, not healthy
+        stamp = st.get("time") if isinstance(st, Mapping) else None
+        if stamp is not None:
+            if not isinstance(stamp, int) or isinstance(stamp, bool):
+                raise ReadError(f"hyperliquid: clearinghouseState({u}).time is not milliseconds: {str(stamp)[:40]!r}")
+            if now - stamp / 1000 > max_age:
+                raise ReadError(
+                    f"hyperliquid: clearinghouseState({u}) is {now - stamp / 1000:.0f} s old (max {max_age:.0f} s): "
+                    "its state is stale"
+                )
     accounts = {u: parse_account(u, s) for u, s in zip(users, states, strict=True)}
     markets: dict[str, Market] = {}
     marks: dict[str, Fraction] = {}
@@ -372,7 +384,10 @@ class HyperliquidReader:
 
     protocol = PROTOCOL
 
-    def __init__(self, name: str, base_url: str, accounts: Sequence[Account], timeout: float = 10.0) -> None:
+    def __init__(
+        self, name: str, base_url: str, accounts: Sequence[Account], timeout: float = 10.0, max_age: float = 120.0
+    ) -> None:
+        self.max_age = max_age  #: seconds: older state from the venue is unknown, never healthy
         self.chain = name
         self.base_url = base_url
         self.accounts = list(accounts)
@@ -382,5 +397,6 @@ class HyperliquidReader:
     async def read(self, session: aiohttp.ClientSession) -> list[Position]:
         """Every account's positions now; ReadError when any answer cannot be trusted."""
         # the info API documents users as lowercase hex; config addresses are checksummed
-        snap = await fetch_state(session, self.base_url, [a.address.lower() for a in self.accounts], self.timeout)
+        users = [a.address.lower() for a in self.accounts]
+        snap = await fetch_state(session, self.base_url, users, self.timeout, self.max_age)
         return positions_from(snap, self.accounts, self.chain)
