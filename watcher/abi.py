@@ -89,6 +89,13 @@ def word(data: bytes, index: int = 0) -> int:
     return int.from_bytes(data[start : start + 32], "big")
 
 
+def address_word(w: int) -> str:
+    """An ABI word (as an integer) read as a checksum address; ValueError if its high 12 bytes are not zero."""
+    if w >> 160:
+        raise ValueError("word holds a non-address")
+    return to_checksum_address(w.to_bytes(20, "big"))
+
+
 def word_address(data: bytes, index: int = 0) -> str:
     """The index-th word of return data read as a checksum address."""
     start = index * 32

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
 
-from watcher.abi import Contract, symbol_or_prefix, words
+from watcher.abi import Contract, address_word, symbol_or_prefix, words
 from watcher.adapters.base import Account, Call, TaggedReader
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
 
@@ -349,20 +349,14 @@ class CompoundV3Reader(TaggedReader):
                 self._add(("coll", acct.address, a.asset), COMET.userCollateral.encode(acct.address, a.asset))
         return self._calls
 
-    @staticmethod
-    def _address(w: int) -> str:
-        if w >> 160:
-            raise ValueError("word holds a non-address")
-        return to_checksum_address(w.to_bytes(20, "big"))
-
     def _parse(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
         [num] = self._required(got, ("num",), 1)
-        base_feed = self._address(self._required(got, ("feed",), 1)[0])
-        base_token = self._address(self._required(got, ("base",), 1)[0])
+        base_feed = address_word(self._required(got, ("feed",), 1)[0])
+        base_token = address_word(self._required(got, ("base",), 1)[0])
         infos = []
         for i in range(min(num, self.num_assets or 0)):
             w = self._required(got, ("info", i), 8)
-            infos.append(CometAsset(w[0], self._address(w[1]), self._address(w[2]), w[3], w[4], w[5], w[6]))
+            infos.append(CometAsset(w[0], address_word(w[1]), address_word(w[2]), w[3], w[4], w[5], w[6]))
         learned = (num, tuple(infos), base_feed, base_token)
         if learned != (self.num_assets, self.infos, self.base_feed, self.base_token) or len(infos) != num:
             self.num_assets, self.infos, self.base_feed, self.base_token = learned

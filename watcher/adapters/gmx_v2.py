@@ -46,7 +46,7 @@ from typing import Any
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-from watcher.abi import Contract, symbol_or_prefix, words
+from watcher.abi import Contract, address_word, symbol_or_prefix, words
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
 from watcher.model import BPS, WAD, BlockRef, Leg, PerpLeg, Position
 
@@ -329,12 +329,6 @@ def _signed(w: int) -> int:
     return w - (1 << 256) if w >> 255 else w
 
 
-def _address(w: int) -> str:
-    if w >> 160:
-        raise ValueError("word holds a non-address")
-    return to_checksum_address(w.to_bytes(20, "big"))
-
-
 def _decimals_from_multiplier(multiplier: int, feed_decimals: int) -> int:
     """Token decimals from GMX's feed multiplier, set as 10**(60 - tokenDecimals - feedDecimals)."""
     d = len(str(multiplier)) - 1
@@ -483,7 +477,7 @@ class GmxV2Reader(TaggedReader):
                 if not ok:
                     raise ReadError(f"{self.protocol}/{self.chain}: getMarket({tag[1]}) reverted")
                 w = self._required(got, tag, 4)
-                self.markets[tag[1]] = GmxMarket(*(_address(x) for x in w[:4]))
+                self.markets[tag[1]] = GmxMarket(*(address_word(x) for x in w[:4]))
                 learned = True
         # Feeds can be re-registered by GMX's config keeper: a changed feed or multiplier is learned again.
         broken: dict[str, str] = {}
@@ -491,7 +485,7 @@ class GmxV2Reader(TaggedReader):
             if ("feed", t) not in got:
                 learned = True
                 continue
-            feed = _address(self._required(got, ("feed", t), 1)[0])
+            feed = address_word(self._required(got, ("feed", t), 1)[0])
             [mult] = self._required(got, ("mult", t), 1)
             if feed == ZERO or mult == 0:
                 broken[t] = "no Chainlink feed registered in the DataStore"

@@ -50,7 +50,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from watcher.abi import Contract, symbol_or_prefix
+from watcher.abi import Contract, address_word, symbol_or_prefix
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
 from watcher.model import BPS, MAX_UINT256, WAD, BlockRef, Leg, Position
 
@@ -84,12 +84,6 @@ def compute_cr(coll: int, debt: int, price: int) -> int:
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _address(w: int) -> str:
-    if w >> 160:
-        raise ValueError("word holds a non-address")
-    return to_checksum_address(w.to_bytes(20, "big"))
 
 
 def _bool(w: int) -> bool:
@@ -249,7 +243,11 @@ class LiquityV1Reader(TaggedReader):
 
     def _parse(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
         one = {name: self._required(got, (name,), 1)[0] for name in ("MCR", "CCR", "priceFeed", "stabilityPool")}
-        learned = (_address(one["priceFeed"]), _address(one["stabilityPool"]), _address(self._word(got, "lusdToken")))
+        learned = (
+            address_word(one["priceFeed"]),
+            address_word(one["stabilityPool"]),
+            address_word(self._word(got, "lusdToken")),
+        )
         if learned != self.learned:
             self.learned = learned
             return None
@@ -508,15 +506,17 @@ class LiquityV2Reader(TaggedReader):
         if not 0 < count <= 10:
             raise ValueError(f"totalCollaterals {count} is outside v2's 1..10")
         known = min(count, self.count or 0)
-        pairs = [(_address(self._word(got, "token", i)), _address(self._word(got, "tm", i))) for i in range(known)]
+        pairs = [
+            (address_word(self._word(got, "token", i)), address_word(self._word(got, "tm", i))) for i in range(known)
+        ]
         branches = []
         for i, (token, tm) in enumerate(pairs):
             old = self.branches[i] if i < len(self.branches) and self.branches[i].trove_manager == tm else None
             if old is None:
                 branches.append(V2Branch(token, tm))
                 continue
-            bo = _address(self._word(got, "borrowerOperations", i))
-            nft = _address(self._word(got, "troveNFT", i))
+            bo = address_word(self._word(got, "borrowerOperations", i))
+            nft = address_word(self._word(got, "troveNFT", i))
             branches.append(V2Branch(token, tm, bo, nft))
         status = dict(self.status)
         for i, b in enumerate(self.branches[: len(branches)]):
@@ -531,7 +531,7 @@ class LiquityV2Reader(TaggedReader):
         if learned != self._key():
             self.count, self.branches, self.status = count, tuple(branches), status
             return None
-        bold = _address(self._word(got, "bold"))
+        bold = address_word(self._word(got, "bold"))
         for i, b in enumerate(self.branches):
             if ("symbol", i) in got:
                 self.symbols[b.token.lower()] = symbol_or_prefix(*got[("symbol", i)], b.token)
@@ -551,7 +551,7 @@ class LiquityV2Reader(TaggedReader):
             branch_debt = self._word(got, "getEntireBranchDebt", i)
             trove_count = self._word(got, "getTroveIdsCount", i)
             live = [t for t in self.troves if self.status.get((i, t)) in V2_LIVE]
-            owners: dict[int, str] = {t: _address(self._word(got, "owner", i, t)) for t in live}
+            owners: dict[int, str] = {t: address_word(self._word(got, "owner", i, t)) for t in live}
             for acct in self.accounts:
                 held = self._word(got, "balance", i, acct.address)
                 listed = sum(1 for o in owners.values() if o.lower() == acct.address.lower())

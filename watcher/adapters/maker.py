@@ -27,7 +27,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from watcher.abi import Contract
+from watcher.abi import Contract, address_word
 from watcher.adapters.base import Account, Call, TaggedReader
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
 
@@ -356,12 +356,6 @@ class MakerReader(TaggedReader):
     def _learned(self) -> None:
         self._version += 1
 
-    @staticmethod
-    def _address(w: int) -> str:
-        if w >> 160:
-            raise ValueError("word holds a non-address")
-        return to_checksum_address(w.to_bytes(20, "big"))
-
     def _owners(self, got: dict[tuple[Any, ...], tuple[bool, bytes]]) -> bool:
         """Check each owner's (first, last, count) and walk one step where needed; True when all is known."""
         complete = True
@@ -408,14 +402,14 @@ class MakerReader(TaggedReader):
             if walk is None or not walk.done:
                 continue
             for cdp in walk.ids():
-                if ("owns", cdp) in got and self._address(self._required(got, ("owns", cdp), 1)[0]).lower() != a:
+                if ("owns", cdp) in got and address_word(self._required(got, ("owns", cdp), 1)[0]).lower() != a:
                     del self._walks[a]  # the list changed under an unchanged fingerprint: walk it again
                     self._learned()
                     return None
         for cdp in self._ids():
             if cdp in self._vaults or ("urn", cdp) not in got:
                 continue
-            urn = self._address(self._required(got, ("urn", cdp), 1)[0])
+            urn = address_word(self._required(got, ("urn", cdp), 1)[0])
             ilk = self._required(got, ("ilk", cdp), 1)[0].to_bytes(32, "big")
             if urn != _ZERO:  # a zero urn: no such vault (a configured id not opened yet); skipped below
                 self._vaults[cdp] = _Vault(urn, ilk)
@@ -430,7 +424,7 @@ class MakerReader(TaggedReader):
             return None
         stale = False
         for ilk in dict.fromkeys(self._vaults[c].ilk for c in known):
-            pip = self._address(self._required(got, ("silk", ilk), 2)[0])
+            pip = address_word(self._required(got, ("silk", ilk), 2)[0])
             if self._pips.get(ilk) != pip:
                 self._pips[ilk] = pip  # governance can point the Spotter at a new OSM: read that one
                 self._learned()
@@ -467,7 +461,7 @@ class MakerReader(TaggedReader):
             for cdp in walk.ids():
                 owners.setdefault(cdp, acct.address)
         for cdp in self.vault_ids:
-            owners[cdp] = self._address(self._required(got, ("owns", cdp), 1)[0])
+            owners[cdp] = address_word(self._required(got, ("owns", cdp), 1)[0])
         out = []
         for cdp in ids:
             vault = self._vaults.get(cdp)
