@@ -24,7 +24,14 @@ from watcher.adapters.gmx_v2 import (
 from watcher.chain import ChainClient
 from watcher.check import CheckResult, run_check
 from watcher.devchain.comet import new_addresses
-from watcher.devchain.gmx import GmxStandIn, deploy_gmx_stand_in, open_interest_key
+from watcher.devchain.gmx import (
+    GmxStandIn,
+    deploy_gmx_stand_in,
+    max_pnl_factor_key,
+    open_interest_in_tokens_key,
+    open_interest_key,
+    pool_amount_key,
+)
 from watcher.model import WAD, BlockRef
 from watcher.risk import perp_top_ups
 
@@ -467,3 +474,71 @@ def test_standin_stale_feed_is_skipped(chain: Web3) -> None:
     assert all("heartbeat 600s" in u.reason for u in result.unreadable), result.unreadable
     gmx.set_answer("WETH", 3_000 * 10**8)  # a fresh round: read again
     assert len(watcher.check().positions) == 4
+
+
+BTC_UNIT = 10**22  #: GMX price of BTC per satoshi for 1 USD/BTC: 1e30 / 1e8
+
+
+def test_standin_pool_pnl_cap_liquidates_a_profitable_position(chain: Web3) -> None:
+    # A long of 1 BTC opened at 60,000 USD with 200 USDC (300x), in BTC/USD [USDC-USDC] whose longs hold 10 BTC bought
+    # for 500,000 USD in all and whose pool pays them at most 10% of 100,000 USDC. At 61,000 USD/BTC it is 1,000 USD up,
+    # yet GMX (the stand-in) liquidates it, because PositionUtils.getPositionPnlUsd caps the pool's positive pnl:
+    #   total pnl      = 1e8 * 61,000e22 - 60,000e30                           = 1,000e30
+    #   pool pnl       = OI_IN_TOKENS 10e8 * 61,000e22 - OPEN_INTEREST 500,000e30 = 110,000e30   (getPnl, maximize)
+    #   pool USD       = POOL_AMOUNT 200,000e6 / divisor 2 * 1e24 (USDC P.min)  = 100,000e30
+    #   capped pool    = min(110,000e30, applyFactor(100,000e30, 1e29))         = 10,000e30       (getCappedPnl)
+    #   position pnl   = floor(1,000e30 * 10,000e30 / 110,000e30)              = 90.909090...e30 (floor)
+    #   close fee      = applyFactor(60,000e30, 0.05%) / 1e24 = 30,000,000 USDC units (closing longs improves balance;
+    #                    the positive impact counts as 0 in the check), no borrowing or funding
+    #   remaining      = 200e30 + 90.909090...e30 - 30e30                      = 260.909090...e30
+    #                    < applyFactor(60,000e30, 0.5%) = 300e30: "min collateral for leverage"
+    #   uncapped it would be 200e30 + 1,000e30 - 30e30 = 1,170e30: healthy.
+    # Liquidation price p (per satoshi): 170e30 + floor(1e34 * (1e8 p - 6e34) / (1e9 p - 5e35)) < 300e30
+    #   <=> 1e42 p - 6e68 < 1.3e41 p - 6.5e67 <=> p < 5.35e68 / 8.7e41 = 614,942,528,735,632,183,908,045,977.01...
+    #   (about 61,494.25 USD/BTC; the pool pnl there, 114,942e30, still exceeds the 10,000e30 cap, so the cap binds).
+    gmx = deploy_gmx_stand_in(chain)
+    [u] = new_addresses(1, "gmx-pnl-cap")
+    btc, usdc = gmx.market("BTC/USD").address, gmx.token("USDC").address
+    gmx.set_uints(
+        {
+            open_interest_key(btc, usdc, True): 500_000 * USD,  # single-token pool: /2 per collateral slot, twice
+            open_interest_in_tokens_key(btc, usdc, True): 10 * BTC,
+            pool_amount_key(btc, usdc): 200_000 * USDC,  # getPoolAmount halves it: 100,000 USDC
+            max_pnl_factor_key("MAX_PNL_FACTOR_FOR_TRADERS", btc, True): FLOAT // 10,
+        }
+    )
+    gmx.set_position(u, "BTC/USD", "USDC", True, 60_000 * USD, BTC, 200 * USDC)
+    gmx.set_answer("BTC", 61_000 * 10**8)
+    watcher = StandInWatcher(gmx, [u])
+    assert _compare(gmx, watcher) == [True]  # the watcher's verdict and equity equal the stand-in's check
+    result = watcher.check()
+    assert result.stats["local"].eth_calls == 1  # the pool values come in the same batch
+    [p] = result.positions
+    [leg] = p.perps
+    capped = 1_000 * USD * (10_000 * USD) // (110_000 * USD)
+    assert capped == 90_909_090_909_090_909_090_909_090_909_090
+    assert leg.details["uncapped_pnl_usd"] == 1_000 * USD and leg.details["pnl_usd"] == capped
+    assert leg.details["pool_pnl_usd"] == 110_000 * USD and leg.details["max_pool_pnl_usd"] == 10_000 * USD
+    assert leg.details["pnl_capped_by_pool"] and leg.details["reason"] == "min collateral for leverage"
+    assert leg.equity == 170 * USD + capped and leg.requirement == 300 * USD and p.liquidatable
+    assert p.health == (170 * USD + capped) * WAD // (300 * USD)
+    # The stand-in's Reader reports the same capped and uncapped pnl (at the prices the watcher passed).
+    [info] = gmx.reader.functions.getAccountPositionInfoList(
+        gmx.data_store.address, "0x" + "00" * 20, u, [btc], [gmx.prices_for("BTC/USD")], "0x" + "00" * 20, 0, 10
+    ).call()
+    assert (info[4], info[5]) == (capped, 1_000 * USD)
+    # The boundary: liquidatable at the predicted price, not one price unit (per satoshi) above it.
+    lp = 53_500_000 * USD // (870 * BTC)
+    assert lp == 614_942_528_735_632_183_908_045_977
+    assert leg.liquidation_price == Fraction(lp * BTC, FLOAT)
+    assert _liq_at(gmx, leg.details, p.block.number, lp, False)
+    assert not _liq_at(gmx, leg.details, p.block.number, lp + 1, False)
+    assert p.simulator is not None
+    assert p.simulator.with_price(gmx.token("BTC").address, lp).liquidatable()
+    assert not p.simulator.with_price(gmx.token("BTC").address, lp + 1).liquidatable()
+    # Only the cap liquidates it: at 200% the cap (200,000e30) exceeds the pool pnl (110,000e30) and no longer binds;
+    # the stand-in and the watcher then both count the full 1,000e30 pnl: healthy.
+    gmx.set_uints({max_pnl_factor_key("MAX_PNL_FACTOR_FOR_TRADERS", btc, True): 2 * FLOAT})
+    assert _compare(gmx, watcher) == [False]
+    [p] = watcher.check().positions
+    assert p.perps[0].equity == 1_170 * USD and not p.perps[0].details["pnl_capped_by_pool"]

@@ -20,7 +20,12 @@ borrowing/funding since the market's last update is priced by them. Everything e
 current feed prices, as v2.2 PositionUtils.isPositionLiquidatable does for a liquidation order (forLiquidation = true,
 shouldValidateMinCollateralUsd = true):
 
-    pnl        = long: sizeInTokens*P.min - sizeInUsd, short: sizeInUsd - sizeInTokens*P.max
+    pnl        = long: sizeInTokens*P.min - sizeInUsd, short: sizeInUsd - sizeInTokens*P.max; when pnl > 0, the pool cap
+                 (getPositionPnlUsd): poolPnl = side OI_IN_TOKENS*P - side OI (long; short the reverse; 0 when either
+                 is 0), maxPnl = applyFactor(POOL_AMOUNT(pnl token)/divisor * pnl token P.min,
+                 MAX_PNL_FACTOR(MAX_PNL_FACTOR_FOR_TRADERS, market, isLong)), cappedPoolPnl = min(poolPnl, maxPnl)
+                 (poolPnl < 0 kept); if cappedPoolPnl != poolPnl and both > 0: pnl = floor(pnl*cappedPoolPnl/poolPnl)
+                 (pnl token: the long token for longs, the short token for shorts)
     impact     = priceImpactUsd + pendingImpactAmount * (pending > 0 ? P.min : P.max);
                  0 if >= 0, else max(impact, -applyFactor(sizeInUsd, MAX_POSITION_IMPACT_FACTOR_FOR_LIQUIDATIONS))
     fee tokens = floor(applyFactor(sizeInUsd, positionFeeFactor) / C) + floor(borrowingFeeUsd / C)
@@ -32,8 +37,12 @@ shouldValidateMinCollateralUsd = true):
 MIN_COLLATERAL_FACTOR_FOR_LIQUIDATION is v2.2's (ad81d667); v2.0/v2.1 used MIN_COLLATERAL_FACTOR here. No version's
 liquidation check uses the open-interest factor (OI * MIN_COLLATERAL_FACTOR_FOR_OPEN_INTEREST_MULTIPLIER): it only
 gates increases (willPositionCollateralBeSufficient), so it is reported in details as the opening requirement.
-Not replayed: the pool cap on positive pnl (MAX_PNL_FACTOR_FOR_TRADERS; flagged in details when the Reader's capped
-and uncapped pnl differ) and fee accrual after the read block (at_time keeps fees as read).
+The pool cap moves with prices (pool pnl with the index price, pool USD with the pnl token's price), so it is replayed
+from the DataStore's POOL_AMOUNT, OPEN_INTEREST, OPEN_INTEREST_IN_TOKENS and MAX_PNL_FACTOR values read in the batch.
+Other traders' positions are held fixed (their open interest as read) when the price search moves the price. Where the
+cap binds, a long's capped pnl need not rise with the price (it is pnl * maxPnl / poolPnl), so the liquidation price is
+the boundary the bisection finds, which is the only one whenever remaining collateral is monotonic in the price.
+Not replayed: fee accrual after the read block (at_time keeps fees as read).
 """
 
 from __future__ import annotations
@@ -93,6 +102,21 @@ def open_interest_key(market: str, collateral: str, is_long: bool) -> bytes:
     return _key(("name", "OPEN_INTEREST"), ("address", market), ("address", collateral), ("bool", is_long))
 
 
+def open_interest_in_tokens_key(market: str, collateral: str, is_long: bool) -> bytes:
+    """Keys.openInterestInTokensKey(market, collateralToken, isLong)."""
+    return _key(("name", "OPEN_INTEREST_IN_TOKENS"), ("address", market), ("address", collateral), ("bool", is_long))
+
+
+def pool_amount_key(market: str, token: str) -> bytes:
+    """Keys.poolAmountKey(market, token)."""
+    return _key(("name", "POOL_AMOUNT"), ("address", market), ("address", token))
+
+
+def max_pnl_factor_key(pnl_factor_type: str, market: str, is_long: bool) -> bytes:
+    """Keys.maxPnlFactorKey(pnlFactorType, market, isLong), e.g. pnlFactorType MAX_PNL_FACTOR_FOR_TRADERS."""
+    return _key(("name", "MAX_PNL_FACTOR"), ("name", pnl_factor_type), ("address", market), ("bool", is_long))
+
+
 def token_key(name: str, token: str) -> bytes:
     """Keys.priceFeedKey / priceFeedMultiplierKey(token)."""
     return _key(("name", name), ("address", token))
@@ -129,6 +153,12 @@ class MarketParams:
     oi_multiplier_short: int
     open_interest_long: int  #: getOpenInterest(market, true): both collateral tokens, each / poolDivisor
     open_interest_short: int
+    open_interest_tokens_long: int  #: getOpenInterestInTokens(market, true), the same way
+    open_interest_tokens_short: int
+    pool_amount_long: int  #: getPoolAmount(market, longToken): stored / poolDivisor
+    pool_amount_short: int
+    max_pnl_factor_long: int  #: MAX_PNL_FACTOR(MAX_PNL_FACTOR_FOR_TRADERS, market, true)
+    max_pnl_factor_short: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +183,42 @@ class GmxPositionSim:
     max_impact_factor_for_liquidations: int
     min_collateral_factor: int  #: MIN_COLLATERAL_FACTOR_FOR_LIQUIDATION
     min_collateral_usd: int
+    # The pool cap on positive pnl; all 0 (no open interest) leaves pnl uncapped, as GMX's getPnl returns 0 then.
+    pool_token: str = ""  #: the pnl token: the market's long token for a long, short token for a short
+    pool_token_price: int = 0  #: its price per base unit (P.min)
+    pool_amount: int = 0  #: getPoolAmount(market, pool_token), already / poolDivisor
+    open_interest_usd: int = 0  #: getOpenInterest(market, isLong) of the position's side
+    open_interest_tokens: int = 0  #: getOpenInterestInTokens(market, isLong) of the position's side
+    max_pnl_factor: int = 0  #: MAX_PNL_FACTOR(MAX_PNL_FACTOR_FOR_TRADERS, market, isLong)
 
-    def pnl(self) -> int:
-        """getPositionPnlUsd for the whole size (no pool cap)."""
+    def uncapped_pnl(self) -> int:
+        """The position's pnl before the pool cap (uncappedBasePnlUsd)."""
         value = self.size_tokens * self.index_price
         return value - self.size_usd if self.is_long else self.size_usd - value
+
+    def pool_pnl(self) -> int:
+        """MarketUtils.getPnl(market, indexPrice, isLong, maximize = true) for the position's side."""
+        if self.open_interest_usd == 0 or self.open_interest_tokens == 0:
+            return 0
+        value = self.open_interest_tokens * self.index_price
+        return value - self.open_interest_usd if self.is_long else self.open_interest_usd - value
+
+    def max_pool_pnl(self) -> int:
+        """applyFactor(poolUsd, MAX_PNL_FACTOR_FOR_TRADERS): the most pnl the pool pays the side."""
+        return apply_factor(self.pool_amount * self.pool_token_price, self.max_pnl_factor)
+
+    def pnl(self) -> int:
+        """getPositionPnlUsd for the whole size, positive pnl scaled by cappedPoolPnl / poolPnl as GMX does."""
+        total = self.uncapped_pnl()
+        if total <= 0:
+            return total
+        pool = self.pool_pnl()
+        capped = pool if pool < 0 else min(pool, self.max_pool_pnl())  # MarketUtils.getCappedPnl
+        if capped != pool and capped > 0 and pool > 0:
+            # Precision.mulDiv(uint, int, uint) with a positive numerator: floor. Then * sizeDeltaInTokens /
+            # sizeInTokens for the whole size is exact.
+            total = total * capped // pool
+        return total
 
     def impact(self) -> int:
         """Price impact as the liquidation check counts it: pending impact added, positive dropped, negative capped."""
@@ -219,10 +280,12 @@ class GmxPositionSim:
         return max(self.remaining(), 0) * WAD // req
 
     def with_index_price(self, price: int) -> GmxPositionSim:
-        """The index price moved; the collateral too when it is the index token (one feed)."""
+        """The index price moved; the collateral and pnl token too when they are the index token (one feed)."""
         out = replace(self, index_price=price)
         if self.collateral_token.lower() == self.index_token.lower():
             out = replace(out, collateral_price=price)
+        if self.pool_token.lower() == self.index_token.lower():
+            out = replace(out, pool_token_price=price)
         return out
 
     def liquidation_index_price(self) -> int | None:
@@ -300,8 +363,11 @@ class GmxAccountSim:
         for p in self.positions:
             if asset.lower() == p.index_token.lower():
                 p = p.with_index_price(price)
-            elif asset.lower() == p.collateral_token.lower():
-                p = replace(p, collateral_price=price)
+            else:
+                if asset.lower() == p.collateral_token.lower():
+                    p = replace(p, collateral_price=price)
+                if asset.lower() == p.pool_token.lower():
+                    p = replace(p, pool_token_price=price)
             out.append(p)
         return GmxAccountSim(tuple(out))
 
@@ -428,10 +494,14 @@ class GmxV2Reader(TaggedReader):
             self._uint(market_key("MIN_COLLATERAL_FACTOR_FOR_LIQUIDATION", m))
             self._uint(market_key("MIN_COLLATERAL_FACTOR", m))
             self._uint(market_key("MAX_POSITION_IMPACT_FACTOR_FOR_LIQUIDATIONS", m))
+            for token in dict.fromkeys((info.long, info.short)):
+                self._uint(pool_amount_key(m, token))
             for is_long in (True, False):
                 self._uint(market_key("MIN_COLLATERAL_FACTOR_FOR_OPEN_INTEREST_MULTIPLIER", m, is_long))
+                self._uint(max_pnl_factor_key("MAX_PNL_FACTOR_FOR_TRADERS", m, is_long))
                 for collateral in dict.fromkeys((info.long, info.short)):
                     self._uint(open_interest_key(m, collateral, is_long))
+                    self._uint(open_interest_in_tokens_key(m, collateral, is_long))
         for acct in self.accounts:
             markets = self.account_markets.get(acct.address, ())
             if not markets or not all(self._prices_known(m) for m in markets):
@@ -573,6 +643,10 @@ class GmxV2Reader(TaggedReader):
                 side: sum(u(open_interest_key(m, c, side)) // divisor for c in (info.long, info.short))
                 for side in (True, False)
             }
+            oi_tokens = {
+                side: sum(u(open_interest_in_tokens_key(m, c, side)) // divisor for c in (info.long, info.short))
+                for side in (True, False)
+            }
             out[m] = MarketParams(
                 u(market_key("MIN_COLLATERAL_FACTOR_FOR_LIQUIDATION", m)),
                 u(market_key("MIN_COLLATERAL_FACTOR", m)),
@@ -581,6 +655,12 @@ class GmxV2Reader(TaggedReader):
                 u(market_key("MIN_COLLATERAL_FACTOR_FOR_OPEN_INTEREST_MULTIPLIER", m, False)),
                 oi[True],
                 oi[False],
+                oi_tokens[True],
+                oi_tokens[False],
+                u(pool_amount_key(m, info.long)) // divisor,
+                u(pool_amount_key(m, info.short)) // divisor,
+                u(max_pnl_factor_key("MAX_PNL_FACTOR_FOR_TRADERS", m, True)),
+                u(max_pnl_factor_key("MAX_PNL_FACTOR_FOR_TRADERS", m, False)),
             )
         return out
 
@@ -618,6 +698,7 @@ class GmxV2Reader(TaggedReader):
             size_usd, size_tokens, coll_amount, pending_impact = numbers[0], numbers[1], numbers[2], numbers[3]
             # getCachedTokenPrice: long token, then short token, then index token.
             ctoken = collateral
+            pool_token = m.long if is_long else m.short
             sim = GmxPositionSim(
                 is_long=is_long,
                 size_usd=size_usd,
@@ -637,9 +718,15 @@ class GmxV2Reader(TaggedReader):
                 max_impact_factor_for_liquidations=mp.max_impact_factor_for_liquidations,
                 min_collateral_factor=mp.min_collateral_factor_for_liquidation,
                 min_collateral_usd=min_usd,
+                pool_token=pool_token,
+                pool_token_price=prices[pool_token],
+                pool_amount=mp.pool_amount_long if is_long else mp.pool_amount_short,
+                open_interest_usd=mp.open_interest_long if is_long else mp.open_interest_short,
+                open_interest_tokens=mp.open_interest_tokens_long if is_long else mp.open_interest_tokens_short,
+                max_pnl_factor=mp.max_pnl_factor_long if is_long else mp.max_pnl_factor_short,
             )
             sims.append(sim)
-            legs.append(self._leg(sim, m, mp, info, key))
+            legs.append(self._leg(sim, m, mp, key))
             cdec = self.decimals[ctoken]
             colls.append(
                 Leg(
@@ -670,7 +757,7 @@ class GmxV2Reader(TaggedReader):
             perps=tuple(legs),
         )
 
-    def _leg(self, sim: GmxPositionSim, m: GmxMarket, mp: MarketParams, info: tuple[Any, ...], key: bytes) -> PerpLeg:
+    def _leg(self, sim: GmxPositionSim, m: GmxMarket, mp: MarketParams, key: bytes) -> PerpLeg:
         dec = self.decimals[m.index]
         unit = 10**dec
         notional = sim.size_tokens * sim.index_price
@@ -679,7 +766,6 @@ class GmxV2Reader(TaggedReader):
         multiplier = mp.oi_multiplier_long if sim.is_long else mp.oi_multiplier_short
         oi_factor = apply_factor(mp.open_interest_long if sim.is_long else mp.open_interest_short, multiplier)
         fees = sim.fee_amounts()
-        base_pnl, uncapped_pnl = info[4], info[5]
         return PerpLeg(
             market=f"{self._symbol(m.index)}/USD [{self._symbol(m.long)}-{self._symbol(m.short)}]",
             size=sim.size_tokens if sim.is_long else -sim.size_tokens,
@@ -702,6 +788,9 @@ class GmxV2Reader(TaggedReader):
                 "collateral_token": sim.collateral_token,
                 "reason": sim.reason(),
                 "pnl_usd": sim.pnl(),
+                "uncapped_pnl_usd": sim.uncapped_pnl(),
+                "pool_pnl_usd": sim.pool_pnl(),
+                "max_pool_pnl_usd": sim.max_pool_pnl(),
                 "price_impact_usd": sim.impact(),
                 "pending_borrowing_fee_usd": sim.borrowing_fee_usd,
                 "pending_funding_fee_amount": sim.funding_fee_amount,
@@ -713,7 +802,7 @@ class GmxV2Reader(TaggedReader):
                 "min_collateral_factor_for_open_interest": oi_factor,
                 # What an increase of this position must keep (willPositionCollateralBeSufficient), not liquidation.
                 "open_requirement_usd": apply_factor(sim.size_usd, max(mp.min_collateral_factor, oi_factor)),
-                "pnl_capped_by_pool": base_pnl != uncapped_pnl,
+                "pnl_capped_by_pool": sim.pnl() != sim.uncapped_pnl(),
             },
         )
 

@@ -2,8 +2,9 @@
 
 GMX's contracts need its whole role/oracle/keeper machinery to hold a position, so the stand-in keeps positions and
 DataStore values set directly by an admin, under the same keys as Keys.sol, and serves them through the Reader view
-ABI (v2.2 struct shapes) with GMX's integer math. Two markets: ETH/USD [WETH-USDC] and BTC/USD [USDC-USDC] with a
-synthetic BTC index token (a bare address, as on Arbitrum), Chainlink-style feeds with 8 decimals.
+ABI (v2.2 struct shapes) with GMX's integer math, including the pool cap on positive pnl (MAX_PNL_FACTOR_FOR_TRADERS).
+Two markets: ETH/USD [WETH-USDC] and BTC/USD [USDC-USDC] with a synthetic BTC index token (a bare address, as on
+Arbitrum), Chainlink-style feeds with 8 decimals.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from watcher.adapters.gmx_v2 import (
     FLOAT,
     key_min_collateral_usd,
     market_key,
+    max_pnl_factor_key,
+    open_interest_in_tokens_key,
     open_interest_key,
+    pool_amount_key,
     position_key,
     token_key,
 )
@@ -267,5 +271,8 @@ __all__ = [
     "default_market_values",
     "deploy_gmx_stand_in",
     "gmx_price",
+    "max_pnl_factor_key",
+    "open_interest_in_tokens_key",
     "open_interest_key",
+    "pool_amount_key",
 ]

@@ -8,9 +8,11 @@ pragma solidity ^0.8.19;
 ///         struct shapes, and a stand-in isPositionLiquidatable that follows v2.2 PositionUtils.isPositionLiquidatable:
 ///         remaining = collateral*price.min + pnl + capped impact - fees*price.min against MIN_COLLATERAL_USD, <= 0
 ///         and size * MIN_COLLATERAL_FACTOR_FOR_LIQUIDATION (or MIN_COLLATERAL_FACTOR when not forLiquidation).
+///         Positive pnl is capped by the pool as in GMX's PositionUtils.getPositionPnlUsd (MAX_PNL_FACTOR_FOR_TRADERS
+///         of the pnl token's pool USD against the side's pool pnl from OPEN_INTEREST and OPEN_INTEREST_IN_TOKENS).
 ///         Simplifications, all on state the watcher reads rather than replays: no time accrual (pending borrowing
-///         and funding equal the stored cumulative values), no referral storage, no pool cap on positive pnl, and the
-///         price impact exponent is an exact square (GMX evaluates x^e with PRBMath pow).
+///         and funding equal the stored cumulative values), no referral storage, and the price impact exponent is an
+///         exact square (GMX evaluates x^e with PRBMath pow).
 
 struct MarketProps {
     address marketToken;
@@ -166,6 +168,10 @@ library GmxStandInKeys {
     bytes32 internal constant PRO_TRADER_TIER = keccak256(abi.encode("PRO_TRADER_TIER"));
     bytes32 internal constant PRO_DISCOUNT_FACTOR = keccak256(abi.encode("PRO_DISCOUNT_FACTOR"));
     bytes32 internal constant OPEN_INTEREST = keccak256(abi.encode("OPEN_INTEREST"));
+    bytes32 internal constant OPEN_INTEREST_IN_TOKENS = keccak256(abi.encode("OPEN_INTEREST_IN_TOKENS"));
+    bytes32 internal constant POOL_AMOUNT = keccak256(abi.encode("POOL_AMOUNT"));
+    bytes32 internal constant MAX_PNL_FACTOR = keccak256(abi.encode("MAX_PNL_FACTOR"));
+    bytes32 internal constant MAX_PNL_FACTOR_FOR_TRADERS = keccak256(abi.encode("MAX_PNL_FACTOR_FOR_TRADERS"));
     bytes32 internal constant CUMULATIVE_BORROWING_FACTOR = keccak256(abi.encode("CUMULATIVE_BORROWING_FACTOR"));
     bytes32 internal constant FUNDING_FEE_AMOUNT_PER_SIZE = keccak256(abi.encode("FUNDING_FEE_AMOUNT_PER_SIZE"));
 
@@ -179,6 +185,18 @@ library GmxStandInKeys {
 
     function openInterest(address m, address collateral, bool isLong) internal pure returns (bytes32) {
         return keccak256(abi.encode(OPEN_INTEREST, m, collateral, isLong));
+    }
+
+    function openInterestInTokens(address m, address collateral, bool isLong) internal pure returns (bytes32) {
+        return keccak256(abi.encode(OPEN_INTEREST_IN_TOKENS, m, collateral, isLong));
+    }
+
+    function poolAmount(address m, address token) internal pure returns (bytes32) {
+        return keccak256(abi.encode(POOL_AMOUNT, m, token));
+    }
+
+    function maxPnlFactor(bytes32 pnlFactorType, address m, bool isLong) internal pure returns (bytes32) {
+        return keccak256(abi.encode(MAX_PNL_FACTOR, pnlFactorType, m, isLong));
     }
 
     function fundingFeeAmountPerSize(address m, address collateral, bool isLong) internal pure returns (bytes32) {
@@ -434,6 +452,60 @@ contract GmxReaderStandIn {
             + ds.getUint(GmxStandInKeys.openInterest(m.marketToken, m.shortToken, isLong)) / divisor;
     }
 
+    function _openInterestInTokens(GmxDataStoreStandIn ds, MarketProps memory m, bool isLong)
+        internal
+        view
+        returns (uint256)
+    {
+        uint256 divisor = m.longToken == m.shortToken ? 2 : 1;
+        return ds.getUint(GmxStandInKeys.openInterestInTokens(m.marketToken, m.longToken, isLong)) / divisor
+            + ds.getUint(GmxStandInKeys.openInterestInTokens(m.marketToken, m.shortToken, isLong)) / divisor;
+    }
+
+    /// @dev MarketUtils.getPnl(market, indexPrice, isLong, maximize = true): the side's pending pnl.
+    function _poolPnl(GmxDataStoreStandIn ds, MarketProps memory m, PriceProps memory indexPrice, bool isLong)
+        internal
+        view
+        returns (int256)
+    {
+        uint256 oi = _openInterest(ds, m, isLong);
+        uint256 oiTokens = _openInterestInTokens(ds, m, isLong);
+        if (oi == 0 || oiTokens == 0) return 0;
+        uint256 price = isLong ? indexPrice.max : indexPrice.min;
+        int256 value = int256(oiTokens * price);
+        return isLong ? value - int256(oi) : int256(oi) - value;
+    }
+
+    /// @dev The pool cap of PositionUtils.getPositionPnlUsd for a positive total pnl: scaled by cappedPoolPnl / poolPnl
+    ///      where cappedPoolPnl = min(poolPnl, poolUsd * MAX_PNL_FACTOR_FOR_TRADERS) (MarketUtils.getCappedPnl).
+    function _capPositivePnl(
+        GmxDataStoreStandIn ds,
+        MarketProps memory m,
+        MarketPrices memory prices,
+        bool isLong,
+        int256 pnl
+    ) internal view returns (int256) {
+        if (pnl <= 0) return pnl;
+        address pnlToken = isLong ? m.longToken : m.shortToken;
+        uint256 divisor = m.longToken == m.shortToken ? 2 : 1;
+        uint256 poolAmount = ds.getUint(GmxStandInKeys.poolAmount(m.marketToken, pnlToken)) / divisor;
+        uint256 poolUsd = poolAmount * (isLong ? prices.longTokenPrice.min : prices.shortTokenPrice.min);
+        int256 poolPnl = _poolPnl(ds, m, prices.indexTokenPrice, isLong);
+        int256 capped = poolPnl;
+        if (poolPnl >= 0) {
+            uint256 factor = ds.getUint(
+                GmxStandInKeys.maxPnlFactor(GmxStandInKeys.MAX_PNL_FACTOR_FOR_TRADERS, m.marketToken, isLong)
+            );
+            int256 maxPnl = int256(_applyFactor(poolUsd, factor));
+            if (poolPnl > maxPnl) capped = maxPnl;
+        }
+        if (capped != poolPnl && capped > 0 && poolPnl > 0) {
+            // Precision.mulDiv(uint256, int256, uint256) with a positive numerator rounds down
+            return int256(uint256(pnl) * uint256(capped) / uint256(poolPnl));
+        }
+        return pnl;
+    }
+
     function _impactFactor(uint256 diffUsd, uint256 factor) internal pure returns (uint256) {
         // GMX: applyFactor(applyExponentFactor(diff, exponent), factor); the stand-in's exponent is an exact square.
         if (diffUsd < FLOAT_PRECISION) return 0;
@@ -496,9 +568,9 @@ contract GmxReaderStandIn {
         uint256 price = p.flags.isLong ? prices.indexTokenPrice.min : prices.indexTokenPrice.max;
         int256 value = int256(p.numbers.sizeInTokens * price);
         int256 pnl = p.flags.isLong ? value - int256(p.numbers.sizeInUsd) : int256(p.numbers.sizeInUsd) - value;
-        info.basePnlUsd = pnl;
         info.uncappedBasePnlUsd = pnl;
-        info.pnlAfterPriceImpactUsd = pnl + info.executionPriceResult.priceImpactUsd;
+        info.basePnlUsd = _capPositivePnl(ds, m, prices, p.flags.isLong, pnl);
+        info.pnlAfterPriceImpactUsd = info.basePnlUsd + info.executionPriceResult.priceImpactUsd;
     }
 
     function _fees(
