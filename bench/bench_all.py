@@ -19,6 +19,7 @@ Run: python bench/bench_all.py [--per-protocol 5] [--repeat 5] [--gas-budget 500
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import time
 from collections.abc import Callable
@@ -51,11 +52,11 @@ def naive(client: ChainClient, calls: list[Call], block: int) -> list[tuple[bool
     out = []
     for c in calls:
         if c.slot is not None:
-            raw = client._each("eth_getStorageAt", [c.target, hex(c.slot), hex(block)])
+            raw = asyncio.run(client._each("eth_getStorageAt", [c.target, hex(c.slot), hex(block)]))
             out.append((True, bytes.fromhex(raw[2:].rjust(64, "0"))))
             continue
         try:
-            out.append((True, client.raw_call(c.target, c.data, block)))
+            out.append((True, asyncio.run(client.raw_call(c.target, c.data, block))))
         except Exception:  # a read that reverts is an answer too (the aggregate reports it as failed)
             out.append((False, b""))
     return out
@@ -107,7 +108,7 @@ def main() -> None:
             calls, ts = 0, 0
             for plan in plans:
                 s = ReadStats()
-                ts, got = client.read(plan, block, s)
+                ts, got = asyncio.run(client.read(plan, block, s))
                 answers += got
                 calls += s.eth_calls
             return calls, parse_all(answers, ts)
@@ -117,7 +118,7 @@ def main() -> None:
         t_naive, naive_positions = timed(lambda: parse_all(naive(client, flat, block), ts), max(1, args.repeat // 2))
         health = {p.key: p.health for p in result.positions}
         assert {p.key: p.health for p in per_positions} == health == {p.key: p.health for p in naive_positions}
-        t_parse, _ = timed(lambda: parse_all(client.read(flat, block)[1], ts), args.repeat)
+        t_parse, _ = timed(lambda: parse_all(asyncio.run(client.read(flat, block))[1], ts), args.repeat)
 
         print()
         print(f"{'deployment':20} {'kind':9} {'positions':>9} {'reads':>6}")

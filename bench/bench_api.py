@@ -79,8 +79,8 @@ def real_row(tmp: Path, port: int) -> tuple[dict[str, Any], str]:
         )
         cfg = parse_config(tomllib.loads(text))
         c = cfg.chains["local"]
-        client = ChainClient.from_urls("local", c.chain_id, c.urls("local"), c.multicall, c.call_gas_budget)
-        Daemon(cfg, {"local": client}, build(cfg), Store(tmp / "w.db"), {}).check_chain("local")
+        client = ChainClient.from_config("local", c)
+        asyncio.run(Daemon(cfg, {"local": client}, build(cfg), Store(tmp / "w.db"), {}).check_chain("local"))
     row = Store(tmp / "w.db").db["positions"].get(f"aave_local:local:{user}")
     return row, text
 

@@ -11,6 +11,7 @@ Run: python bench/bench_check.py [--sizes 10,100,1000] [--aave 3.0] [--repeat 5]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import statistics
 import time
@@ -99,8 +100,8 @@ def bench_size(market: AaveMarket, agg: str, users: list[str], repeat: int) -> d
     gaud_stats = ReadStats()
 
     def batched() -> list[int]:
-        b = client.latest_block()
-        _, answers = client.read(gaud_calls, b, gaud_stats)
+        b = asyncio.run(client.latest_block())
+        _, answers = asyncio.run(client.read(gaud_calls, b, gaud_stats))
         return [word(data, 5) for _, data in answers]
 
     batched_s, batched_hf = timed(batched, repeat)

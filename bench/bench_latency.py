@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.notify_servers import TelegramStandIn
 from watcher.check import build
-from watcher.cli import channels_for, clients_for
+from watcher.cli import channels_for, connect
 from watcher.config import parse_config
 from watcher.daemon import Daemon
 from watcher.devchain.aave import deploy_aave
@@ -80,7 +80,7 @@ path = "{tmp}/w.db"
         )
         Path(tmp, "token").write_text(TOKEN)
         readers = build(cfg)
-        daemon = Daemon(cfg, clients_for(cfg, {"local"}), readers, Store(cfg.storage.path), channels_for(cfg))
+        daemon = Daemon(cfg, await connect(cfg, {"local"}), readers, Store(cfg.storage.path), channels_for(cfg))
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
         await asyncio.sleep(1.5)  # the first check learns the market

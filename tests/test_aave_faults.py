@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.aave_helpers import Watcher, batch_reader
@@ -32,7 +34,7 @@ def _learned(m: AaveMarket) -> tuple[Watcher, list[tuple[bool, bytes]], BlockRef
     w.positions()
     calls = w.reader.calls()
     block = m.w3.eth.block_number
-    ts, results = w.client.read(calls, block)
+    ts, results = asyncio.run(w.client.read(calls, block))
     return w, results, BlockRef(block, ts)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -47,22 +48,27 @@ class Refusing:
         self.limit = limit
         self.refused = 0
 
-    def request(self, method: str, params: list[Any]) -> Any:
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def request(self, method: str, params: list[Any]) -> Any:
         if method == "eth_call":
             n = int(params[0]["data"][2 + 8 + 64 : 2 + 8 + 128], 16)
             if n > self.limit:
                 self.refused += 1
                 raise ChainError("eth_call: gas required exceeds allowance (50000000)")
-        return self.inner.request(method, params)
+        return await self.inner.request(method, params)
+
+    async def request_many(self, requests: list[tuple[str, list[Any]]]) -> list[Any]:
+        return [await self.request(m, p) for m, p in requests]
 
 
 def test_refused_batch_is_split_and_nothing_is_lost(aave_market: AaveMarket) -> None:
     users = _borrowers(aave_market, 20)
     ref = Watcher(aave_market, users).positions()
     w = Watcher(aave_market, users)
-    label, transport = w.client.endpoints[0]
-    refusing = Refusing(transport, limit=16)
-    w.client.endpoints = [(label, refusing)]
+    refusing = Refusing(w.client.endpoints[0].transport, limit=16)
+    w.client.endpoints[0].transport = refusing
     result = w.check()
     assert not result.unreadable
     stats = w.stats(result)
@@ -80,7 +86,7 @@ def test_a_reverting_call_falls_back_to_aggregate3_and_is_named(chain: Web3) -> 
     ]
     stats = ReadStats()
     block = chain.eth.block_number
-    _, answers = client.read(calls, block, stats)
+    _, answers = asyncio.run(client.read(calls, block, stats))
     assert answers[0][0] and int.from_bytes(answers[0][1], "big") == block
     assert answers[1] == (False, b"")
     assert stats.eth_calls == 2  # the compact call, then aggregate3 to learn which call failed
@@ -89,7 +95,7 @@ def test_a_reverting_call_falls_back_to_aggregate3_and_is_named(chain: Web3) -> 
 def test_no_aggregator_is_a_clear_error(chain: Web3) -> None:
     client = ChainClient("local", chain.eth.chain_id, [("local", chain)], "0x" + "42" * 20)
     with pytest.raises(ChainError, match="no aggregate contract answers at 0x4242"):
-        client.read([], chain.eth.block_number)
+        asyncio.run(client.read([], chain.eth.block_number))
 
 
 class Counting:
@@ -99,13 +105,16 @@ class Counting:
         self.inner = inner
         self.requests: list[list[str]] = []
 
-    def request(self, method: str, params: list[Any]) -> Any:
-        self.requests.append([method])
-        return self.inner.request(method, params)
+    async def close(self) -> None:
+        await self.inner.close()
 
-    def request_many(self, requests: list[tuple[str, list[Any]]]) -> list[Any]:
+    async def request(self, method: str, params: list[Any]) -> Any:
+        self.requests.append([method])
+        return await self.inner.request(method, params)
+
+    async def request_many(self, requests: list[tuple[str, list[Any]]]) -> list[Any]:
         self.requests.append([m for m, _ in requests])
-        return self.inner.request_many(requests)
+        return await self.inner.request_many(requests)
 
 
 def _storage(w3: Web3, address: str, slot: int, block: int) -> bytes:
@@ -119,9 +128,8 @@ def test_storage_reads_ride_in_the_eth_call_request_and_keep_their_place(aave_ma
     w3 = aave_market.w3
     agg = batch_reader(w3)
     client = ChainClient("local", w3.eth.chain_id, [("local", w3)], agg)
-    label, transport = client.endpoints[0]
-    counting = Counting(transport)
-    client.endpoints = [(label, counting)]
+    counting = Counting(client.endpoints[0].transport)
+    client.endpoints[0].transport = counting
     provider = aave_market.addresses_provider
     block = w3.eth.block_number
     # Slot 0 of the PoolAddressesProvider is Ownable's owner: a word we can check against the node directly.
@@ -133,7 +141,7 @@ def test_storage_reads_ride_in_the_eth_call_request_and_keep_their_place(aave_ma
         Call(agg, MULTICALL3.getBlockNumber.encode()),
     ]
     stats = ReadStats()
-    _, answers = client.read(calls, block, stats)
+    _, answers = asyncio.run(client.read(calls, block, stats))
     assert answers[0] == (True, want) and int.from_bytes(want, "big") != 0
     assert answers[2] == (True, _storage(w3, provider, 1, block))
     assert int.from_bytes(answers[1][1], "big") == block == int.from_bytes(answers[3][1], "big")

@@ -133,6 +133,8 @@ class _LyingNode(BaseHTTPRequestHandler):
             status = 200
         else:
             body, status = type(self).eth_call_answer, type(self).status
+            if body.startswith(b'{"jsonrpc": "2.0", "id": null'):  # answers the request's own id
+                body = body.replace(b'"id": null', f'"id": {req["id"]}'.encode(), 1)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -154,8 +156,8 @@ def lying_node() -> Iterator[tuple[str, type[_LyingNode]]]:
     server.server_close()
 
 
-def _rpc(result: object) -> bytes:
-    return json.dumps({"jsonrpc": "2.0", "id": 1, "result": result}).encode()
+def _rpc(result: object, rid: int | None = None) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": rid, "result": result}).encode()
 
 
 @pytest.mark.parametrize(
@@ -167,10 +169,13 @@ def _rpc(result: object) -> bytes:
         (_rpc("0x" + "00" * 31), 200, "malformed aggregate answer"),
         (_rpc("0x"), 200, "no aggregate contract answers"),
         (
-            json.dumps({"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "header not found"}}).encode(),
+            json.dumps(
+                {"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": "header not found"}}
+            ).encode(),
             200,
             "header not found",
         ),
+        (_rpc("0x" + "00" * 64, rid=999), 200, "carries id 999, not the request's"),  # a lie: another request's answer
         (b"", 500, "HTTP 500"),
         (b"", 429, "rate limited"),
     ],

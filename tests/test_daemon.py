@@ -128,13 +128,14 @@ def make_daemon(cfg: Config, db: Path, clock: Clock, clients: dict[str, ChainCli
     readers = build(cfg)
     if clients is None:
         c = cfg.chains["local"]
-        clients = {"local": ChainClient.from_urls("local", c.chain_id, c.urls("local"), c.multicall, c.call_gas_budget)}
+        clients = {"local": ChainClient.from_config("local", c)}
     return Daemon(cfg, clients, readers, Store(db), channels_for(cfg), clock=clock)
 
 
 async def step(d: Daemon, clock: Clock, seconds: float = 60.0) -> None:
-    """One scheduled run (what the scheduler's job does), then time moves on."""
+    """One scheduled run (what the scheduler's job does) and a relay pass, then time moves on."""
     await d.run_chain("local")
+    await d.relay_now()
     clock.t += seconds
 
 
@@ -323,7 +324,7 @@ def test_overrides_pick_the_most_specific(
     ]
     cfg = cfg.model_copy(update={"alerts": cfg.alerts.model_copy(update={"overrides": overrides})})
     d = make_daemon(cfg, tmp_path / "w.db", Clock())
-    [p] = d.read("local").positions
+    [p] = asyncio.run(d.read("local")).positions
     rules = d.rules_for(p)
     assert (rules.warn, rules.critical) == (16 * WAD // 10, 12 * WAD // 10)
     other = dc_replace(p, protocol="spark")
@@ -339,8 +340,8 @@ def test_a_stale_head_marks_the_chain_degraded(anvil: Anvil, market: AaveMarket)
     w.client.max_block_age = 120
     head = anvil.w3.eth.get_block("latest")["timestamp"]
     fresh, stale = CheckResult(), CheckResult()
-    check_chain(w.client, [w.reader], fresh, now=head + 5)
-    check_chain(w.client, [w.reader], stale, now=head + 600)
+    asyncio.run(check_chain(w.client, [w.reader], fresh, now=head + 5))
+    asyncio.run(check_chain(w.client, [w.reader], stale, now=head + 600))
     assert [p.account for p in fresh.positions] == [user] and not fresh.degraded
     assert stale.positions == [] and "is 600 s old (max 120 s)" in stale.degraded["local"]
     assert stale.unreadable[0].accounts[0].address == user

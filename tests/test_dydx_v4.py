@@ -314,7 +314,7 @@ def test_unknown_market_is_a_read_error() -> None:
 
 
 def test_slow_indexer_is_a_read_error() -> None:
-    assert "Timeout" in _fault("slow", timeout=0.2)
+    assert "no whole answer within 0.2 s (timeout)" in _fault("slow", timeout=0.2)
 
 
 def test_missing_field_is_a_read_error() -> None:

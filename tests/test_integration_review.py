@@ -72,7 +72,7 @@ class LogsClient:
     def __init__(self, logs: list[dict[str, Any]]) -> None:
         self.logs = logs
 
-    def get_logs(self, address: str, topics: list[Any], from_block: int, to_block: int) -> list[dict[str, Any]]:
+    async def get_logs(self, address: str, topics: list[Any], from_block: int, to_block: int) -> list[dict[str, Any]]:
         return self.logs if topics[0] == SUPPLY_COLLATERAL_TOPIC else []
 
 
@@ -83,11 +83,11 @@ def test_a_malformed_morpho_event_is_a_read_error_and_does_not_poison_the_market
     owner = "0x" + ALICE.address[2:].rjust(64, "0")
     bad = LogsClient([{"topics": [SUPPLY_COLLATERAL_TOPIC, good, owner, owner]}, {"topics": ["0x", bad_id, owner]}])
     with pytest.raises(ReadError, match="malformed Morpho event"):
-        reader.discover(bad, 100)
+        asyncio.run(reader.discover(bad, 100))
     assert reader.scanned_to is None  # scanned again next time
     assert all(len(m) == 66 for m in reader.market_ids)
     reader.calls()  # raised ValueError on int("0xzz...", 16) before the fix: every later check crashed
-    reader.discover(LogsClient([{"topics": [SUPPLY_COLLATERAL_TOPIC, good, owner, owner]}]), 100)
+    asyncio.run(reader.discover(LogsClient([{"topics": [SUPPLY_COLLATERAL_TOPIC, good, owner, owner]}]), 100))
     assert reader.market_ids == [good] and reader.scanned_to == 100
 
 
@@ -170,7 +170,7 @@ def test_storage_reads_work_behind_a_node_that_refuses_batches(anvil: Anvil) -> 
         client = ChainClient("local", w3.eth.chain_id, [("nobatch", HttpTransport(node.url))], agg)
         block = w3.eth.block_number
         calls = [Call(holder, b"", slot=7), Call(agg, bytes.fromhex("42cbb15c")), Call(holder, b"", slot=8)]
-        _, answers = client.read(calls, block)  # ChainError "every RPC failed" before the fix
+        _, answers = asyncio.run(client.read(calls, block))  # ChainError "every RPC failed" before the fix
         assert answers[0] == (True, bytes.fromhex(value[2:]))
         assert int.from_bytes(answers[1][1], "big") == block
         assert answers[2] == (True, b"\0" * 32)

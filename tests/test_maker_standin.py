@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -400,8 +401,15 @@ def test_standin_garbage_answer_is_a_read_error(system: MakerStandInSystem) -> N
     watcher.check()
     reader, client = watcher.reader, watcher.client
     calls = reader.calls()
-    block = client.latest_block()
-    _, answers = client.read(calls, block)
+
+    async def read() -> tuple[int, list[tuple[bool, bytes]]]:
+        try:
+            block = await client.latest_block()
+            return block, (await client.read(calls, block))[1]
+        finally:
+            await client.close()
+
+    block, answers = asyncio.run(read())
     from watcher.model import BlockRef
 
     ref = BlockRef(block, 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
 import operator
 import re
 import time
@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from web3 import Web3
 from web3.providers import HTTPProvider
 
@@ -25,6 +24,16 @@ from watcher.abi import (
     word,
 )
 from watcher.adapters.base import Call
+from watcher.io.rpc import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    AnswerTooLarge,
+    ChainError,
+    HttpTransport,
+    RateLimited,
+    RpcError,
+    Transport,
+    Web3Transport,
+)
 
 #: Multicall3's address, the same on every chain it is deployed on.
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
@@ -36,13 +45,11 @@ _CAPACITY = re.compile(r"gas|too large|exceed|size|payload|invalid request", re.
 #: A node's word for "a call in the batch reverted".
 _REVERT = re.compile(r"revert", re.IGNORECASE)
 #: how nodes word a log query over too many blocks or with too many results
-_LOG_RANGE = re.compile(r"range|too many|limit|exceed|10000|response size|timeout|query returned", re.IGNORECASE)
+_LOG_RANGE = re.compile(
+    r"range|too many|limit|exceed|10000|response size|timeout|query returned|max_response_bytes", re.IGNORECASE
+)
 #: Request size per eth_call, in characters: anvil refuses bodies over 2 MiB, geth over 5 MB.
 DEFAULT_MAX_REQUEST_BYTES = 2_000_000
-
-
-class ChainError(Exception):
-    """A chain could not be read: unreachable RPC, wrong chain id, or an answer that makes no sense."""
 
 
 def redact_url(url: str) -> str:
@@ -57,6 +64,8 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{tail}"
 
 
+#: Seconds a second endpoint's head may lag the first answer before the check goes on without it.
+HEAD_GRACE = 0.5
 #: Seconds a rate-limited endpoint rests when it gives no Retry-After.
 RATE_LIMIT_COOLDOWN = 10.0
 
@@ -83,148 +92,27 @@ class ReadStats:
     storage_reads: int = 0  #: eth_getStorageAt reads, sent in the same HTTP request as an eth_call
 
 
-class RpcError(ChainError):
-    """A JSON-RPC node answered with an error object."""
-
-
-class RateLimited(ChainError):
-    """The node asked us to slow down (HTTP 429 or a JSON-RPC rate-limit error)."""
-
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-#: JSON-RPC error codes and words providers use for "too many requests".
-_RATE_LIMIT_CODES = {-32005, -32029, 429}
-_RATE_LIMIT_WORDS = re.compile(r"rate.?limit|too many requests|exceeded .*(quota|capacity|requests)", re.IGNORECASE)
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None  # an HTTP date: rare from RPC providers; the default cooldown applies
-
-
-class HttpTransport:
-    """JSON-RPC over HTTP with a kept-alive session; no web3 formatters on the hot path."""
-
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        self.url = url
-        self.timeout = timeout
-        self.session = requests.Session()
-        self.session.headers["Content-Type"] = "application/json"
-
-    def _post(self, body: str) -> Any:
-        resp = self.session.post(self.url, data=body, timeout=self.timeout)
-        if resp.status_code == 429:
-            after = _retry_after(resp.headers.get("Retry-After"))
-            raise RateLimited(f"rate limited (HTTP 429, Retry-After {after if after is not None else '-'})", after)
-        if resp.status_code != 200:
-            raise ChainError(f"HTTP {resp.status_code}")
-        try:
-            return resp.json()
-        except ValueError:
-            raise ChainError("answer is not JSON") from None
-
-    @staticmethod
-    def _result(method: str, answer: Any) -> Any:
-        if not isinstance(answer, dict):
-            raise ChainError("answer is not a JSON-RPC object")
-        if "error" in answer:
-            err = answer["error"]
-            msg = err.get("message", err) if isinstance(err, dict) else err
-            code = err.get("code") if isinstance(err, dict) else None
-            if code in _RATE_LIMIT_CODES or _RATE_LIMIT_WORDS.search(str(msg)):
-                raise RateLimited(f"{method}: rate limited: {msg}", None)
-            raise RpcError(f"{method}: {msg}")
-        if "result" not in answer:
-            raise ChainError("answer has no result")
-        return answer["result"]
-
-    def request(self, method: str, params: list[Any]) -> Any:
-        """One JSON-RPC call; raises RpcError for an error answer, ChainError for a bad HTTP answer."""
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-        return self._result(method, self._post(body))
-
-    def request_many(self, requests: Sequence[tuple[str, list[Any]]]) -> list[Any]:
-        """Several calls in one HTTP request (a JSON-RPC batch); answers in request order."""
-        body = json.dumps([{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(requests)])
-        answer = self._post(body)
-        if isinstance(answer, dict):
-            # a node that refuses batches (some public RPCs) answers with one error object: ask one by one rather
-            # than leave every chain with a storage read unreadable behind it
-            return [self.request(m, p) for m, p in requests]
-        if not isinstance(answer, list) or len(answer) != len(requests):
-            raise ChainError("a JSON-RPC batch answer has the wrong shape")
-        by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
-        if set(by_id) != set(range(len(requests))):
-            raise ChainError("a JSON-RPC batch answer has missing or unknown ids")
-        return [self._result(m, by_id[i]) for i, (m, _) in enumerate(requests)]
-
-
-class Web3Transport:
-    """An in-process chain (eth-tester) behind the same interface."""
-
-    def __init__(self, w3: Web3) -> None:
-        self.w3 = w3
-
-    def request(self, method: str, params: list[Any]) -> Any:
-        """The few methods a check needs."""
-        w3 = self.w3
-        if method == "eth_chainId":
-            return hex(w3.eth.chain_id)
-        if method == "eth_blockNumber":
-            return hex(w3.eth.block_number)
-        if method == "eth_getBlockByNumber":
-            b = w3.eth.get_block(params[0])
-            return {"number": hex(b["number"]), "hash": "0x" + bytes(b["hash"]).hex(), "timestamp": hex(b["timestamp"])}
-        if method == "eth_getLogs":
-            raw = w3.eth.get_logs(params[0])
-            return [
-                {
-                    "topics": ["0x" + bytes(t).hex() for t in log["topics"]],
-                    "data": "0x" + bytes(log["data"]).hex(),
-                    "blockNumber": hex(log["blockNumber"]),
-                }
-                for log in raw
-            ]
-        if method == "eth_getStorageAt":
-            address, slot, block = params
-            tester = getattr(w3.provider, "ethereum_tester", None)
-            if tester is not None:  # web3 hands eth-tester a hex block number, which it refuses
-                value = tester.get_storage_at(address, slot, int(block, 16))
-            else:
-                value = w3.eth.get_storage_at(address, int(slot, 16), block_identifier=int(block, 16))
-            return (
-                "0x" + bytes.fromhex(value[2:] if isinstance(value, str) else bytes(value).hex()).rjust(32, b"\0").hex()
-            )
-        if method == "eth_call":
-            tx, block = params
-            try:
-                return "0x" + bytes(w3.eth.call(tx, block_identifier=int(block, 16))).hex()
-            except Exception as exc:
-                raise RpcError(f"eth_call: execution reverted: {exc}") from None
-        raise ChainError(f"unsupported method {method}")
-
-    def request_many(self, requests: Sequence[tuple[str, list[Any]]]) -> list[Any]:
-        """The calls one after another (in process, there is no round trip to save)."""
-        return [self.request(m, p) for m, p in requests]
-
-
-Transport = HttpTransport | Web3Transport
-
-
 def transport_for(w3: Web3) -> Transport:
-    """The fastest transport for a Web3 instance."""
+    """The transport for a Web3 instance: HTTP for a node URL, in process otherwise."""
     if isinstance(w3.provider, HTTPProvider) and w3.provider.endpoint_uri:
         return HttpTransport(str(w3.provider.endpoint_uri))
     return Web3Transport(w3)
 
 
+@dataclass
+class _Endpoint:
+    """One RPC URL and what the client knows of it."""
+
+    label: str  #: `chains.<name>.rpc_urls[i] (scheme://host)`: never the path or query, which may hold a key
+    transport: Transport
+    resting_until: float = 0.0  #: monotonic time a rate-limited endpoint may be used again
+    verified_at: float = float("-inf")  #: monotonic time its chain id was last confirmed
+    failing: bool = False  #: its last request failed: its chain id is asked again before its answers count
+    wrong_chain: int | None = None  #: the other chain id it reported: left out of reads until it reports ours
+
+
 class ChainClient:
-    """Reads one chain through its RPC URLs, in order, each checked for the right chain id."""
+    """Reads one chain through its RPC URLs, in order, each checked for the right chain id (again and again)."""
 
     def __init__(
         self,
@@ -236,20 +124,19 @@ class ChainClient:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         max_lag_blocks: int = 3,
         max_block_age: float | None = None,
+        verify_every: float = 300.0,
     ) -> None:
         self.name = name
         self.chain_id = chain_id
-        self.endpoints: list[tuple[str, Transport]] = [
-            (label, transport_for(t) if isinstance(t, Web3) else t) for label, t in endpoints
-        ]
+        self.endpoints = [_Endpoint(label, transport_for(t) if isinstance(t, Web3) else t) for label, t in endpoints]
         self.multicall = Web3.to_checksum_address(multicall)
         self.gas_budget = gas_budget
         self.max_request_bytes = max_request_bytes
         self._active = 0
-        self._resting: dict[int, float] = {}  # endpoint index -> monotonic time it may be used again
         self._fresh: list[int] | None = None  # endpoints at the head, from the last latest_header()
         self.max_lag_blocks = max_lag_blocks
         self.max_block_age = max_block_age  # seconds; None: never call a head stale (local chains)
+        self.verify_every = verify_every
         # Consecutive checks usually send the very same batches: keep their encoding.
         self._encoded: dict[int, tuple[list[Call], str]] = {}
         self._last_batches: tuple[list[Call], list[list[Call]]] | None = None
@@ -261,17 +148,57 @@ class ChainClient:
         name: str,
         chain_id: int,
         urls: Sequence[str],
-        multicall: str,
-        gas_budget: int,
+        multicall: str = MULTICALL3_ADDRESS,
+        gas_budget: int = DEFAULT_GAS_BUDGET,
         timeout: float = 10.0,
+        *,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        **settings: Any,
     ) -> ChainClient:
-        """Clients over HTTP JSON-RPC URLs."""
+        """A client over HTTP JSON-RPC URLs."""
         eps: list[tuple[str, Web3 | Transport]] = [
-            (f"chains.{name}.rpc_urls[{i}] ({redact_url(u)})", HttpTransport(u, timeout)) for i, u in enumerate(urls)
+            (f"chains.{name}.rpc_urls[{i}] ({redact_url(u)})", HttpTransport(u, timeout, max_response_bytes))
+            for i, u in enumerate(urls)
         ]
-        return cls(name, chain_id, eps, multicall, gas_budget)
+        return cls(name, chain_id, eps, multicall, gas_budget, **settings)
 
-    def _each(
+    @classmethod
+    def from_config(cls, name: str, chain: Any) -> ChainClient:
+        """The one way the watcher builds a chain's client: every key of `chains.<name>` reaches it here."""
+        return cls.from_urls(
+            name,
+            chain.chain_id,
+            chain.urls(name),
+            chain.multicall,
+            chain.call_gas_budget,
+            chain.timeout,
+            max_response_bytes=chain.max_response_bytes,
+            max_lag_blocks=chain.max_lag_blocks,
+            max_block_age=chain.max_block_age,
+            verify_every=chain.verify_every,
+        )
+
+    async def close(self) -> None:
+        """Close every endpoint's connections."""
+        for ep in self.endpoints:
+            await ep.transport.close()
+
+    def problems(self) -> list[str]:
+        """What is wrong with the endpoints even when the chain still reads: URLs serving another chain."""
+        return [
+            f"{ep.label} reports chain id {ep.wrong_chain}, not chains.{self.name}.chain_id {self.chain_id}: "
+            "left out of reads"
+            for ep in self.endpoints
+            if ep.wrong_chain is not None
+        ]
+
+    def _usable(self, i: int) -> bool:
+        return self.endpoints[i].wrong_chain is None
+
+    def _rest(self, ep: _Endpoint, exc: RateLimited, now: float) -> None:
+        ep.resting_until = now + (exc.retry_after if exc.retry_after is not None else RATE_LIMIT_COOLDOWN)
+
+    async def _each(
         self,
         method: str,
         params: list[Any],
@@ -281,52 +208,114 @@ class ChainClient:
         """Call on the active endpoint, falling over to the next on a failure.
 
         An endpoint that rate-limits us rests for its Retry-After (or RATE_LIMIT_COOLDOWN seconds); one that
-        lags the others' head is left out of reads until it catches up.
+        lags the others' head is left out of reads until it catches up; one on another chain is never asked.
         """
         errors = []
         now = time.monotonic()
-        order = [(self._active + k) % len(self.endpoints) for k in range(len(self.endpoints))]
-        usable = [i for i in order if (only is None or i in only) and self._resting.get(i, 0.0) <= now]
+        n = len(self.endpoints)
+        order = [(self._active + k) % n for k in range(n) if self._usable((self._active + k) % n)]
+        usable = [i for i in order if (only is None or i in only) and self.endpoints[i].resting_until <= now]
         for i in usable or order:  # when every endpoint rests, trying beats giving up
-            label, transport = self.endpoints[i]
+            ep = self.endpoints[i]
             try:
                 # `extra` requests ride in the same HTTP request: then the answer is the list of all results
-                out = transport.request_many([(method, params), *extra]) if extra else transport.request(method, params)
+                if extra:
+                    out = await ep.transport.request_many([(method, params), *extra])
+                else:
+                    out = await ep.transport.request(method, params)
             except RateLimited as exc:
-                self._resting[i] = now + (exc.retry_after if exc.retry_after is not None else RATE_LIMIT_COOLDOWN)
-                errors.append(f"{label}: {exc}")
+                self._rest(ep, exc, now)
+                errors.append(f"{ep.label}: {exc}")
+                continue
+            except RpcError as exc:  # the node answered: it is alive, the call itself failed
+                errors.append(f"{ep.label}: {exc}")
                 continue
             except ChainError as exc:
-                errors.append(f"{label}: {exc}")
+                ep.failing = True
+                errors.append(f"{ep.label}: {exc}")
                 continue
             except Exception as exc:  # transport errors of every kind: the next URL may serve
-                errors.append(f"{label}: {type(exc).__name__}")
+                ep.failing = True
+                errors.append(f"{ep.label}: {type(exc).__name__}")
                 continue
             self._active = i
             return out
+        if not order:
+            raise ChainError(
+                f"chain {self.name}: no RPC URL serves chain id {self.chain_id}: " + "; ".join(self.problems())
+            )
         raise ChainError(f"chain {self.name}: every RPC failed: " + "; ".join(errors))
 
-    def latest_header(self) -> BlockHeader:
-        """The newest block among the endpoints; endpoints lagging it by more than max_lag_blocks sit out."""
-        heads: dict[int, BlockHeader] = {}
-        errors = []
-        now = time.monotonic()
-        for i, (label, transport) in enumerate(self.endpoints):
-            if self._resting.get(i, 0.0) > now:
-                continue
+    def _verify_due(self, ep: _Endpoint, now: float) -> bool:
+        return ep.failing or ep.wrong_chain is not None or now - ep.verified_at >= self.verify_every
+
+    async def _head(self, i: int, now: float) -> BlockHeader:
+        """One endpoint's head; its chain id asked in the same HTTP request when it is due (or was failing)."""
+        ep = self.endpoints[i]
+        latest = ("eth_getBlockByNumber", ["latest", False])
+        if self._verify_due(ep, now):
+            got_id, raw = await ep.transport.request_many([("eth_chainId", []), latest])
             try:
-                raw = transport.request("eth_getBlockByNumber", ["latest", False])
-                heads[i] = BlockHeader(int(raw["number"], 16), str(raw["hash"]), int(raw["timestamp"], 16))
+                got = int(got_id, 16)
+            except (TypeError, ValueError):
+                raise ChainError("eth_chainId answered malformed") from None
+            ep.verified_at, ep.failing = now, False
+            if got != self.chain_id:
+                ep.wrong_chain = got
+                raise ChainError(f"reports chain id {got}, not {self.chain_id}")
+            ep.wrong_chain = None
+        else:
+            raw = await ep.transport.request(*latest)
+        try:
+            return BlockHeader(int(raw["number"], 16), str(raw["hash"]), int(raw["timestamp"], 16))
+        except (KeyError, TypeError, ValueError):
+            raise ChainError("malformed block") from None
+
+    async def latest_header(self) -> BlockHeader:
+        """The newest block among the endpoints; endpoints lagging it by more than max_lag_blocks sit out.
+
+        Two endpoints are asked at once (two answers are enough to spot a laggard without paying a request per
+        endpoint); the next ones only when one of those failed. Once one has answered, a slow second one gets
+        HEAD_GRACE seconds, not its whole deadline: a stalled fallback must not slow every check of the chain.
+        """
+        heads: dict[int, BlockHeader] = {}
+        errors: list[str] = []
+        now = time.monotonic()
+        queue = [i for i, ep in enumerate(self.endpoints) if ep.resting_until <= now or ep.wrong_chain is not None]
+        want = min(2, len(self.endpoints))
+
+        async def ask(i: int) -> None:
+            ep = self.endpoints[i]
+            try:
+                heads[i] = await self._head(i, now)
             except RateLimited as exc:
-                self._resting[i] = now + (exc.retry_after if exc.retry_after is not None else RATE_LIMIT_COOLDOWN)
-                errors.append(f"{label}: {exc}")
-            except (ChainError, KeyError, TypeError, ValueError) as exc:
-                errors.append(f"{label}: {exc}" if isinstance(exc, ChainError) else f"{label}: malformed block")
+                self._rest(ep, exc, now)
+                errors.append(f"{ep.label}: {exc}")
+            except ChainError as exc:
+                if ep.wrong_chain is None:
+                    ep.failing = True
+                errors.append(f"{ep.label}: {exc}")
             except Exception as exc:
-                errors.append(f"{label}: {type(exc).__name__}")
-            if len(self.endpoints) == 1 or len(heads) >= 2:
-                # Two answers are enough to spot a laggard without paying a request per endpoint.
-                break
+                ep.failing = True
+                errors.append(f"{ep.label}: {type(exc).__name__}")
+
+        pending: dict[asyncio.Task[None], int] = {}
+        try:
+            while (queue or pending) and len(heads) < want:
+                while queue and len(pending) + len(heads) < want:
+                    i = queue.pop(0)
+                    pending[asyncio.ensure_future(ask(i))] = i
+                done, _ = await asyncio.wait(
+                    pending, timeout=HEAD_GRACE if heads else None, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:  # one head is in, the other is slow: go on with the one
+                    break
+                for task in done:
+                    del pending[task]
+        finally:
+            for task, i in pending.items():
+                task.cancel()
+                self.endpoints[i].failing = True  # too slow this time: its chain id is asked again next time
         if not heads:
             raise ChainError(f"chain {self.name}: every RPC failed: " + "; ".join(errors))
         best = max(heads.values(), key=lambda h: h.number)
@@ -335,29 +324,42 @@ class ChainClient:
             self._active = self._fresh[0]
         return best
 
-    def verify(self) -> list[str]:
-        """Check each RPC's chain id; returns warnings for unreachable fallbacks.
+    async def verify(self) -> list[str]:
+        """Check each RPC's chain id at start-up; returns warnings for unreachable fallbacks.
 
         A URL answering with another chain id is refused outright, and so is a chain none of whose URLs
         answers; the errors name the offending key and URL (never its path, which may hold a key).
         """
         warnings, reachable = [], 0
-        for label, transport in self.endpoints:
+        now = time.monotonic()
+        answers = await asyncio.gather(
+            *(ep.transport.request("eth_chainId", []) for ep in self.endpoints), return_exceptions=True
+        )
+        for ep, got_raw in zip(self.endpoints, answers, strict=True):
+            if isinstance(got_raw, BaseException):
+                reason = str(got_raw) if isinstance(got_raw, ChainError) else type(got_raw).__name__
+                warnings.append(f"{ep.label} is unreachable ({reason})")
+                ep.failing = True
+                continue
             try:
-                got = int(transport.request("eth_chainId", []), 16)
-            except Exception as exc:
-                warnings.append(f"{label} is unreachable ({type(exc).__name__})")
+                got = int(got_raw, 16)
+            except (TypeError, ValueError):
+                warnings.append(f"{ep.label} answered eth_chainId malformed")
+                ep.failing = True
                 continue
             if got != self.chain_id:
-                raise ChainError(f"{label} reports chain id {got}, but chains.{self.name}.chain_id is {self.chain_id}")
+                raise ChainError(
+                    f"{ep.label} reports chain id {got}, but chains.{self.name}.chain_id is {self.chain_id}"
+                )
+            ep.verified_at = now
             reachable += 1
         if not reachable:
             raise ChainError("; ".join(warnings))
         return warnings
 
-    def latest_block(self) -> int:
+    async def latest_block(self) -> int:
         """The latest block number."""
-        return int(self._each("eth_blockNumber", []), 16)
+        return int(await self._each("eth_blockNumber", []), 16)
 
     def chunks(self, calls: Sequence[Call]) -> list[list[Call]]:
         """Split calls into batches whose estimated gas and request size fit the budgets."""
@@ -373,11 +375,11 @@ class ChainClient:
             size += c_size
         return out
 
-    def _eth_call(self, data: bytes | str, block: int, storage: Sequence[Call] = ()) -> tuple[bytes, list[bytes]]:
+    async def _eth_call(self, data: bytes | str, block: int, storage: Sequence[Call] = ()) -> tuple[bytes, list[bytes]]:
         """One eth_call to the aggregator, with any storage reads in the same HTTP request."""
         hexdata = data if isinstance(data, str) else "0x" + data.hex()
         extra = [("eth_getStorageAt", [c.target, hex(c.slot or 0), hex(block)]) for c in storage]
-        raw = self._each("eth_call", [{"to": self.multicall, "data": hexdata}, hex(block)], self._fresh, extra)
+        raw = await self._each("eth_call", [{"to": self.multicall, "data": hexdata}, hex(block)], self._fresh, extra)
         slots: list[bytes] = []
         if extra:
             raw, *values = raw
@@ -417,17 +419,17 @@ class ChainClient:
         self._encoded[slot] = (batch, hexdata)
         return hexdata
 
-    def _batch(
+    async def _batch(
         self, slot: int, batch: list[Call], block: int, stats: ReadStats, storage: Sequence[Call] = ()
     ) -> tuple[list[tuple[bool, bytes]], list[bytes]]:
         """One eth_call: aggregate (compact, all must succeed); if a call reverts, aggregate3 tells which."""
         try:
-            raw, slots = self._eth_call(self._encode(slot, batch), block, storage)
+            raw, slots = await self._eth_call(self._encode(slot, batch), block, storage)
         except ChainError as exc:
             if _CAPACITY.search(str(exc)) or not _REVERT.search(str(exc)):
                 raise
             stats.eth_calls += 1
-            raw3, slots = self._eth_call(encode_aggregate3([(c.target, c.data) for c in batch]), block, storage)
+            raw3, slots = await self._eth_call(encode_aggregate3([(c.target, c.data) for c in batch]), block, storage)
             try:
                 answers = decode_aggregate3(raw3)
             except ValueError as err:
@@ -444,7 +446,7 @@ class ChainClient:
             raise ChainError(f"chain {self.name}: asked {len(batch)} calls, got {len(answers)} answers")
         return answers, slots
 
-    def read(
+    async def read(
         self, calls: Sequence[Call], block: int, stats: ReadStats | None = None
     ) -> tuple[int, list[tuple[bool, bytes]]]:
         """Run all calls at `block`; returns the block timestamp and each call's (success, data).
@@ -465,7 +467,7 @@ class ChainClient:
             batch = queue.pop(0)
             slot += 1
             try:
-                answers, got = self._batch(slot, batch, block, stats, storage if not stored else ())
+                answers, got = await self._batch(slot, batch, block, stats, storage if not stored else ())
             except ChainError as exc:
                 if len(batch) <= 2 or not _CAPACITY.search(str(exc)):
                     raise
@@ -488,7 +490,7 @@ class ChainClient:
         stats.seconds += time.perf_counter() - t0
         return word(ts), results
 
-    def get_logs(self, address: str, topics: list[Any], from_block: int, to_block: int) -> list[dict[str, Any]]:
+    async def get_logs(self, address: str, topics: list[Any], from_block: int, to_block: int) -> list[dict[str, Any]]:
         """eth_getLogs over a block range; a range the node refuses as too large is split in halves."""
         out: list[dict[str, Any]] = []
         queue = [(from_block, to_block)]
@@ -496,7 +498,7 @@ class ChainClient:
             lo, hi = queue.pop(0)
             params = {"address": address, "topics": topics, "fromBlock": hex(lo), "toBlock": hex(hi)}
             try:
-                logs = self._each("eth_getLogs", [params], self._fresh)
+                logs = await self._each("eth_getLogs", [params], self._fresh)
             except ChainError as exc:
                 if hi <= lo or not _LOG_RANGE.search(str(exc)):
                     raise
@@ -508,7 +510,21 @@ class ChainClient:
             out += logs
         return out
 
-    def raw_call(self, to: str, data: bytes, block: int) -> bytes:
+    async def raw_call(self, to: str, data: bytes, block: int) -> bytes:
         """One plain eth_call (used by baselines and tests, not by checks)."""
-        raw = self._each("eth_call", [{"to": to, "data": "0x" + data.hex()}, hex(block)])
+        raw = await self._each("eth_call", [{"to": to, "data": "0x" + data.hex()}, hex(block)])
         return bytes.fromhex(raw[2:])
+
+
+__all__ = [
+    "AnswerTooLarge",
+    "BlockHeader",
+    "ChainClient",
+    "ChainError",
+    "HttpTransport",
+    "RateLimited",
+    "ReadStats",
+    "RpcError",
+    "Web3Transport",
+    "redact_url",
+]

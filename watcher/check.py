@@ -106,12 +106,14 @@ def build_venues(cfg: Config) -> list[VenueReader]:
         if v.adapter == "hyperliquid":
             from watcher.adapters.hyperliquid import HyperliquidReader
 
-            out.append(HyperliquidReader(v.name, v.base_url, accounts, v.timeout, v.max_age))
+            out.append(HyperliquidReader(v.name, v.base_url, accounts, v.timeout, v.max_age, v.max_response_bytes))
         elif v.adapter == "dydx_v4":
             from watcher.adapters.dydx_v4 import DydxV4Reader
 
             subaccounts = {a.address: list(a.subaccounts) for a in v.accounts}
-            out.append(DydxV4Reader(v.name, v.base_url, accounts, subaccounts, v.timeout, v.max_age))
+            out.append(
+                DydxV4Reader(v.name, v.base_url, accounts, subaccounts, v.timeout, v.max_age, v.max_response_bytes)
+            )
     return out
 
 
@@ -168,11 +170,13 @@ def _accounts(reader: Reader) -> tuple[Account, ...]:
     return tuple(getattr(reader, "accounts", ()))
 
 
-def check_chain(client: ChainClient, readers: Sequence[Reader], result: CheckResult, now: float | None = None) -> None:
+async def check_chain(
+    client: ChainClient, readers: Sequence[Reader], result: CheckResult, now: float | None = None
+) -> None:
     """Read every reader on one chain at its latest block; failures mark positions unknown."""
     stats = result.stats.setdefault(client.name, ReadStats())
     try:
-        head = client.latest_header()
+        head = await client.latest_header()
     except ChainError as exc:
         result.unreadable.extend(Unreadable(r.protocol, r.chain, _accounts(r), str(exc)) for r in readers)
         result.degraded[client.name] = str(exc)
@@ -192,7 +196,7 @@ def check_chain(client: ChainClient, readers: Sequence[Reader], result: CheckRes
             pending.append(r)
             continue
         try:
-            discover(client, number)  # markets an account entered since the last scan (eth_getLogs)
+            await discover(client, number)  # markets an account entered since the last scan (eth_getLogs)
         except Exception as exc:  # a bad log must not stop the other readers of the chain, nor read as healthy
             why = str(exc) if isinstance(exc, (ChainError, ReadError)) else f"unexpected {type(exc).__name__}: {exc}"
             reason = f"{r.protocol}/{r.chain}: market discovery failed: {why}"
@@ -216,7 +220,7 @@ def check_chain(client: ChainClient, readers: Sequence[Reader], result: CheckRes
             break
         flat = [c for plan in plans for c in plan]
         try:
-            timestamp, answers = client.read(flat, number, stats)
+            timestamp, answers = await client.read(flat, number, stats)
         except ChainError as exc:
             result.unreadable.extend(Unreadable(r.protocol, r.chain, _accounts(r), str(exc)) for r in pending)
             result.degraded[client.name] = str(exc)
@@ -248,6 +252,10 @@ def check_chain(client: ChainClient, readers: Sequence[Reader], result: CheckRes
     for r in pending:
         reason = f"state kept changing over {MAX_ROUNDS} rounds at block {number}"
         result.unreadable.append(Unreadable(r.protocol, r.chain, _accounts(r), reason))
+    problems = client.problems()
+    if problems:
+        # the chain still reads through its other URLs, but one serves another chain: the user must hear of it
+        result.degraded.setdefault(client.name, "; ".join(problems))
 
 
 @contextlib.contextmanager
@@ -263,14 +271,30 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def run_check(clients: dict[str, ChainClient], readers: Sequence[Reader]) -> CheckResult:
-    """Check every chain; each chain's reads are one batched call (more only while learning new state)."""
+async def check_chains(clients: dict[str, ChainClient], readers: Sequence[Reader]) -> CheckResult:
+    """Check every chain at once; each chain's reads are one batched call (more only while learning new state)."""
     t0 = time.perf_counter()
     result = CheckResult()
     with _gc_paused():
-        for name, client in clients.items():
-            mine = [r for r in readers if r.chain == name]
-            if mine:
+        await asyncio.gather(
+            *(
                 check_chain(client, mine, result)
+                for name, client in clients.items()
+                if (mine := [r for r in readers if r.chain == name])
+            )
+        )
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def run_check(clients: dict[str, ChainClient], readers: Sequence[Reader]) -> CheckResult:
+    """check_chains from synchronous code (the demo, benchmarks, tests): its own event loop, closed after."""
+
+    async def once() -> CheckResult:
+        try:
+            return await check_chains(clients, readers)
+        finally:
+            for client in clients.values():
+                await client.close()
+
+    return asyncio.run(once())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -12,7 +13,7 @@ from typing import Any
 
 from watcher import __version__
 from watcher.chain import ChainClient, ChainError
-from watcher.check import CheckResult, build, build_venues, run_check, run_venues
+from watcher.check import CheckResult, build, build_venues, check_chains, check_venues
 from watcher.config import Config, ConfigError, load_config
 from watcher.model import Level
 from watcher.risk import Advice, Thresholds, advise, level_of
@@ -26,16 +27,31 @@ def thresholds_of(cfg: Config) -> Thresholds:
     return Thresholds(warn=t.warn, critical=t.critical, target=t.target)
 
 
-def clients_for(cfg: Config, chains: set[str]) -> dict[str, ChainClient]:
-    """Connect to each chain that has deployments, checking every RPC's chain id; warn of dead fallbacks."""
-    out = {}
-    for name in sorted(chains):
-        c = cfg.chains[name]
-        client = ChainClient.from_urls(name, c.chain_id, c.urls(name), c.multicall, c.call_gas_budget, c.timeout)
-        for warning in client.verify():
+def make_clients(cfg: Config, chains: set[str]) -> dict[str, ChainClient]:
+    """A client for each chain, built from its `chains.<name>` section (the one construction path)."""
+    return {name: ChainClient.from_config(name, cfg.chains[name]) for name in sorted(chains)}
+
+
+async def verify_clients(clients: dict[str, ChainClient]) -> None:
+    """Check every RPC's chain id (all chains at once); warn of dead fallbacks, refuse a wrong chain."""
+    results = await asyncio.gather(*(c.verify() for c in clients.values()), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        for warning in result:
             print(f"watcher: warning: {warning}", file=sys.stderr)
-        out[name] = client
-    return out
+
+
+async def connect(cfg: Config, chains: set[str]) -> dict[str, ChainClient]:
+    """Clients for these chains, their chain ids verified; closed again when verification fails."""
+    clients = make_clients(cfg, chains)
+    try:
+        await verify_clients(clients)
+    except BaseException:
+        for c in clients.values():
+            await c.close()
+        raise
+    return clients
 
 
 def advise_all(result: CheckResult, thresholds: Thresholds) -> dict[str, Advice]:
@@ -57,10 +73,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     readers = build(cfg)
     venues = build_venues(cfg)
-    clients = clients_for(cfg, {r.chain for r in readers})
-    result = run_check(clients, readers)
-    if venues:
-        result.merge(run_venues(venues))
+
+    async def once() -> CheckResult:
+        # chains and venues at once, on one loop: the same async I/O stack as the daemon's
+        clients = await connect(cfg, {r.chain for r in readers})
+        try:
+            chains, off_chain = await asyncio.gather(check_chains(clients, readers), check_venues(venues))
+        finally:
+            for c in clients.values():
+                await c.close()
+        chains.merge(off_chain)
+        return chains
+
+    result = asyncio.run(once())
     thresholds = thresholds_of(cfg)
     advices = advise_all(result, thresholds)
     if args.json:
@@ -79,37 +104,46 @@ def channels_for(cfg: Config) -> dict[str, Any]:
     tg, em = cfg.notify.telegram, cfg.notify.email
     if tg is not None:
         out["telegram"] = TelegramChannel(
-            tg.token.resolve("notify.telegram.token"), tg.chat_id, base_url=tg.base_url, min_interval=tg.min_interval
+            tg.token.resolve("notify.telegram.token"),
+            tg.chat_id,
+            base_url=tg.base_url,
+            min_interval=tg.min_interval,
+            timeout=tg.timeout,
         )
     if em is not None:
         password = em.password.resolve("notify.email.password") if em.password is not None else None
         out["email"] = EmailChannel(
-            em.host, em.port, em.sender, em.recipients, username=em.username, password=password, security=em.security
+            em.host,
+            em.port,
+            em.sender,
+            em.recipients,
+            username=em.username,
+            password=password,
+            security=em.security,
+            timeout=em.timeout,
         )
     return out
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon: scheduled checks, alerts, delivery, until SIGINT or SIGTERM."""
-    import asyncio
-
     from watcher.daemon import Daemon, install_signal_handlers, setup_logging
-    from watcher.store import Store
+    from watcher.store import Store, open_store
 
     cfg = load_config(args.config)
+    store = open_store(cfg.storage.path)  # a bad storage.path stops `watcher run` before any RPC, with one line
     readers = build(cfg)
     venues = build_venues(cfg)
-    clients = clients_for(cfg, {r.chain for r in readers})
-    setup_logging()
-    if not cfg.notify.telegram and not cfg.notify.email:
-        print("watcher: warning: no [notify] channel is configured; alerts are only stored", file=sys.stderr)
-
     if cfg.api.enabled:
         _api_token(cfg)  # a bad [api] section stops `watcher run` before any check, with one line
+    channels = channels_for(cfg)  # a missing or unreadable notify secret, likewise
+    if not channels:
+        print("watcher: warning: no [notify] channel is configured; alerts are only stored", file=sys.stderr)
 
     async def main_async() -> None:
-        channels = channels_for(cfg)
-        daemon = Daemon(cfg, clients, readers, Store(cfg.storage.path), channels, venues=venues)
+        clients = await connect(cfg, {r.chain for r in readers})
+        setup_logging()
+        daemon = Daemon(cfg, clients, readers, store, channels, venues=venues)
         stop = asyncio.Event()
         install_signal_handlers(stop)
         runner = None
@@ -118,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             try:
                 # Its own connection: the API's writes (acks, silences) must not share the daemon's transactions.
-                runner, _ = await start_api(Store(cfg.storage.path), cfg)
+                runner, _ = await start_api(Store(cfg.storage.path), cfg, live=daemon.live)
             except OSError as exc:
                 # Alerts matter more than the API: a busy port is logged, and the daemon runs on without it.
                 logging.getLogger("watcher").error("api not started", extra={"error": exc.strerror or str(exc)})
@@ -129,6 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 await runner.cleanup()
             for ch in channels.values():
                 await ch.close()
+            for c in clients.values():
+                await c.close()
 
     asyncio.run(main_async())
     return EXIT_OK
@@ -144,20 +180,19 @@ def _api_token(cfg: Config) -> str | None:
 
 def cmd_api(args: argparse.Namespace) -> int:
     """The local HTTP API alone, over the stored state, until SIGINT or SIGTERM."""
-    import asyncio
-
     from watcher.api import start_api
     from watcher.daemon import install_signal_handlers, setup_logging
-    from watcher.store import Store
+    from watcher.store import open_store
 
     cfg = load_config(args.config)
     _api_token(cfg)
+    store = open_store(cfg.storage.path)
     setup_logging()
 
     async def main_async() -> None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
-        runner, _ = await start_api(Store(cfg.storage.path), cfg)
+        runner, _ = await start_api(store, cfg)
         try:
             await stop.wait()
         finally:
@@ -170,7 +205,6 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_test_notify(args: argparse.Namespace) -> int:
     """Send a test message through every configured channel and report each result."""
-    import asyncio
     import time
 
     from watcher.notify.base import Message

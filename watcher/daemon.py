@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import signal
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -16,9 +17,9 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watcher.adapters.base import Reader, VenueReader
-from watcher.alerts import AlertState, Event, Observation, Rules, Severity, evaluate, raw_level
+from watcher.alerts import AlertState, Event, Observation, Rules, Severity, alert_id, evaluate, raw_level
 from watcher.chain import ChainClient
-from watcher.check import CheckResult, check_venues, run_check
+from watcher.check import CheckResult, Unreadable, check_chains, check_venues
 from watcher.config import Config
 from watcher.messages import chain_message, position_message
 from watcher.model import BPS, Position
@@ -29,6 +30,9 @@ from watcher.risk import Advice, Thresholds, advise
 from watcher.store import AlertRecord, HistoryRow, Store
 
 log = logging.getLogger("watcher")
+
+#: Seconds a commit waits for a database another process holds locked before it fails (and is retried).
+BUSY_TIMEOUT = 1.0
 
 
 class JsonFormatter(logging.Formatter):
@@ -74,7 +78,13 @@ def rules_from(cfg: Config) -> Rules:
 
 
 class Daemon:
-    """Checks, evaluates and notifies; every check's outcome is one SQLite transaction."""
+    """Checks, evaluates and notifies; every check's outcome is one SQLite transaction.
+
+    Each source (a chain or a venue) is checked on its own schedule, on the event loop, with async I/O: one slow
+    source never delays another, and delivery runs as its own task, so no check waits for a message to go out.
+    A watchdog marks a source degraded when its last good read is older than its bound, whatever the cause.
+    Memory follows the database: a check whose commit fails changes nothing, and its transitions come again.
+    """
 
     def __init__(
         self,
@@ -93,17 +103,46 @@ class Daemon:
         self.venues = {v.chain: v for v in venues}
         self._session: Any = None  #: the aiohttp session venues are read through, made in run()
         self.store = store
+        # A locked database must fail a commit quickly (it is retried at the next check), not hold the loop.
+        store.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
         self.channels = channels
         self.clock = clock
         self.rules = rules_from(cfg)
         fallback = {"telegram": "email", "email": "telegram"} if len(channels) == 2 else {}
-        self.relay = Relay(store.db, channels, fallback=fallback, clock=clock)
+        n = cfg.notify
+        self.relay = Relay(
+            store.db,
+            channels,
+            fallback=fallback,
+            retry_initial=n.retry_initial,
+            retry_max=n.retry_max,
+            fallback_after=n.fallback_after,
+            clock=clock,
+        )
         self.states = store.alert_states()
         self.status = store.chain_status()
         self.last_history = store.last_history()
         self.advised = store.advice_docs()  #: per position: (time, liquidation prices, advice) as last computed
         self.checks = 0
+        self.commit_failures = 0
+        started = clock()
+        #: what the API in the same process shows beside the stored state: the database's own health
+        self.live: dict[str, Any] = {"storage": {"ok": True, "error": "", "since": started}}
+        #: per source, when its last check completed with a good read (or the daemon started): the watchdog's clock
+        self.last_good: dict[str, float] = dict.fromkeys(self.sources(), started)
+        self._stalled: set[str] = set()  #: sources the watchdog has marked degraded since their last good read
         self._relay_lock = asyncio.Lock()
+
+    def sources(self) -> list[str]:
+        """Every chain with readers and every venue."""
+        return sorted({r.chain for r in self.readers} | set(self.venues))
+
+    def watchdog_after(self, source: str) -> float:
+        """Seconds without a good read before the source is degraded."""
+        if source in self.venues:
+            v = self.cfg.venues.get(source)
+            return v.watchdog_after() if v is not None else 3 * 5.0 + 10.0
+        return self.cfg.chains[source].watchdog_after()
 
     def rules_for(self, p: Position) -> Rules:
         """Global rules with the most specific matching override applied."""
@@ -118,25 +157,32 @@ class Daemon:
             return self.rules
         return replace(self.rules, warn=best.warn or self.rules.warn, critical=best.critical or self.rules.critical)
 
-    # --- one check of one chain (runs in a worker thread)
+    # --- one check of one source
 
-    def read(self, chain: str) -> CheckResult:
-        """Read every position on the chain (network only, no database: safe in a worker thread)."""
+    async def read(self, chain: str) -> CheckResult:
+        """Read every position on the chain (network only, no database)."""
         readers = [r for r in self.readers if r.chain == chain]
-        return run_check({chain: self.clients[chain]}, readers)
+        return await check_chains({chain: self.clients[chain]}, readers)
 
-    def check_chain(self, chain: str) -> CheckResult:
-        """Read, then process: one whole check, in the calling thread."""
-        result = self.read(chain)
+    async def check_chain(self, chain: str) -> CheckResult:
+        """Read, then process: one whole check."""
+        result = await self.read(chain)
         self.process(chain, result)
         return result
 
-    def process(self, chain: str, result: CheckResult) -> None:
-        """Evaluate every position and commit state, alerts, outbox rows and history in one transaction."""
+    def process(self, chain: str, result: CheckResult) -> bool:
+        """Evaluate every position and commit state, alerts, outbox rows and history in one transaction.
+
+        Returns whether the commit succeeded. Nothing in memory changes before it has: a failed commit (a locked,
+        full or read-only database) leaves the alert state as it was, so the next check raises the same
+        transitions again and no degraded, recovered or level alert is lost or orphaned.
+        """
         now = self.clock()
         alerts: list[AlertRecord] = []
         states: dict[str, AlertState] = {}
         history: list[HistoryRow] = []
+        last_history: dict[str, tuple[float, int | None, str]] = {}
+        advised: dict[str, tuple[float, list[Any], Any] | None] = {}
         rows: list[dict[str, Any]] = []
         muted: set[str] = set()
         silenced_accounts, silenced_positions = self.store.silenced(now)
@@ -165,7 +211,9 @@ class Daemon:
                     if p.key in silenced_positions or p.account in silenced_accounts:
                         muted.add(ev.alert_id)
             try:
-                rows.append(self._position_row(p, rules, advice, now))
+                row, kept = self._position_row(p, rules, advice, now)
+                rows.append(row)
+                advised[p.key] = kept
             except Exception:  # one position's document must not stop the others' state and alerts
                 log.exception("position document failed", extra={"position": p.key})
             if self._history_due(previous, now, p.health, level):
@@ -174,24 +222,47 @@ class Daemon:
                         p.key, now, p.block.number, p.block.hash, p.health, level, p.total_collateral, p.total_debt
                     )
                 )
-                self.last_history[p.key] = (now, p.health, level)
+                last_history[p.key] = (now, p.health, level)
         status = self._chain_health(chain, result, now, alerts)
         unknown = [
             f"{u.protocol}:{u.chain}:{a.address}" for u in result.unreadable if u.chain == chain for a in u.accounts
         ]
-        self.store.commit(
-            now=now,
-            states=states,
-            alerts=alerts,
-            channels=list(self.channels),
-            history=history,
-            chain_status=status,
-            positions=rows,
-            muted=muted,
-            unknown=unknown,
-        )
+        try:
+            self.store.commit(
+                now=now,
+                states=states,
+                alerts=alerts,
+                channels=list(self.channels),
+                history=history,
+                chain_status=status,
+                positions=rows,
+                muted=muted,
+                unknown=unknown,
+            )
+        except (sqlite3.Error, OSError) as exc:
+            self.commit_failures += 1
+            storage = self.live["storage"]
+            if storage["ok"]:
+                self.live["storage"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "since": now}
+            log.error(
+                "commit failed: nothing changed, the check's transitions come again at the next one",
+                extra={"chain": chain, "error": f"{type(exc).__name__}: {exc}", "alerts": len(alerts)},
+            )
+            return False
+        if not self.live["storage"]["ok"]:
+            log.info("storage writable again", extra={"chain": chain})
+            self.live["storage"] = {"ok": True, "error": "", "since": now}
         self.states.update(states)
+        self.last_history.update(last_history)
+        for key, kept in advised.items():
+            if kept is None:
+                self.advised.pop(key, None)
+            else:
+                self.advised[key] = kept
+        self.status[chain] = {**self.status.get(chain, {}), **status[chain]}
         self.checks += 1
+        if alerts and self.channels:
+            self.relay.wake()
         log.info(
             "check",
             extra={
@@ -203,17 +274,24 @@ class Daemon:
                 "seconds": round(result.seconds, 4),
             },
         )
+        return True
 
-    def _position_row(self, p: Position, rules: Rules, advice: Advice | None, now: float) -> dict[str, Any]:
-        """The positions-table row: the JSON document the API serves, with its level under this position's rules."""
+    def _position_row(
+        self, p: Position, rules: Rules, advice: Advice | None, now: float
+    ) -> tuple[dict[str, Any], tuple[float, list[Any], Any] | None]:
+        """The positions-table row (the JSON document the API serves, with its level under this position's rules),
+        and the advice to remember for the position once the row is committed (None: forget it)."""
         doc = position_json(p, advice, Thresholds(rules.warn, rules.critical, self.cfg.thresholds.target))
+        kept: tuple[float, list[Any], Any] | None
         if advice is not None:
-            self.advised[p.key] = (now, doc["liquidation_prices"], doc["advice"])
+            kept = (now, doc["liquidation_prices"], doc["advice"])
         elif not p.has_debt:
-            self.advised.pop(p.key, None)
-        at, lps, adv = self.advised.get(p.key, (None, [], None))
+            kept = None
+        else:
+            kept = self.advised.get(p.key)
+        at, lps, adv = kept if kept is not None else (None, [], None)
         doc |= {"liquidation_prices": lps, "advice": adv, "advice_at": at, "updated_at": now}
-        return {
+        row = {
             "position": p.key,
             "protocol": p.protocol,
             "chain": p.chain,
@@ -225,6 +303,7 @@ class Daemon:
             "updated_at": now,
             "block": p.block.number,
         }
+        return row, kept
 
     def _position_alert(self, p: Position, ev: Event, advice: Any, previous: int | None) -> AlertRecord:
         subject, text = position_message(p, ev, advice, previous, self.cfg.thresholds.target)
@@ -243,27 +322,24 @@ class Daemon:
         return abs(health - old) * BPS > self.cfg.storage.history_change_bps * old
 
     def _chain_health(self, chain: str, result: CheckResult, now: float, alerts: list[AlertRecord]) -> dict[str, Any]:
-        """One "degraded" alert when a chain cannot be read (or part of it), one "recovered" when it can again."""
+        """One "degraded" alert when a chain cannot be read (or part of it), one "recovered" when it can again.
+
+        Pure: the row it returns is applied to memory only after the commit that stores it.
+        """
         reasons = [u.reason for u in result.unreadable if u.chain == chain]
+        if chain in result.degraded:
+            reasons.append(result.degraded[chain])
         was = self.status.get(chain, {})
         degraded = bool(reasons)
         row: dict[str, Any]
+        key = f"chain:{chain}"
         if degraded and not was.get("degraded"):
-            episode = int(was.get("episodes", 0) or 0) + 1
+            episode = self._episodes(chain) + 1
             unknown = sum(len(u.accounts) for u in result.unreadable if u.chain == chain)
             read = sum(1 for p in result.positions if p.chain == chain)
             subject, text = chain_message(chain, True, reasons[0], unknown, read)
             alerts.append(
-                AlertRecord(
-                    f"chain:{chain}#{episode}:degraded",
-                    f"chain:{chain}",
-                    "degraded",
-                    "unknown",
-                    None,
-                    now,
-                    subject,
-                    text,
-                )
+                AlertRecord(alert_id(key, episode, "degraded"), key, "degraded", "unknown", None, now, subject, text)
             )
             row = {"degraded": 1, "since": now, "reason": reasons[0]}
             log.warning("degraded", extra={"chain": chain, "reason": reasons[0]})
@@ -271,9 +347,7 @@ class Daemon:
             episode = self._episodes(chain)
             subject, text = chain_message(chain, False, "")
             alerts.append(
-                AlertRecord(
-                    f"chain:{chain}#{episode}:recovered", f"chain:{chain}", "recovered", "ok", None, now, subject, text
-                )
+                AlertRecord(alert_id(key, episode, "recovered"), key, "recovered", "ok", None, now, subject, text)
             )
             row = {"degraded": 0, "since": now, "reason": ""}
             log.info("recovered", extra={"chain": chain})
@@ -284,48 +358,83 @@ class Daemon:
         # Each unreadable result is a read that failed (an RPC error, a garbage answer, a reverting feed).
         errors = len(reasons)
         row |= {"last_check_seconds": result.seconds, "rpc_errors": int(was.get("rpc_errors") or 0) + errors}
-        self.status[chain] = {**was, **row}
         return {chain: row}
 
     def _episodes(self, chain: str) -> int:
+        """Degraded episodes of the chain so far (each one's alert id is distinct, and so is its recovery's)."""
         return self.store.db.execute(
             "select count(*) from alerts where position = ? and kind = 'degraded'", [f"chain:{chain}"]
         ).fetchone()[0]
 
     async def prune(self) -> None:
         """Drop history older than the retention (a coroutine: the scheduler runs it on the loop's thread)."""
-        removed = self.store.prune_history(self.clock() - self.cfg.storage.retention_days * 86400)
+        try:
+            removed = self.store.prune_history(self.clock() - self.cfg.storage.retention_days * 86400)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("prune failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return
         if removed:
             log.info("pruned history", extra={"rows": removed})
 
     # --- the asyncio side
 
     async def relay_now(self) -> None:
-        """Deliver what is due; one relay pass at a time."""
+        """Deliver what is due now, once (tests and `watcher test-notify`; the daemon's relay runs on its own)."""
         async with self._relay_lock:
             await self.relay.run_once()
 
+    def _good(self, source: str, result: CheckResult, committed: bool) -> None:
+        """Feed the watchdog: a committed check that read the source counts as a good read."""
+        degraded = source in result.degraded or any(u.chain == source for u in result.unreadable)
+        if committed and not degraded:
+            self.last_good[source] = self.clock()
+            self._stalled.discard(source)
+
     async def run_chain(self, chain: str) -> None:
-        """The scheduled job: one check in a thread, then an immediate relay pass."""
+        """The scheduled job of a chain: read (async I/O on the loop), evaluate and commit."""
         try:
-            # The network read runs in a thread; evaluation and the SQLite commit stay on the loop's thread.
-            result = await asyncio.to_thread(self.read, chain)
-            self.process(chain, result)
+            result = await self.read(chain)
+            self._good(chain, result, self.process(chain, result))
         except Exception:
             log.exception("check failed", extra={"chain": chain})
-        await self.relay_now()
 
     async def read_venue(self, name: str) -> CheckResult:
         """Read one off-chain venue (on the loop: its reads are aiohttp requests)."""
         return await check_venues([self.venues[name]], self._session)
 
     async def run_venue(self, name: str) -> None:
-        """The scheduled job of an off-chain venue: read, evaluate and commit, then an immediate relay pass."""
+        """The scheduled job of an off-chain venue: read, evaluate and commit."""
         try:
-            self.process(name, await self.read_venue(name))
+            result = await self.read_venue(name)
+            self._good(name, result, self.process(name, result))
         except Exception:
             log.exception("check failed", extra={"chain": name})
-        await self.relay_now()
+
+    def watchdog(self) -> None:
+        """Mark every source whose last good read is older than its bound degraded, its positions unknown.
+
+        Whatever stopped the reads (a hung request, a stalled scheduler, a check that keeps failing to commit),
+        the user hears "degraded" and no position reads as healthy. Once per stall: a good read ends it.
+        """
+        now = self.clock()
+        for source in self.sources():
+            bound = self.watchdog_after(source)
+            age = now - self.last_good.get(source, now)
+            if age <= bound or source in self._stalled:
+                continue
+            reason = f"{source}: no good read for {age:.0f} s (stale_after {bound:g} s)"
+            if source in self.venues:
+                accounts = tuple(self.venues[source].accounts)
+                unreadable = [Unreadable(self.venues[source].protocol, source, accounts, reason)]
+            else:
+                unreadable = [
+                    Unreadable(r.protocol, source, tuple(getattr(r, "accounts", ())), reason)
+                    for r in self.readers
+                    if r.chain == source
+                ]
+            if self.process(source, CheckResult(unreadable=unreadable, degraded={source: reason})):
+                self._stalled.add(source)
+                log.warning("watchdog", extra={"chain": source, "reason": reason})
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set (SIGINT/SIGTERM in `watcher run`)."""
@@ -339,37 +448,32 @@ class Daemon:
 
     async def _run(self, stop: asyncio.Event) -> None:
         scheduler = AsyncIOScheduler()
-        for chain in sorted({r.chain for r in self.readers}):
-            interval = self.cfg.chains[chain].check_interval()
+        jobs = [
+            (chain, self.run_chain, self.cfg.chains[chain].check_interval())
+            for chain in sorted({r.chain for r in self.readers})
+        ]
+        jobs += [
+            (name, self.run_venue, self.cfg.venues[name].interval if name in self.cfg.venues else 5.0)
+            for name in sorted(self.venues)
+        ]
+        for name, job, interval in jobs:
             scheduler.add_job(
-                self.run_chain,
-                "interval",
-                args=[chain],
-                seconds=interval,
-                coalesce=True,  # a late check is run once, not once per missed tick
-                max_instances=1,  # never two checks of one chain at once
-                misfire_grace_time=max(1, int(interval * 2)),
-                next_run_time=datetime.now(UTC),  # the first check right away
-                id=f"check:{chain}",
-            )
-        for name in sorted(self.venues):
-            interval = self.cfg.venues[name].interval if name in self.cfg.venues else 5.0
-            scheduler.add_job(
-                self.run_venue,
+                job,
                 "interval",
                 args=[name],
                 seconds=interval,
-                coalesce=True,
-                max_instances=1,
+                coalesce=True,  # a late check is run once, not once per missed tick
+                max_instances=1,  # never two checks of one source at once
                 misfire_grace_time=max(1, int(interval * 2)),
-                next_run_time=datetime.now(UTC),
+                next_run_time=datetime.now(UTC),  # the first check right away
                 id=f"check:{name}",
             )
         scheduler.add_job(
             self.prune, "interval", seconds=3600, coalesce=True, max_instances=1, next_run_time=datetime.now(UTC)
         )
         scheduler.start()
-        retries = asyncio.create_task(self._retry_loop(stop))
+        relay = asyncio.create_task(self.relay.run_forever(stop))
+        watchdog = asyncio.create_task(self._watchdog_loop(stop))
         log.info(
             "started",
             extra={
@@ -380,17 +484,19 @@ class Daemon:
         )
         await stop.wait()
         scheduler.shutdown(wait=False)
-        await retries
+        await asyncio.gather(relay, watchdog)
         log.info("stopped")
 
-    async def _retry_loop(self, stop: asyncio.Event) -> None:
+    async def _watchdog_loop(self, stop: asyncio.Event) -> None:
+        # ticks at a fraction of the shortest bound, so a stall is reported within about a quarter of it
+        tick = max(0.1, min([self.watchdog_after(s) for s in self.sources()] or [1.0]) / 4)
         while not stop.is_set():
             try:
-                await self.relay_now()
+                self.watchdog()
             except Exception:
-                log.exception("relay failed")
+                log.exception("watchdog failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
+                await asyncio.wait_for(stop.wait(), timeout=tick)
 
 
 def _now_dt() -> Any:

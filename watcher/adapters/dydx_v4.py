@@ -35,7 +35,7 @@ from typing import Any
 import aiohttp
 
 from watcher.adapters.base import Account, ReadError
-from watcher.adapters.http import request_json
+from watcher.adapters.http import DEFAULT_MAX_BYTES, request_json
 from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
 
 PROTOCOL = "dydx_v4"
@@ -566,9 +566,18 @@ def position_of(
 # --- HTTP -------------------------------------------------------------------------------------------------------------
 
 
-async def _get(session: aiohttp.ClientSession, url: str, what: str, timeout: float, missing_ok: bool = False) -> Any:
+async def _get(
+    session: aiohttp.ClientSession,
+    url: str,
+    what: str,
+    timeout: float,
+    missing_ok: bool = False,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Any:
     """One GET as JSON; transport, status and JSON problems become ReadError (404 gives None when `missing_ok`)."""
-    return await request_json(session, "GET", url, venue=PROTOCOL, what=what, timeout=timeout, missing_ok=missing_ok)
+    return await request_json(
+        session, "GET", url, venue=PROTOCOL, what=what, timeout=timeout, missing_ok=missing_ok, max_bytes=max_bytes
+    )
 
 
 class DydxV4Reader:
@@ -584,12 +593,14 @@ class DydxV4Reader:
         subaccounts: Mapping[str, list[int]] | None = None,
         timeout: float = 10.0,
         max_age: float = 120.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         """Validate the accounts (dydx1... addresses) and the subaccount numbers to read for each (default [0])."""
         self.max_age = max_age  #: seconds: an indexer whose latest block is older serves stale state: unknown
         self.chain = name
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.max_bytes = max_bytes  #: bytes one answer may have
         self.accounts = [Account(validate_address(a.address), a.label) for a in accounts]
         subs = {validate_address(k): list(v) for k, v in (subaccounts or {}).items()}
         self.subaccounts: dict[str, list[int]] = {}
@@ -624,11 +635,16 @@ class DydxV4Reader:
         targets = self._targets()
         base = self.base_url + "/v4"
         raw_height, raw_markets, *raw_subs = await asyncio.gather(
-            _get(session, f"{base}/height", "height", self.timeout),
-            _get(session, f"{base}/perpetualMarkets", "perpetualMarkets", self.timeout),
+            _get(session, f"{base}/height", "height", self.timeout, max_bytes=self.max_bytes),
+            _get(session, f"{base}/perpetualMarkets", "perpetualMarkets", self.timeout, max_bytes=self.max_bytes),
             *(
                 _get(
-                    session, f"{base}/addresses/{a.address}/subaccountNumber/{n}", f"subaccount {n}", self.timeout, True
+                    session,
+                    f"{base}/addresses/{a.address}/subaccountNumber/{n}",
+                    f"subaccount {n}",
+                    self.timeout,
+                    True,
+                    self.max_bytes,
                 )
                 for a, n in targets
             ),

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from watcher.adapters.base import Account, ReadError
-from watcher.adapters.http import request_json
+from watcher.adapters.http import DEFAULT_MAX_BYTES, request_json
 from watcher.margin import Tier, hyperliquid_tiers, isolated_liquidation_price, with_deductions
 from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
 
@@ -176,14 +176,23 @@ def parse_account(user: str, state: Any) -> AccountState:
     )
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: Mapping[str, Any], timeout: float) -> Any:
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: Mapping[str, Any], timeout: float, max_bytes: int
+) -> Any:
     """One info request; any transport, status or JSON problem becomes a ReadError."""
     what = str(body.get("type"))
-    return await request_json(session, "POST", url, venue=PROTOCOL, what=what, timeout=timeout, body=body)
+    return await request_json(
+        session, "POST", url, venue=PROTOCOL, what=what, timeout=timeout, body=body, max_bytes=max_bytes
+    )
 
 
 async def fetch_state(
-    session: aiohttp.ClientSession, base_url: str, users: list[str], timeout: float = 10.0, max_age: float = 120.0
+    session: aiohttp.ClientSession,
+    base_url: str,
+    users: list[str],
+    timeout: float = 10.0,
+    max_age: float = 120.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> HyperliquidSnapshot:
     """Read meta with the asset contexts (mark prices) and each user's clearinghouse state; ReadError on anything odd.
 
@@ -192,8 +201,8 @@ async def fetch_state(
     """
     url = base_url.rstrip("/") + "/info"
     both, *states = await asyncio.gather(
-        _post(session, url, {"type": "metaAndAssetCtxs"}, timeout),
-        *(_post(session, url, {"type": "clearinghouseState", "user": u}, timeout) for u in users),
+        _post(session, url, {"type": "metaAndAssetCtxs"}, timeout, max_bytes),
+        *(_post(session, url, {"type": "clearinghouseState", "user": u}, timeout, max_bytes) for u in users),
     )
     if not (isinstance(both, list) and len(both) == 2):
         raise ReadError("hyperliquid: metaAndAssetCtxs is not a [meta, assetCtxs] pair")
@@ -385,8 +394,15 @@ class HyperliquidReader:
     protocol = PROTOCOL
 
     def __init__(
-        self, name: str, base_url: str, accounts: Sequence[Account], timeout: float = 10.0, max_age: float = 120.0
+        self,
+        name: str,
+        base_url: str,
+        accounts: Sequence[Account],
+        timeout: float = 10.0,
+        max_age: float = 120.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
+        self.max_bytes = max_bytes  #: bytes one answer may have
         self.max_age = max_age  #: seconds: older state from the venue is unknown, never healthy
         self.chain = name
         self.base_url = base_url
@@ -398,5 +414,5 @@ class HyperliquidReader:
         """Every account's positions now; ReadError when any answer cannot be trusted."""
         # the info API documents users as lowercase hex; config addresses are checksummed
         users = [a.address.lower() for a in self.accounts]
-        snap = await fetch_state(session, self.base_url, users, self.timeout, self.max_age)
+        snap = await fetch_state(session, self.base_url, users, self.timeout, self.max_age, self.max_bytes)
         return positions_from(snap, self.accounts, self.chain)

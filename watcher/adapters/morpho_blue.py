@@ -209,7 +209,7 @@ class MorphoBlueReader(TaggedReader):
         self._calls: list[Call] = []
         self._planned_for: tuple[Any, ...] | None = None
 
-    def discover(self, client: Any, head: int) -> None:
+    async def discover(self, client: Any, head: int) -> None:
         """Add the markets the accounts entered since the last scan (eth_getLogs, at most every rescan_seconds)."""
         if self.discover_from is None or not self.accounts:
             return
@@ -223,8 +223,8 @@ class MorphoBlueReader(TaggedReader):
             else max(self.discover_from, self.scanned_to + 1 - REORG_BLOCKS)
         )
         who = ["0x" + a.address[2:].lower().rjust(64, "0") for a in self.accounts]
-        logs = client.get_logs(self.morpho, [SUPPLY_COLLATERAL_TOPIC, None, None, who], start, head)
-        logs += client.get_logs(self.morpho, [BORROW_TOPIC, None, who], start, head)
+        logs = await client.get_logs(self.morpho, [SUPPLY_COLLATERAL_TOPIC, None, None, who], start, head)
+        logs += await client.get_logs(self.morpho, [BORROW_TOPIC, None, who], start, head)
         for log in logs:
             topics = log.get("topics")
             # the id must be a whole bytes32: a malformed one kept in market_ids would break every later check
