@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from watcher.alerts import AlertState, Event, Observation, Rules, Severity, evaluate
 from watcher.model import WAD
 
@@ -82,3 +84,20 @@ def test_falling_fast() -> None:
 def test_no_debt_is_ok() -> None:
     state, ev = run([None, None])
     assert ev == [] and state.level is Severity.OK
+
+
+def test_alert_ids_are_url_safe_and_name_key_episode_and_level() -> None:
+    # critical, two repeats (30 min), recovery, then a second episode
+    _, ev = run(["1.05"] * 62 + ["1.5", "1.05"], dt=60.0)
+    ids = [e.alert_id for e in ev if e.kind != "falling_fast"]
+    key = "aave_v3:eth:0xA"
+    assert ids == [
+        f"{key}:e1:critical",
+        f"{key}:e1:critical:r1",
+        f"{key}:e1:critical:r2",
+        f"{key}:e1:recovered",
+        f"{key}:e2:critical",
+    ]
+    for alert_id in ids + [e.alert_id for e in ev]:
+        # Nothing a URL path would change: pasted from a message's ref: line, it is the path segment as is.
+        assert "#" not in alert_id and quote(alert_id, safe=":@") == alert_id

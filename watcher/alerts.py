@@ -72,6 +72,11 @@ class Event:
     alert_id: str = field(default="")
 
 
+def alert_id(key: str, episode: int, *parts: str) -> str:
+    """A URL-safe alert id, `{key}:e{episode}:{part}...`: pasted from a message's `ref:` line, it works in a URL."""
+    return ":".join((key, f"e{episode}", *parts))
+
+
 def classify(health: int | None, liquidatable: bool, warn: int, critical: int) -> Severity:
     """The level thresholds give a reading; the protocol's own verdict alone decides liquidatable."""
     if liquidatable:
@@ -128,12 +133,12 @@ def evaluate(key: str, state: AlertState, obs: Observation, rules: Rules) -> tup
                 pending_count=0,
                 episode=episode,
             )
-            events.append(Event(kind, level, obs.health, obs.at, f"{key}#{episode}:{level.name.lower()}"))
+            events.append(Event(kind, level, obs.health, obs.at, alert_id(key, episode, level.name.lower())))
         else:
             new = replace(state, pending=level, pending_count=pending_count)
     elif level < state.level:
         if level == Severity.OK:
-            events.append(Event("recover", Severity.OK, obs.health, obs.at, f"{key}#{state.episode}:recovered"))
+            events.append(Event("recover", Severity.OK, obs.health, obs.at, alert_id(key, state.episode, "recovered")))
             new = replace(state, level=level, since=obs.at, last_notified=obs.at, pending=Severity.OK, pending_count=0)
         else:
             new = replace(state, level=level, pending=Severity.OK, pending_count=0)
@@ -143,7 +148,7 @@ def evaluate(key: str, state: AlertState, obs: Observation, rules: Rules) -> tup
             new = replace(new, last_notified=obs.at)
             n = int((obs.at - state.since) // rules.repeat[level - 1])
             events.append(
-                Event("repeat", level, obs.health, obs.at, f"{key}#{state.episode}:{level.name.lower()}:r{n}")
+                Event("repeat", level, obs.health, obs.at, alert_id(key, state.episode, level.name.lower(), f"r{n}"))
             )
     new, fall = _falling_fast(key, new, obs, rules)
     return new, events + fall

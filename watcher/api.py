@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import ipaddress
 import json
 import logging
 import math
+import re
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -20,6 +23,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from watcher.api_guard import GUARD, connections, install
 from watcher.config import Config, ConfigError
 from watcher.model import Level
 from watcher.notify import outbox
@@ -32,6 +36,11 @@ STORE: web.AppKey[Store] = web.AppKey("store", Store)
 SETTINGS: web.AppKey[dict[str, Any]] = web.AppKey("settings", dict)
 LEVELS = tuple(level.value for level in Level)
 MAX_LIMIT = 1000
+MAX_SILENCE_DAYS = 366  #: a silence ends within this many days: a later `until` is almost surely milliseconds
+MAX_BODY = 64 * 1024  #: bytes a request body may have (a silence is a few hundred)
+#: Whole numbers and unix seconds in parameters: ASCII digits only (str.isdigit and float() take '²', '١٢', '1_0').
+_DIGITS = re.compile(r"[0-9]{1,9}")
+_SECONDS = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,9})?")
 
 
 class BadRequest(web.HTTPBadRequest):
@@ -39,6 +48,27 @@ class BadRequest(web.HTTPBadRequest):
 
     def __init__(self, message: str) -> None:
         super().__init__(text=message)
+
+
+class BodyTooLarge(web.HTTPException):
+    """A 413 that says how large a body may be."""
+
+    status_code = 413
+
+    def __init__(self, message: str) -> None:
+        super().__init__(text=message)
+
+
+class BodyTimeout(web.HTTPException):
+    """A 408: the body did not arrive within api.body_timeout."""
+
+    status_code = 408
+
+    def __init__(self, message: str) -> None:
+        super().__init__(text=message)
+
+
+_OWN_MESSAGES = (BadRequest, BodyTooLarge, BodyTimeout)
 
 
 def is_loopback(host: str) -> bool:
@@ -102,10 +132,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        message = exc.text if isinstance(exc, BadRequest) else exc.reason
+        message = exc.text if isinstance(exc, _OWN_MESSAGES) else exc.reason
         return _error(
             request, exc.status, message or exc.reason, {k: v for k, v in exc.headers.items() if k == "Allow"}
         )
+    except sqlite3.OperationalError as exc:
+        # Locked, unreadable, disk I/O: the state cannot be read now, which is not a bug in the request.
+        log.error("api storage failed", extra={"path": request.path, "error": str(exc)[:200]})
+        return _error(request, 503, f"storage unavailable ({str(exc)[:200]})")
     except Exception as exc:
         log.error("api handler failed", extra={"path": request.path, "error": type(exc).__name__})
         return _error(request, 500, "internal error")
@@ -127,6 +161,24 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
+@web.middleware
+async def bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read any request body whole, at most MAX_BODY bytes within api.body_timeout, before a handler sees it."""
+    if request.can_read_body:
+        limit = request.client_max_size
+        if request.content_length is not None and request.content_length > limit:
+            raise BodyTooLarge(f"body: {request.content_length} bytes is more than the {limit} allowed")
+        timeout = request.app[SETTINGS]["limits"]["body_timeout"]
+        try:
+            async with asyncio.timeout(timeout):
+                await request.read()  # kept by aiohttp: request.json() parses these bytes
+        except TimeoutError:
+            raise BodyTimeout(f"body: not received within {timeout:g} s (api.body_timeout)") from None
+        except web.HTTPRequestEntityTooLarge:
+            raise BodyTooLarge(f"body: more than the {limit} bytes allowed") from None
+    return await handler(request)
+
+
 # --- parameters
 
 
@@ -135,24 +187,41 @@ def _query(request: web.Request, allowed: Iterable[str]) -> dict[str, str]:
     for name in request.query:
         if name not in allowed:
             raise BadRequest(f"unknown query parameter {name!r} (allowed: {', '.join(sorted(allowed))})")
-    return {k: v for k, v in request.query.items()}
+    return {k: _text(v, k) for k, v in request.query.items()}
+
+
+def _text(value: str, name: str) -> str:
+    """A text parameter SQLite can bind: a JSON "\\ud800" escape gives a lone surrogate, which has no UTF-8."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise BadRequest(f"{name}: not valid UTF-8") from None
+    return value
+
+
+def _show(value: Any) -> str:
+    """A bad value, short, for an error message (str() of a huge integer would be slow or fail)."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"a {value.bit_length()}-bit number"
+    return repr(str(value)[:40]) if isinstance(value, str) else str(value)[:40]
 
 
 def parse_time(value: Any, name: str) -> float:
     """Unix seconds or ISO-8601 (UTC unless an offset is given); a 400 naming `name` otherwise."""
-    if isinstance(value, bool):
-        raise BadRequest(f"{name}: expected unix seconds or an ISO-8601 time")
     if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
+        if _SECONDS.fullmatch(value):
+            return float(value)
+        if len(value) <= 64 and value.isascii():
             try:
                 return _iso(value)
-            except ValueError:
+            except (ValueError, OverflowError):
                 pass
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    raise BadRequest(f"{name}: {str(value)[:40]!r} is not unix seconds nor an ISO-8601 time")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) <= 10**18:
+            return float(value)
+    elif isinstance(value, float) and math.isfinite(value):
+        return value
+    raise BadRequest(f"{name}: {_show(value)} is not unix seconds nor an ISO-8601 time")
 
 
 def _iso(value: str) -> float:
@@ -166,15 +235,35 @@ def _account(value: str, name: str = "account") -> str:
     return to_checksum_address(value)
 
 
-def _limit(q: dict[str, str], default: int = 100) -> int:
-    raw = q.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(f"limit: {raw[:20]!r} is not a whole number from 1 to {MAX_LIMIT}")
+def whole_number(raw: str, name: str, lo: int, hi: int) -> int:
+    """A parameter that must be a whole number from lo to hi, in ASCII digits; a 400 naming `name` otherwise."""
+    if not _DIGITS.fullmatch(raw) or not lo <= int(raw) <= hi:
+        raise BadRequest(f"{name}: {raw[:20]!r} is not a whole number from {lo} to {hi}")
     return int(raw)
 
 
-def _iso_of(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
+def _limit(q: dict[str, str], default: int = 100) -> int:
+    return whole_number(q["limit"], "limit", 1, MAX_LIMIT) if "limit" in q else default
+
+
+def _finite(t: Any) -> float | None:
+    """A stored time as a float, or None for anything else (NULL, inf, a string from an older version)."""
+    if isinstance(t, int | float) and not isinstance(t, bool):
+        with contextlib.suppress(OverflowError):
+            if math.isfinite(t):
+                return float(t)
+    return None
+
+
+def _iso_of(t: Any) -> str | None:
+    """ISO-8601 of a stored time; None when it is none, or beyond what a date can say (year 10000 on)."""
+    t = _finite(t)
+    if t is None:
+        return None
+    try:
+        return datetime.fromtimestamp(t, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _health(raw: str | None) -> dict[str, Any]:
@@ -183,45 +272,136 @@ def _health(raw: str | None) -> dict[str, Any]:
     return {"health_raw": int(raw), "health": str(Decimal(int(raw)).scaleb(-18).normalize())}
 
 
+# --- freshness: a dead or hung daemon must never read as healthy
+
+
+def _bounds(cfg: Config) -> dict[str, float]:
+    """Seconds without a good read after which each configured chain and venue counts as degraded."""
+    out = {name: chain.watchdog_after() for name, chain in cfg.chains.items()}
+    out.update({name: venue.watchdog_after() for name, venue in cfg.venues.items()})
+    return out
+
+
+def _stale_reason(age: float, bound: float) -> str:
+    return f"no good read for {int(age)} s (stale_after {bound:g} s)"
+
+
+def _freshness(settings: dict[str, Any], status: dict[str, dict[str, Any]], now: float) -> dict[str, tuple[float, str]]:
+    """Per source whose last good read (else its first failure, else the API's start) is older than its bound:
+    (the time before which a position's reading is too old, why)."""
+    out = {}
+    for name, bound in settings["bounds"].items():
+        row = status.get(name)
+        if row is None:
+            ref = settings["started"]
+        else:
+            ref = _finite(row.get("last_ok"))
+            if ref is None:
+                ref = _finite(row.get("since"))
+        if ref is not None and now - ref > bound:
+            out[name] = (now - bound, _stale_reason(now - ref, bound))
+    return out
+
+
+def _stale_sql(stale: dict[str, tuple[float, str]]) -> tuple[str, list[Any]]:
+    """SQL true for a positions row whose reading is too old on a stale source (its own read may be newer)."""
+    if not stale:
+        return "0", []
+    sql = " or ".join("(chain = ? and coalesce(updated_at, 0) < ?)" for _ in stale)
+    return f"({sql})", [x for name, (cutoff, _) in stale.items() for x in (name, cutoff)]
+
+
+def _stale_doc(text: str, chain: str, stale: dict[str, tuple[float, str]]) -> str:
+    doc = json.loads(text)
+    doc |= {"level": "unknown", "stale": True, "stale_reason": stale[chain][1]}
+    return json.dumps(doc)
+
+
 # --- handlers
+
+
+def _storage(live: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The daemon's own report on its database writes, when it runs in this process."""
+    if live is None:
+        return None
+    s = live.get("storage")
+    s = s if isinstance(s, dict) else {}
+    since = _finite(s.get("since"))
+    return {
+        "ok": s.get("ok", True) is not False,
+        "error": str(s.get("error") or ""),
+        "since": since,
+        "since_iso": _iso_of(since),
+    }
 
 
 async def health(request: web.Request) -> web.Response:
     """The watcher's own liveness and, per chain, its last good read and lag."""
+    settings = request.app[SETTINGS]
     store = request.app[STORE]
-    now = time.time()
+    now = settings["clock"]()
+    storage = _storage(settings["live"])
+    try:
+        status = store.chain_status()
+        depth = outbox.depth(store.db)
+    except sqlite3.Error as exc:
+        # The one answer that must still come when the database cannot be read: not ok.
+        doc = {
+            "status": "degraded",
+            "now": now,
+            "storage": {**(storage or {}), "ok": False, "error": f"cannot read the database: {str(exc)[:200]}"},
+        }
+        return _json(doc, request, 503)
+    stale = _freshness(settings, status, now)
     chains = {}
-    for name, row in sorted(store.chain_status().items()):
-        last_ok = row.get("last_ok")
+    for name in sorted(set(status) | set(settings["bounds"])):
+        row = status.get(name, {})
+        last_ok = _finite(row.get("last_ok"))
+        degraded, reason = bool(row.get("degraded")), str(row.get("reason") or "")
+        if name in stale:
+            reason = f"{reason}; {stale[name][1]}" if degraded and reason else stale[name][1]
+            degraded = True
+        elif not row:
+            reason = "no read yet"
         chains[name] = {
-            "degraded": bool(row.get("degraded")),
-            "reason": row.get("reason") or "",
-            "since": row.get("since"),
+            "degraded": degraded,
+            "stale": name in stale,
+            "reason": reason,
+            "since": _finite(row.get("since")),
             "last_ok": last_ok,
             "last_ok_iso": _iso_of(last_ok),
             "last_block": row.get("last_block"),
             "lag_seconds": None if last_ok is None else round(now - last_ok, 3),
-            "last_check_seconds": row.get("last_check_seconds"),
+            "last_check_seconds": _finite(row.get("last_check_seconds")),
             "rpc_errors": int(row.get("rpc_errors") or 0),
+            "stale_after": settings["bounds"].get(name),
         }
     oks = [c["last_ok"] for c in chains.values() if c["last_ok"] is not None]
-    status = "degraded" if any(c["degraded"] for c in chains.values()) else ("ok" if chains else "starting")
-    return _json(
-        {
-            "status": status,
-            "now": now,
-            "last_check": max(oks) if oks else None,
-            "last_check_iso": _iso_of(max(oks)) if oks else None,
-            "chains": chains,
-            "outbox_depth": outbox.depth(store.db),
-        },
-        request,
-    )
+    if any(c["degraded"] for c in chains.values()) or (storage is not None and not storage["ok"]):
+        overall = "degraded"
+    elif not chains or any(name not in status for name in chains):
+        overall = "starting"
+    else:
+        overall = "ok"
+    doc = {
+        "status": overall,
+        "now": now,
+        "last_check": max(oks) if oks else None,
+        "last_check_iso": _iso_of(max(oks)) if oks else None,
+        "chains": chains,
+        "outbox_depth": depth,
+    }
+    if storage is not None:
+        doc["storage"] = storage
+    return _json(doc, request)
 
 
 async def positions(request: web.Request) -> web.Response:
-    """Current positions, filtered by account, protocol, chain and level."""
+    """Current positions, filtered by account, protocol, chain and level; a stale source's are unknown."""
     q = _query(request, ("account", "protocol", "chain", "level"))
+    store = request.app[STORE]
+    stale = _freshness(request.app[SETTINGS], store.chain_status(), request.app[SETTINGS]["clock"]())
+    is_stale, stale_args = _stale_sql(stale)
     where, args = [], []
     if "account" in q:
         where.append("account = ?")
@@ -233,20 +413,34 @@ async def positions(request: web.Request) -> web.Response:
     if "level" in q:
         if q["level"] not in LEVELS:
             raise BadRequest(f"level: {q['level'][:40]!r} is not one of {', '.join(LEVELS)}")
-        where.append("level = ?")
-        args.append(q["level"])
-    sql = "select doc from positions" + (" where " + " and ".join(where) if where else "") + " order by position"
-    docs = [d for (d,) in request.app[STORE].db.execute(sql, args).fetchall()]
+        if q["level"] == "unknown":
+            where.append(f"(level = 'unknown' or {is_stale})")
+            args.extend(stale_args)
+        else:
+            where.append(f"(level = ? and not {is_stale})")
+            args.extend([q["level"], *stale_args])
+    sql = (
+        f"select doc, chain, {is_stale} from positions"
+        + (" where " + " and ".join(where) if where else "")
+        + " order by position"
+    )
+    rows = store.db.execute(sql, [*stale_args, *args]).fetchall()
     # The stored documents are already JSON: splice them rather than parse and re-encode a thousand of them.
+    docs = [_stale_doc(d, chain, stale) if old else d for d, chain, old in rows]
     return _raw_json('{"positions": [' + ", ".join(docs) + "]}", request)
 
 
 def _position_doc(request: web.Request) -> tuple[str, dict[str, Any]]:
-    key = request.match_info["id"]
-    row = request.app[STORE].db.execute("select doc from positions where position = ?", [key]).fetchone()
+    key = _text(request.match_info["id"], "id")
+    store = request.app[STORE]
+    row = store.db.execute("select doc, chain, updated_at from positions where position = ?", [key]).fetchone()
     if row is None:
         raise web.HTTPNotFound(reason=f"no position {key[:120]!r}")
-    return key, json.loads(row[0])
+    doc, chain, updated_at = row
+    stale = _freshness(request.app[SETTINGS], store.chain_status(), request.app[SETTINGS]["clock"]())
+    if chain in stale and (_finite(updated_at) or 0.0) < stale[chain][0]:
+        doc = _stale_doc(doc, chain, stale)
+    return key, json.loads(doc)
 
 
 async def position(request: web.Request) -> web.Response:
@@ -348,10 +542,11 @@ async def alerts(request: web.Request) -> web.Response:
 
 async def ack(request: web.Request) -> web.Response:
     """Acknowledge an alert (the first acknowledgement's time is kept)."""
-    store, alert_id = request.app[STORE], request.match_info["id"]
+    store, alert_id = request.app[STORE], _text(request.match_info["id"], "id")
     with store.db.atomic():
         cur = store.db.execute(
-            "update alerts set acked_at = coalesce(acked_at, ?) where id = ?", [time.time(), alert_id]
+            "update alerts set acked_at = coalesce(acked_at, ?) where id = ?",
+            [request.app[SETTINGS]["clock"](), alert_id],
         )
     if not cur.rowcount:
         raise web.HTTPNotFound(reason=f"no alert {alert_id[:120]!r}")
@@ -359,14 +554,16 @@ async def ack(request: web.Request) -> web.Response:
 
 
 def _silence_json(row: tuple[Any, ...]) -> dict[str, Any]:
+    # Rows may come from an older version that stored any `until` (an infinite or millisecond one): never fail on
+    # them, or the silence could be neither listed nor removed.
     sid, account, position_, until, created = row
     return {
         "id": sid,
         "account": account,
         "position": position_,
-        "until": until,
+        "until": _finite(until),
         "until_iso": _iso_of(until),
-        "created_at": created,
+        "created_at": _finite(created),
     }
 
 
@@ -392,11 +589,17 @@ async def add_silence(request: web.Request) -> web.Response:
         position_ = body["position"]
         if not isinstance(position_, str) or not position_:
             raise BadRequest("position: expected a position id string")
+        _text(position_, "position")
     if "until" not in body:
         raise BadRequest("until: required (unix seconds or ISO-8601)")
-    until, now = parse_time(body["until"], "until"), time.time()
+    until, now = parse_time(body["until"], "until"), request.app[SETTINGS]["clock"]()
     if until <= now:
         raise BadRequest("until: must be in the future")
+    if until - now > MAX_SILENCE_DAYS * 86400:
+        raise BadRequest(
+            f"until: {_show(body['until'])} is more than {MAX_SILENCE_DAYS} days ahead;"
+            " send unix seconds, not milliseconds"
+        )
     db = request.app[STORE].db
     with db.atomic():
         cur = db.execute(
@@ -409,29 +612,51 @@ async def add_silence(request: web.Request) -> web.Response:
 async def list_silences(request: web.Request) -> web.Response:
     """The silences in force now."""
     rows = request.app[STORE].db.execute(
-        "select id, account, position, until, created_at from silences where until > ? order by until", [time.time()]
+        "select id, account, position, until, created_at from silences where until > ? order by until",
+        [request.app[SETTINGS]["clock"]()],
     )
     return _json({"silences": [_silence_json(r) for r in rows.fetchall()]}, request)
+
+
+async def delete_silence(request: web.Request) -> web.Response:
+    """End a silence now (whatever its `until`); answers the silence removed."""
+    raw = request.match_info["id"]
+    db = request.app[STORE].db
+    row = None
+    if _DIGITS.fullmatch(raw):
+        with db.atomic():
+            row = db.execute(
+                "select id, account, position, until, created_at from silences where id = ?", [int(raw)]
+            ).fetchone()
+            if row is not None:
+                db.execute("delete from silences where id = ?", [int(raw)])
+    if row is None:
+        raise web.HTTPNotFound(reason=f"no silence {raw[:40]!r}")
+    return _json(_silence_json(row), request)
 
 
 class StoreCollector(Collector):
     """Metrics computed from the store at each scrape, so `watcher api` alone serves the same figures."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, settings: dict[str, Any]) -> None:
         self.store = store
+        self.settings = settings
 
     def collect(self) -> Iterable[Any]:
         """Position health, check duration and RPC errors per chain, outbox depth."""
         db = self.store.db
+        status = self.store.chain_status()
+        stale = _freshness(self.settings, status, self.settings["clock"]())
         health = GaugeMetricFamily(
             "margin_watcher_position_health",
-            "Health factor of a position (+Inf without debt); unknown positions are left out",
+            "Health factor of a position (+Inf without debt); unknown and stale positions are left out",
             labels=["position", "protocol", "chain", "account"],
         )
-        for key, protocol, chain, account, level, h in db.execute(
-            "select position, protocol, chain, account, level, health from positions order by position"
+        for key, protocol, chain, account, level, h, updated_at in db.execute(
+            "select position, protocol, chain, account, level, health, updated_at from positions order by position"
         ).fetchall():
-            if level != "unknown":
+            too_old = chain in stale and (_finite(updated_at) or 0.0) < stale[chain][0]
+            if level != "unknown" and not too_old:
                 value = float("inf") if h is None else float(Decimal(int(h)).scaleb(-18))
                 health.add_metric([key, protocol, chain, account], value)
         yield health
@@ -441,16 +666,21 @@ class StoreCollector(Collector):
         errors = CounterMetricFamily(
             "margin_watcher_rpc_errors", "Reads that failed (RPC errors, bad answers), per chain", labels=["chain"]
         )
-        degraded = GaugeMetricFamily("margin_watcher_chain_degraded", "1 when a chain cannot be read", labels=["chain"])
+        degraded = GaugeMetricFamily(
+            "margin_watcher_chain_degraded",
+            "1 when a chain cannot be read, or was not read for too long",
+            labels=["chain"],
+        )
         last_ok = GaugeMetricFamily(
             "margin_watcher_last_ok_timestamp_seconds", "Time of the last good read of a chain", labels=["chain"]
         )
-        for chain, row in sorted(self.store.chain_status().items()):
-            if row.get("last_check_seconds") is not None:
+        for chain in sorted(set(status) | set(stale)):
+            row = status.get(chain, {})
+            if _finite(row.get("last_check_seconds")) is not None:
                 duration.add_metric([chain], row["last_check_seconds"])
             errors.add_metric([chain], float(row.get("rpc_errors") or 0))
-            degraded.add_metric([chain], float(row.get("degraded") or 0))
-            if row.get("last_ok") is not None:
+            degraded.add_metric([chain], 1.0 if row.get("degraded") or chain in stale else 0.0)
+            if _finite(row.get("last_ok")) is not None:
                 last_ok.add_metric([chain], row["last_ok"])
         yield from (duration, errors, degraded, last_ok)
         yield GaugeMetricFamily("margin_watcher_outbox_depth", "Messages waiting for delivery", value=outbox.depth(db))
@@ -470,75 +700,164 @@ async def openapi(request: web.Request) -> web.Response:
     return _json(OPENAPI, request)
 
 
-def _op(summary: str, params: Iterable[str] = (), *, write: bool = False, body: bool = False) -> dict[str, Any]:
-    where = {"id": "path", "account": "query", "protocol": "query", "chain": "query", "level": "query"}
-    op: dict[str, Any] = {
-        "summary": summary,
-        "parameters": [
-            {"name": p, "in": where.get(p, "query"), "required": where.get(p) == "path", "schema": {"type": "string"}}
-            for p in params
-        ],
-        "responses": {"200": {"description": "OK", "content": {"application/json": {}}}},
-    }
-    if write:
-        op["security"] = [{"bearer": []}]
-        op["responses"] |= {"401": {"description": "missing or wrong token"}}
-    if body:
-        op["requestBody"] = {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "account": {"type": "string"},
-                            "position": {"type": "string"},
-                            "until": {"oneOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]},
-                        },
-                        "required": ["until"],
-                    }
+_PARAMS: dict[str, dict[str, Any]] = {
+    "id": {"in": "path", "schema": {"type": "string"}, "description": "an id as the API or a message's ref: gave it"},
+    "account": {"in": "query", "schema": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}},
+    "protocol": {"in": "query", "schema": {"type": "string"}},
+    "chain": {"in": "query", "schema": {"type": "string"}, "description": "a chain or venue name from the config"},
+    "level": {
+        "in": "query",
+        "schema": {"type": "string", "enum": list(LEVELS)},
+        "description": "unknown includes the positions of a chain not read for longer than its stale_after",
+    },
+    "since": {
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "unix seconds (ASCII digits, optional fraction) or an ISO-8601 time (UTC unless given)",
+    },
+    "limit": {"in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
+    "open": {"in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
+    "position": {"in": "query", "schema": {"type": "string"}},
+}
+_ERROR = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "properties": {"status": {"type": "integer"}, "message": {"type": "string"}},
                 }
             },
         }
-        op["responses"] = {"201": {"description": "created"}, "400": {"description": "bad body"}}
+    }
+}
+
+
+def _op(
+    summary: str,
+    params: Iterable[str] = (),
+    *,
+    write: bool = False,
+    body: dict[str, Any] | None = None,
+    ok: str = "200",
+    content: str = "application/json",
+    integer_id: bool = False,
+) -> dict[str, Any]:
+    """One operation: its parameters, and every status it can answer besides 500."""
+    parameters = []
+    for p in params:
+        spec = {"name": p, "required": _PARAMS[p]["in"] == "path", **_PARAMS[p]}
+        if p == "id" and integer_id:
+            spec["schema"] = {"type": "integer", "minimum": 1}
+        parameters.append(spec)
+    responses: dict[str, Any] = {ok: {"description": "OK", "content": {content: {}}}}
+    errors_ = {"421": "the Host header does not name the API's address", "503": "the database cannot be read now"}
+    if params:
+        errors_["400"] = "a bad parameter (the message names it)"
+    if any(_PARAMS[p]["in"] == "path" for p in params):
+        errors_["404"] = "no such id"
+    if write:
+        errors_ |= {"401": "missing or wrong bearer token", "403": "writes need api.token to be configured"}
+    if body is not None:
+        errors_ |= {
+            "400": "a bad body (the message names the key)",
+            "408": "the body did not arrive within api.body_timeout",
+            "413": f"a body over {MAX_BODY} bytes",
+        }
+    responses |= {code: {"description": text, "content": _ERROR} for code, text in sorted(errors_.items())}
+    op: dict[str, Any] = {"summary": summary, "parameters": parameters, "responses": responses}
+    if write:
+        op["security"] = [{"bearer": []}]
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     return op
 
+
+_SILENCE_BODY = {
+    "type": "object",
+    "properties": {
+        "account": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"},
+        "position": {"type": "string"},
+        "until": {
+            "oneOf": [{"type": "number"}, {"type": "string", "format": "date-time"}],
+            "description": f"unix seconds (not milliseconds) or ISO-8601; in the future, at most {MAX_SILENCE_DAYS}"
+            " days ahead",
+        },
+    },
+    "required": ["until"],
+    "additionalProperties": False,
+    "description": "exactly one of account or position",
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "Margin Watcher local API", "version": "1"},
     "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     "paths": {
-        "/health": {"get": _op("Watcher liveness, last good check and lag per chain")},
-        "/positions": {"get": _op("Current positions", ("account", "protocol", "chain", "level"))},
+        "/health": {
+            "get": _op(
+                "Watcher liveness, last good check and lag per chain and venue; degraded when one was not read for"
+                " longer than its stale_after, or (under `watcher run`) when the database cannot be written"
+            )
+        },
+        "/positions": {
+            "get": _op(
+                "Current positions; on a chain not read for too long, level unknown and stale true",
+                ("account", "protocol", "chain", "level"),
+            )
+        },
         "/positions/{id}": {"get": _op("One position: legs, liquidation prices, advice", ("id",))},
         "/positions/{id}/history": {"get": _op("Stored readings since a time", ("id", "since", "limit"))},
         "/alerts": {"get": _op("Recent alerts with delivery status per channel", ("open", "position", "limit"))},
         "/alerts/{id}/ack": {"post": _op("Acknowledge an alert", ("id",), write=True)},
         "/silences": {
             "get": _op("Silences in force"),
-            "post": _op("Mute an account or a position until a time", write=True, body=True),
+            "post": _op("Mute an account or a position until a time", write=True, body=_SILENCE_BODY, ok="201"),
         },
-        "/metrics": {"get": _op("Prometheus metrics (text format)")},
+        "/silences/{id}": {"delete": _op("End a silence now; answers it", ("id",), write=True, integer_id=True)},
+        "/metrics": {"get": _op("Prometheus metrics", content="text/plain")},
         "/openapi.json": {"get": _op("This description")},
     },
 }
 
 
-def make_app(store: Store, cfg: Config, *, token: str | None, host: str, port: int) -> web.Application:
+def make_app(
+    store: Store,
+    cfg: Config,
+    *,
+    token: str | None,
+    host: str,
+    port: int,
+    live: dict[str, Any] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
     """The aiohttp application over a store; `port` is the bound port (what Host headers must name)."""
+    # `live`: a dict the daemon in this process keeps up to date, {"storage": {"ok", "error", "since"}}.
     check_bind(host, token)
-    app = web.Application(middlewares=[errors, guard])
+    # Outermost first: connection bookkeeping sees the final response; bodies are read before any handler.
+    app = web.Application(middlewares=[connections, errors, bodies, guard], client_max_size=MAX_BODY)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store))
-    app[STORE] = store
-    app[SETTINGS] = {
+    settings: dict[str, Any] = {
         "token": token,
         "token_for_reads": not is_loopback(host),
         "hosts": None,
         "secrets": secrets_of(cfg, token),
         "registry": registry,
+        "live": live,
+        "clock": clock,
+        "started": clock(),
+        "bounds": _bounds(cfg),
+        "limits": {
+            "header_timeout": cfg.api.header_timeout,
+            "body_timeout": cfg.api.body_timeout,
+            "max_connections": cfg.api.max_connections,
+        },
     }
+    registry.register(StoreCollector(store, settings))
+    app[STORE] = store
+    app[SETTINGS] = settings
+    app[GUARD] = {}
     set_port(app, host, port)
     app.router.add_get("/health", health)
     app.router.add_get("/positions", positions)
@@ -548,6 +867,7 @@ def make_app(store: Store, cfg: Config, *, token: str | None, host: str, port: i
     app.router.add_post("/alerts/{id}/ack", ack)
     app.router.add_get("/silences", list_silences)
     app.router.add_post("/silences", add_silence)
+    app.router.add_delete("/silences/{id}", delete_silence)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     return app
@@ -569,6 +889,7 @@ async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunn
     """Start the app on host:port; returns the runner (call `cleanup()` to stop) and the bound port."""
     runner = web.AppRunner(app, access_log=None)  # request lines are not needed, and keep logs to JSON lines
     await runner.setup()
+    install(app, runner, app[SETTINGS]["limits"])
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound = port
@@ -580,11 +901,12 @@ async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunn
     return runner, bound
 
 
-async def start_api(store: Store, cfg: Config) -> tuple[web.AppRunner, int]:
+async def start_api(store: Store, cfg: Config, live: dict[str, Any] | None = None) -> tuple[web.AppRunner, int]:
     """Build and start the API from [api]; a ConfigError for a non-loopback bind without a token."""
+    # `live`: what the daemon in this process reports about itself (see make_app); None under `watcher api`.
     token = cfg.api.token.resolve("api.token") if cfg.api.token is not None else None
-    app = make_app(store, cfg, token=token, host=cfg.api.host, port=cfg.api.port)
+    app = make_app(store, cfg, token=token, host=cfg.api.host, port=cfg.api.port, live=live)
     return await serve(app, cfg.api.host, cfg.api.port)
 
 
-__all__ = ["OPENAPI", "check_bind", "make_app", "parse_time", "serve", "start_api"]
+__all__ = ["OPENAPI", "check_bind", "make_app", "parse_time", "serve", "start_api", "whole_number"]
