@@ -80,6 +80,15 @@ def test_example_config_is_valid() -> None:
         (("warn = 1.25", "warn = 1.05"), "thresholds: thresholds must satisfy 1 < critical < warn"),
         (("warn = 1.25", 'warn = "lots"'), "thresholds.warn: 'lots' is not a number"),
         (("chain_id = 1", 'chain_id = "one"'), "chains.ethereum.chain_id"),
+        (("chain_id = 1", "chain_id = 1\ntimeout = inf"), "chains.ethereum.timeout: must be a finite number (got inf)"),
+        (
+            ("chain_id = 1", "chain_id = 1\ntimeout = 1e308"),
+            "chains.ethereum.timeout: must be at most 600 (got 1e+308)",
+        ),
+        (("chain_id = 1", "chain_id = 1\ninterval = 0"), "chains.ethereum.interval: must be greater than 0 (got 0)"),
+        (("[chains.ethereum]", '[chains."eth main"]'), "chains: 'eth main' is not a valid name: use 1 to 64 letters"),
+        (('protocol = "spark"', 'protocol = "spark"\nname = "a:b"'), "deployments[1].name: 'a:b' is not a valid name"),
+        (('protocols = ["spark"]', 'protocols = ["spark"]\n\n[storage]\npath = " "'), "storage.path: is empty"),
     ],
 )
 def test_bad_config_names_key_and_value(tmp_path: Path, change: tuple[str, str], expected: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -63,9 +65,37 @@ def _market_id(value: Any) -> str:
 
 Health = Annotated[int, BeforeValidator(_health)]
 
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    """A user's string, quoted on one line and cut short: fit for an error message."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _name(value: str) -> str:
+    # chain, venue and deployment names go into alert ids and API URLs (`/positions/{key}`): keep them URL-safe
+    if not _NAME.fullmatch(value) or not value.strip("."):
+        raise ValueError(
+            f"{_shown(value)} is not a valid name: use 1 to 64 letters, digits, '_', '.' or '-' "
+            "(names go into alert ids and URLs)"
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are never meaningful here (an `interval = inf` once reached the scheduler as an internal error)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+#: Upper bounds for durations, so a typo like 1e308 is a config error rather than a request that never times out.
+MAX_TIMEOUT = 600.0
+MAX_INTERVAL = 86_400.0
+#: Default cap on one JSON-RPC answer: a 50M-gas eth_call returns at most ~5 MB (memory gas), ~10 MB as hex.
+DEFAULT_MAX_RESPONSE_BYTES = 16_000_000
 
 
 class SecretRef(_Strict):
@@ -83,15 +113,82 @@ class SecretRef(_Strict):
     def resolve(self, where: str) -> str:
         """The secret's value; the error names where it was asked for, never the value."""
         if self.env is not None:
-            val = os.environ.get(self.env)
+            try:
+                val = os.environ.get(self.env)
+            except ValueError:  # a NUL in the name
+                val = None
             if not val:
                 raise ConfigError(f"{where}: environment variable {self.env} is not set")
             return val.strip()
-        path = Path(os.path.expanduser(str(self.file)))
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{where}: cannot read secret file {path}: {exc.strerror}") from None
+        return read_secret_file(str(self.file), where)
+
+
+#: A secret is a token or a password: anything larger is the wrong file.
+MAX_SECRET_BYTES = 64 * 1024
+#: A config file is a few kilobytes; this bounds what a wrong path (a device, a log) can make us read.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def read_secret_file(name: str, where: str) -> str:
+    """A secret file's text, stripped; every problem is one ConfigError naming `where` and the path, never the content.
+
+    Only a regular file of at most 64 KiB is read: a FIFO, a device or a directory could block or never end.
+    """
+    if not name or "\x00" in name:
+        raise ConfigError(f"{where}: give the path of the secret file")
+    path = Path(os.path.expanduser(name))
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read secret file {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{where}: secret file {path} is {_file_kind(st.st_mode)}, not a regular file")
+    if st.st_size > MAX_SECRET_BYTES:
+        raise ConfigError(f"{where}: secret file {path} is larger than {MAX_SECRET_BYTES // 1024} KiB")
+    try:
+        # O_NONBLOCK: a FIFO swapped in after the stat above must not block the open
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read secret file {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{where}: secret file {path} is {_file_kind(st.st_mode)}, not a regular file")
+        chunks, size = [], 0
+        while size <= MAX_SECRET_BYTES:
+            chunk = os.read(fd, MAX_SECRET_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read secret file {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if size > MAX_SECRET_BYTES:  # it grew after the stat
+        raise ConfigError(f"{where}: secret file {path} is larger than {MAX_SECRET_BYTES // 1024} KiB")
+    try:
+        text = b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        # neither the byte nor its offset: both are part of the secret
+        raise ConfigError(f"{where}: secret file {path} is not UTF-8 text") from None
+    value = text.strip()
+    if not value:
+        raise ConfigError(f"{where}: secret file {path} is empty")
+    return value
 
 
 class Thresholds(_Strict):
@@ -117,14 +214,29 @@ class ChainConfig(_Strict):
     rpc_urls: list[str | SecretRef] = Field(min_length=1)
     multicall: Address = MULTICALL3_ADDRESS
     call_gas_budget: int = Field(default=DEFAULT_GAS_BUDGET, ge=1_000_000)
-    timeout: float = Field(default=10.0, gt=0)
-    interval: float | None = Field(default=None, gt=0)  #: seconds between checks; default: near the block time
-    max_block_age: float = Field(default=180.0, gt=0)  #: a head older than this marks the chain degraded
+    #: seconds per RPC request, all of it: connecting, sending, the headers and the whole body
+    timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)
+    #: seconds between checks; default: near the block time
+    interval: float | None = Field(default=None, gt=0, le=MAX_INTERVAL)
+    max_block_age: float = Field(
+        default=180.0, gt=0, le=MAX_INTERVAL
+    )  #: a head older than this marks the chain degraded
     max_lag_blocks: int = Field(default=3, ge=0)  #: an RPC this far behind the best head sits out
+    #: bytes one JSON-RPC answer may have; a larger one is refused (and a log query split) before it fills memory
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=10_000, le=1_000_000_000)
+    #: seconds without a good read after which the chain is degraded and its positions unknown, whatever the cause
+    #: (a hung request, a stalled scheduler); default: 3 intervals plus the timeout
+    stale_after: float | None = Field(default=None, gt=0, le=MAX_INTERVAL)
+    #: seconds between re-checks of every RPC URL's chain id (also done when a failed URL answers again)
+    verify_every: float = Field(default=300.0, gt=0, le=MAX_INTERVAL)
 
     def check_interval(self) -> float:
         """The configured interval, or one near the chain's block time."""
         return self.interval or BLOCK_TIMES.get(self.chain_id, 12.0)
+
+    def watchdog_after(self) -> float:
+        """Seconds without a good read before the chain counts as degraded."""
+        return self.stale_after or 3 * self.check_interval() + self.timeout
 
     def urls(self, name: str) -> list[str]:
         """Resolved URLs (secrets read now)."""
@@ -158,11 +270,11 @@ class AlertsConfig(_Strict):
     confirm_warn: int = Field(default=2, ge=1)
     confirm_critical: int = Field(default=1, ge=1)
     confirm_liquidatable: int = Field(default=1, ge=1)
-    repeat_warn: float = Field(default=6 * 3600.0, gt=0)
-    repeat_critical: float = Field(default=1800.0, gt=0)
-    repeat_liquidatable: float = Field(default=300.0, gt=0)
+    repeat_warn: float = Field(default=6 * 3600.0, gt=0, le=365 * MAX_INTERVAL)
+    repeat_critical: float = Field(default=1800.0, gt=0, le=365 * MAX_INTERVAL)
+    repeat_liquidatable: float = Field(default=300.0, gt=0, le=365 * MAX_INTERVAL)
     falling_drop: Health = Field(default=_health("0.1"))
-    falling_window: float = Field(default=600.0, gt=0)
+    falling_window: float = Field(default=600.0, gt=0, le=365 * MAX_INTERVAL)
     overrides: list[Override] = []
 
 
@@ -170,9 +282,19 @@ class StorageConfig(_Strict):
     """Where history and alert state live, and how much history is kept."""
 
     path: str = "~/.local/share/margin-watcher/watcher.db"
-    history_every: float = Field(default=300.0, gt=0)  #: store each position at least this often (s) ...
+    history_every: float = Field(default=300.0, gt=0, le=MAX_INTERVAL)  #: store each position this often (s) ...
     history_change_bps: int = Field(default=50, ge=0)  #: ... or when its health moves by this much (bps)
-    retention_days: float = Field(default=90.0, gt=0)
+    retention_days: float = Field(default=90.0, gt=0, le=36_500)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        # only what needs no disk; store.open_store checks the file itself when the daemon or the API opens it
+        if not v.strip():
+            raise ValueError("is empty: give the path of the database file")
+        if "\x00" in v:
+            raise ValueError("holds a NUL character")
+        return v
 
 
 class TelegramConfig(_Strict):
@@ -181,7 +303,8 @@ class TelegramConfig(_Strict):
     token: SecretRef
     chat_id: str
     base_url: str = "https://api.telegram.org"
-    min_interval: float = Field(default=1.0, ge=0)
+    min_interval: float = Field(default=1.0, ge=0, le=MAX_TIMEOUT)
+    timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  #: seconds per request, the whole answer included
 
 
 class EmailConfig(_Strict):
@@ -194,6 +317,7 @@ class EmailConfig(_Strict):
     password: SecretRef | None = None
     sender: str
     recipients: list[str] = Field(min_length=1)
+    timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  #: seconds for one whole SMTP conversation
 
 
 class NotifyConfig(_Strict):
@@ -201,6 +325,18 @@ class NotifyConfig(_Strict):
 
     telegram: TelegramConfig | None = None
     email: EmailConfig | None = None
+    #: a failed send is retried after retry_initial seconds, doubling up to retry_max, until it is delivered or a
+    #: newer alert for the same position supersedes it: a live alert is never given up
+    retry_initial: float = Field(default=2.0, gt=0, le=MAX_INTERVAL)
+    retry_max: float = Field(default=300.0, gt=0, le=MAX_INTERVAL)
+    #: failed attempts on one channel before a copy also goes out on the other channel (when both are configured)
+    fallback_after: int = Field(default=8, ge=1)
+
+    @model_validator(mode="after")
+    def _retry_order(self) -> NotifyConfig:
+        if self.retry_max < self.retry_initial:
+            raise ValueError("notify.retry_max must be at least notify.retry_initial")
+        return self
 
 
 class ApiConfig(_Strict):
@@ -210,14 +346,17 @@ class ApiConfig(_Strict):
     port: int = Field(default=8765, ge=0, lt=65536)  #: 0 picks a free port
     enabled: bool = True  #: serve it from `watcher run` too
     token: SecretRef | None = None
+    header_timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  #: seconds a client has to send its headers
+    body_timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  #: seconds a client has to send a request body
+    max_connections: int = Field(default=64, ge=1, le=10_000)  #: open connections at once; the oldest idle goes first
 
 
 class DeploymentConfig(_Strict):
     """A protocol deployment to watch: a protocols/ file by name, or a custom one with its addresses."""
 
-    protocol: str
+    protocol: Name  #: also the deployment's name where `name` is not given
     chains: list[str] = Field(min_length=1)
-    name: str | None = None
+    name: Name | None = None
     adapter: str | None = None
     pool_addresses_provider: Address | None = None  #: aave_v3: a deployment not in protocols/
     morpho: Address | None = None  #: morpho_blue: the Morpho contract, for a deployment not in protocols/
@@ -248,9 +387,19 @@ class VenueConfig(_Strict):
 
     protocol: str
     base_url: str | None = None  #: default: the one in protocols/<protocol>.toml; tests point it at 127.0.0.1
-    interval: float = Field(default=5.0, gt=0)  #: seconds between checks
-    timeout: float = Field(default=10.0, gt=0)
-    max_age: float = Field(default=120.0, gt=0)  #: seconds: state the venue computed longer ago is stale: unknown
+    interval: float = Field(default=5.0, gt=0, le=MAX_INTERVAL)  #: seconds between checks
+    timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  #: seconds per request, the whole answer included
+    max_age: float = Field(
+        default=120.0, gt=0, le=MAX_INTERVAL
+    )  #: seconds: state the venue computed longer ago is stale
+    max_response_bytes: int = Field(default=8_000_000, ge=10_000, le=1_000_000_000)  #: bytes one answer may have
+    #: seconds without a good read after which the venue is degraded; default: 3 intervals plus the timeout
+    stale_after: float | None = Field(default=None, gt=0, le=MAX_INTERVAL)
+
+    def watchdog_after(self) -> float:
+        """Seconds without a good read before the venue counts as degraded."""
+        return self.stale_after or 3 * self.interval + self.timeout
+
     accounts: list[VenueAccount] = []  #: dydx_v4 needs its own; hyperliquid defaults to the [[accounts]]
 
 
@@ -266,9 +415,9 @@ class Config(_Strict):
     """The whole configuration file."""
 
     thresholds: Thresholds = Thresholds()
-    chains: dict[str, ChainConfig] = {}
+    chains: dict[Name, ChainConfig] = {}
     deployments: list[DeploymentConfig] = []
-    venues: dict[str, VenueConfig] = {}
+    venues: dict[Name, VenueConfig] = {}
     accounts: list[AccountConfig] = []
     alerts: AlertsConfig = AlertsConfig()
     storage: StorageConfig = StorageConfig()
@@ -452,6 +601,7 @@ class Venue(BaseModel):
     interval: float
     timeout: float
     max_age: float
+    max_response_bytes: int = 8_000_000
     accounts: list[VenueAccount]
 
 
@@ -500,6 +650,7 @@ def resolve_venues(cfg: Config) -> list[Venue]:
                 interval=v.interval,
                 timeout=v.timeout,
                 max_age=v.max_age,
+                max_response_bytes=v.max_response_bytes,
                 accounts=accounts,
             )
         )
@@ -508,7 +659,11 @@ def resolve_venues(cfg: Config) -> list[Venue]:
 
 def _fmt_loc(loc: tuple[Any, ...]) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
+        if i + 1 < len(loc) and loc[i + 1] == "[key]":
+            continue  # a bad table name: the message quotes it, and it may not be printable here
+        if part == "[key]":
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         elif part in ("str", "SecretRef", "function-after[_one(), SecretRef]") or str(part).startswith("function-"):
@@ -523,12 +678,28 @@ def _may_hold_secret(loc: str, value: Any) -> bool:
     return "rpc_urls" in loc or "://" in repr(value)
 
 
+#: pydantic's wording, and ours: "chains.x.timeout: must be at most 600 (got 1e+308)"
+_REWORDED = (
+    ("Input should be less than or equal to ", "must be at most "),
+    ("Input should be greater than or equal to ", "must be at least "),
+    ("Input should be ", "must be "),
+)
+
+
+def _reworded(msg: str) -> str:
+    msg = msg.removeprefix("Value error, ")
+    for old, new in _REWORDED:
+        if msg.startswith(old):
+            return new + msg.removeprefix(old)
+    return msg
+
+
 def format_validation_error(exc: ValidationError) -> str:
     """One line per problem: key, message, value."""
     lines = []
     for err in exc.errors():
         loc = _fmt_loc(tuple(err["loc"]))
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = _reworded(err["msg"])
         if err["type"] == "extra_forbidden":
             msg = "unknown key (a typo?)"
         elif err["type"] == "missing":
@@ -551,9 +722,17 @@ def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file; errors carry the file name."""
     p = Path(path)
     try:
-        text = p.read_text()
+        # bounded, so a wrong path (/dev/zero, a log) is an error rather than all of memory; pipes stay allowed
+        with p.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
