@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import calendar
 import itertools
 import logging
 import os
@@ -21,6 +22,7 @@ from tests.notify_servers import (
     HOST,
     Cert,
     RecordingHandler,
+    StuckSMTP,
     TelegramStandIn,
     free_port,
     make_cert,
@@ -126,10 +128,22 @@ def alert(n: int = 1) -> Message:
     return Message(f"alert-{n}", f"alice: health 1.0{n} (critical)", f"Account alice on ethereum.\nHealth 1.0{n}.")
 
 
-def put(db: Database, msg: Message, channel: str, now: float) -> int:
-    """Enqueue and commit, as the alert engine does with its state change."""
+def put(
+    db: Database, msg: Message, channel: str, now: float, position: str | None = None, level: str | None = None
+) -> int:
+    """Enqueue and commit, as the alert engine does with its state change (Store.commit passes position and level)."""
     with db.conn:
-        return enqueue(db, msg, channel, now)
+        return enqueue(db, msg, channel, now, position=position, severity=outbox.severity_rank(level))
+
+
+def update(position: str, level: str, n: int) -> Message:
+    """Alert number `n` about `position` at `level`, with an id like the alert engine's."""
+    return Message(f"{position}:e1:{level}:{n}", f"{position}: {level}", f"{position} is {level} (update {n}).")
+
+
+def refs(texts: list[str]) -> list[str]:
+    """The ref line of each text received."""
+    return [text.rsplit("ref: ", 1)[1] for text in texts]
 
 
 def rows(db: Database) -> list[OutboxRow]:
@@ -171,7 +185,7 @@ def test_telegram_429_waits_retry_after_then_delivers_once(telegram: TelegramSta
     async def scenario() -> tuple[RelayReport, RelayReport, OutboxRow | None]:
         channel = tg(telegram)
         try:
-            relay = Relay(db, {"telegram": channel}, base_delay=0.05)
+            relay = Relay(db, {"telegram": channel}, retry_initial=0.05)
             row_id = put(db, msg, "telegram", time.time())
             first = await relay.run_once()
             after_429 = outbox.get(db, row_id)
@@ -284,13 +298,13 @@ def test_telegram_400_falls_back_to_email(
     assert mail.body.rstrip("\n").splitlines()[-1] == f"ref: {msg.alert_id}"
 
 
-def test_temporary_failures_back_off_then_give_up_and_fall_back(
+def test_temporary_failures_back_off_never_give_up_and_copy_to_the_fallback(
     telegram: TelegramStandIn, db: Database, smtp: Callable[..., Controller]
 ) -> None:
-    """500s: retried after 1 s, then 1.5 s (2 s capped); the 3rd failure reaches max_attempts and e-mail takes over."""
+    """500s: retried after 1 s, then 1.5 s (capped) forever; the 3rd failure copies to e-mail, Telegram keeps trying."""
     handler = RecordingHandler()
     server = smtp(handler)
-    telegram.answer_next(500, count=10, description="Internal Server Error")
+    telegram.answer_next(500, count=5, description="Internal Server Error")
     clock = FakeClock()
     start = clock()
     row_id = put(db, alert(), "telegram", start)
@@ -299,11 +313,17 @@ def test_temporary_failures_back_off_then_give_up_and_fall_back(
         channel = tg(telegram)
         channels = {"telegram": channel, "email": mailer(server)}
         relay = Relay(
-            db, channels, fallback={"telegram": "email"}, max_attempts=3, base_delay=1.0, max_delay=1.5, clock=clock
+            db,
+            channels,
+            fallback={"telegram": "email"},
+            fallback_after=3,
+            retry_initial=1.0,
+            retry_max=1.5,
+            clock=clock,
         )
         steps = []
         try:
-            for advance in (0.0, 1.0, 1.5, 0.0):
+            for advance in (0.0, 1.0, 1.5, 0.0, 1.5, 1.5, 1.5):
                 clock.advance(advance)
                 report = await relay.run_once()
                 row = outbox.get(db, row_id)
@@ -316,24 +336,20 @@ def test_temporary_failures_back_off_then_give_up_and_fall_back(
     assert steps == [
         (RelayReport(retried=1), start + 1.0),
         (RelayReport(retried=1), start + 2.5),
-        (RelayReport(failed=1, fell_back=1), start + 2.5),
-        (RelayReport(delivered=1), start + 2.5),
+        # The copy is delivered in the same pass: the e-mail drain runs beside the Telegram one.
+        (RelayReport(retried=1, fell_back=1, delivered=1), start + 4.0),
+        (RelayReport(), start + 4.0),  # resting: Telegram is not asked again before its backoff ends
+        (RelayReport(retried=1), start + 5.5),
+        (RelayReport(retried=1), start + 7.0),
+        (RelayReport(delivered=1), start + 7.0),
     ]
-    given_up, by_mail = rows(db)
-    assert (given_up.status, given_up.attempts) == ("failed", 3)
-    assert given_up.last_error == "gave up after 3 attempts: telegram: HTTP 500: Internal Server Error"
+    original, by_mail = rows(db)
+    assert (original.status, original.attempts) == ("delivered", 6)
     assert (by_mail.channel, by_mail.status, by_mail.fallback_of) == ("email", "delivered", row_id)
-    assert [r.status for r in telegram.requests] == [500, 500, 500]
-    assert len(handler.mails) == 1
-
-
-def test_backoff_formula() -> None:
-    """delay = max(retry_after, min(max_delay, base_delay * 2 ** (attempts - 1)))."""
-    relay = Relay(Database(memory=True), {}, base_delay=2.0, max_delay=300.0)
-    assert [relay.backoff(n) for n in (1, 2, 3, 8, 9, 20)] == [2.0, 4.0, 8.0, 256.0, 300.0, 300.0]
-    assert relay.backoff(1, retry_after=30) == 30.0
-    assert relay.backoff(9, retry_after=30) == 300.0
-    assert relay.backoff(9, retry_after=900) == 900.0
+    assert [r.status for r in telegram.requests] == [500] * 5 + [200]
+    assert len(handler.mails) == 1 and len(telegram.received) == 1
+    assert telegram.received[0].text.endswith("ref: alert-1")
+    assert handler.mails[0].body.rstrip("\n").endswith("ref: alert-1")
 
 
 def test_telegram_long_text_is_cut_but_keeps_its_ref(telegram: TelegramStandIn) -> None:
@@ -356,12 +372,12 @@ def test_telegram_long_text_is_cut_but_keeps_its_ref(telegram: TelegramStandIn) 
 
 @pytest.mark.parametrize("phase", ["RCPT", "DATA"])
 def test_smtp_451_then_success_delivers_once(db: Database, smtp: Callable[..., Controller], phase: str) -> None:
-    """A greylisting 451 (at RCPT or DATA): retried after base_delay, delivered once, with subject, body and ref."""
+    """A greylisting 451 (at RCPT or DATA): retried after retry_initial, delivered once, with subject, body and ref."""
     handler = RecordingHandler(refuse="451 4.7.1 Greylisted, try again later", phase=phase, times=1)
     server = smtp(handler)
     clock, msg = FakeClock(), alert()
     row_id = put(db, msg, "email", clock())
-    relay = Relay(db, {"email": mailer(server)}, base_delay=30.0, clock=clock)
+    relay = Relay(db, {"email": mailer(server)}, retry_initial=30.0, clock=clock)
 
     first = asyncio.run(relay.run_once())
     retrying = outbox.get(db, row_id)
@@ -739,6 +755,8 @@ def test_secrets_stay_out_of_errors_rows_and_logs(
     secrets = (TOKEN, wrong_token, PASSWORD)
 
     async def scenario() -> None:
+        # One relay for all: a row retried later stays pending, and its channel must still be known.
+        relay = Relay(db, {f"ch-{case}": channel for case, (channel, _, _) in cases.items()})  # type: ignore[misc]
         for case, (channel, kind, text) in cases.items():
             telegram.delay = 0.5 if case == "timeout" else 0.0
             with pytest.raises(kind) as caught:
@@ -749,8 +767,12 @@ def test_secrets_stay_out_of_errors_rows_and_logs(
             # The same through the relay, so the error lands in the outbox and the log.
             name = f"ch-{case}"
             put(db, alert(), name, time.time())
-            report = await Relay(db, {name: channel}, max_attempts=1).run_once()  # type: ignore[dict-item]
-            assert report.failed == 1, case
+            report = await relay.run_once()
+            # A temporary failure is retried (never given up), a permanent one fails the row; the channels that
+            # failed before rest, so this pass is about this case alone.
+            expected = RelayReport(retried=1) if kind is TemporaryFailure else RelayReport(failed=1)
+            assert report == expected, case
+        for channel, _, _ in cases.values():
             if isinstance(channel, TelegramChannel):
                 await channel.close()
 
@@ -758,3 +780,358 @@ def test_secrets_stay_out_of_errors_rows_and_logs(
     errors = [row.last_error or "" for row in rows(db)]
     assert len(errors) == len(cases) and all(errors)
     assert not any(secret in error for error in errors for secret in secrets)
+
+
+# --- outages: never give up, keep order, fold -------------------------------------------------------------------------
+
+
+async def deliver_until(relay: Relay, done: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Run the relay's run_forever until `done()` holds (or `timeout`), then stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run_forever(stop, interval=1.0))
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)  # and nothing more arrives after it
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+
+#: Queued at the start of an outage, then during it: (position, level).
+BEFORE = [("p1", "warn"), ("p2", "critical"), ("p3", "liquidatable"), ("p4", "warn")]
+DURING = [("p5", "critical"), ("p6", "warn")]
+#: Worst level first, then oldest first.
+IN_ORDER = ["p3", "p2", "p5", "p1", "p4", "p6"]
+
+
+def test_outage_ten_times_retry_max_loses_nothing_keeps_order_and_spaces_attempts(
+    telegram: TelegramStandIn, db: Database
+) -> None:
+    """Telegram answers 502 for 2 s (10 x retry_max): every alert arrives once, in order; tries back off to the cap."""
+    ids = {pos: update(pos, level, 1) for pos, level in BEFORE + DURING}
+    levels = dict(BEFORE + DURING)
+
+    async def scenario() -> float:
+        channel = tg(telegram)
+        relay = Relay(db, {"telegram": channel}, retry_initial=0.05, retry_max=0.2)
+        telegram.down(2.0, status=502)
+        outage_end = time.monotonic() + 2.0
+        for pos, _ in BEFORE:
+            put(db, ids[pos], "telegram", time.time(), pos, levels[pos])
+        stop = asyncio.Event()
+        task = asyncio.create_task(relay.run_forever(stop, interval=1.0))
+        for pause, (pos, _) in zip((0.5, 0.7), DURING, strict=True):
+            await asyncio.sleep(pause)
+            put(db, ids[pos], "telegram", time.time(), pos, levels[pos])
+            relay.wake()  # as the daemon does after a commit: it must not make the resting channel try again
+        deadline = time.monotonic() + 10
+        while len(telegram.received) < len(ids) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        await channel.close()
+        return outage_end
+
+    outage_end = asyncio.run(scenario())
+    assert refs([r.text for r in telegram.received]) == [ids[pos].alert_id for pos in IN_ORDER]
+    statuses = [r.status for r in telegram.requests]
+    failed = statuses.count(502)
+    # One request per backoff step, not one per queued alert: about 2 s / 0.2 s plus the first short steps.
+    assert 8 <= failed <= 14 and statuses == [502] * failed + [200] * len(ids), statuses
+    times = [r.at for r in telegram.requests[: failed + 1]]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    expected = [min(0.2, 0.05 * 2**k) for k in range(len(gaps))]
+    print("\nattempt gaps (s):", " ".join(f"{g:.3f}" for g in gaps))
+    assert all(e - 0.01 <= g <= e + 0.25 for g, e in zip(gaps, expected, strict=True)), (gaps, expected)
+    first_delivery = telegram.received[0].at
+    print(f"first delivery {first_delivery - outage_end:.3f} s after the outage ended")
+    assert first_delivery - outage_end <= 0.2 + 0.25
+    assert depth(db) == 0 and {r.status for r in rows(db)} == {"delivered"}
+    [head] = [r for r in rows(db) if r.position == "p3"]
+    assert head.attempts == failed + 1
+
+
+def test_refused_connections_fall_back_to_email_and_telegram_still_delivers_every_alert(
+    telegram: TelegramStandIn, db: Database, smtp: Callable[..., Controller]
+) -> None:
+    """Telegram refuses connections for 1.5 s; after 3 failures e-mail gets a copy of each alert during the outage,
+    and Telegram still delivers every one, once, in order, after it (a duplicate with the same ref, nothing lost)."""
+    handler = RecordingHandler()
+    server = smtp(handler)
+    ids = {pos: update(pos, level, 1) for pos, level in BEFORE + DURING}
+    levels = dict(BEFORE + DURING)
+
+    async def scenario() -> float:
+        channel = tg(telegram)
+        relay = Relay(
+            db,
+            {"telegram": channel, "email": mailer(server)},
+            fallback={"telegram": "email"},
+            retry_initial=0.05,
+            retry_max=0.2,
+            fallback_after=3,
+        )
+        telegram.refuse(1.5)
+        outage_end = time.monotonic() + 1.5
+        for pos, _ in BEFORE:
+            put(db, ids[pos], "telegram", time.time(), pos, levels[pos])
+        stop = asyncio.Event()
+        task = asyncio.create_task(relay.run_forever(stop, interval=1.0))
+        for pause, (pos, _) in zip((0.5, 0.3), DURING, strict=True):
+            await asyncio.sleep(pause)
+            put(db, ids[pos], "telegram", time.time(), pos, levels[pos])
+            relay.wake()
+        deadline = time.monotonic() + 10
+        while len(telegram.received) < len(ids) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        await channel.close()
+        return outage_end
+
+    outage_end = asyncio.run(scenario())
+    expected = [ids[pos].alert_id for pos in IN_ORDER]
+    assert refs([r.text for r in telegram.received]) == expected
+    mailed = [mail.message["X-Margin-Watcher-Ref"] for mail in handler.mails]
+    assert sorted(mailed) == sorted(expected)  # one copy each
+    assert all(mail.at < outage_end for mail in handler.mails)  # the copies went out during the outage
+    assert all(r.status == "delivered" for r in rows(db)) and depth(db) == 0
+
+
+FOLD_AT = float(calendar.timegm((2026, 12, 2, 12, 3, 0)))
+
+
+def test_updates_queued_during_an_outage_fold_into_the_newest_naming_the_worst(
+    telegram: TelegramStandIn, db: Database
+) -> None:
+    """warn, then liquidatable, then critical for one position while Telegram fails: one message, the newest state,
+    with a line saying 2 updates were folded and the worst was LIQUIDATABLE; the older rows are superseded."""
+    telegram.answer_next(502, count=2)
+    clock = FakeClock(FOLD_AT - 0.3)
+    warn = update("aave:alice", "warn", 1)
+    liquidatable = update("aave:alice", "liquidatable", 2)
+    critical = update("aave:alice", "critical", 3)
+
+    async def scenario() -> list[RelayReport]:
+        channel = tg(telegram)
+        relay = Relay(db, {"telegram": channel}, retry_initial=1.0, retry_max=5.0, clock=clock)
+        reports = []
+        try:
+            put(db, warn, "telegram", clock(), "aave:alice", "warn")
+            reports.append(await relay.run_once())  # 502: the channel rests 1 s
+            clock.advance(0.3)
+            put(db, liquidatable, "telegram", clock(), "aave:alice", "liquidatable")
+            clock.advance(0.3)
+            put(db, critical, "telegram", clock(), "aave:alice", "critical")
+            reports.append(await relay.run_once())  # still resting: nothing is tried
+            clock.advance(0.4)
+            reports.append(await relay.run_once())  # 502 again: 2 s
+            clock.advance(2.0)
+            reports.append(await relay.run_once())
+        finally:
+            await channel.close()
+        return reports
+
+    reports = asyncio.run(scenario())
+    assert reports == [
+        RelayReport(retried=1),
+        RelayReport(),
+        RelayReport(retried=1),
+        RelayReport(delivered=1, superseded=2),
+    ]
+    [received] = telegram.received
+    assert received.text == (
+        f"{critical.text}\n\n"
+        "(2 earlier updates for this position were folded while delivery was failing; "
+        "the worst: LIQUIDATABLE at 2026-12-02 12:03 UTC)\n"
+        f"ref: {critical.alert_id}"
+    )
+    assert [(r.alert_id, r.status) for r in rows(db)] == [
+        (warn.alert_id, "superseded"),
+        (liquidatable.alert_id, "superseded"),
+        (critical.alert_id, "delivered"),
+    ]
+    assert depth(db) == 0
+
+
+def test_after_an_outage_worse_levels_go_first_and_positions_keep_their_order(
+    telegram: TelegramStandIn, db: Database
+) -> None:
+    """Queued during an outage: A warn, B critical, C warn, a degraded chain; after it: B, the chain, A, C."""
+    telegram.answer_next(502)
+    clock = FakeClock()
+    plan = [("aave:a", "warn"), ("aave:b", "critical"), ("aave:c", "warn"), ("chain:base", "unknown")]
+    messages = [update(pos, level, n) for n, (pos, level) in enumerate(plan)]
+
+    async def scenario() -> list[RelayReport]:
+        channel = tg(telegram)
+        relay = Relay(db, {"telegram": channel}, retry_initial=1.0, clock=clock)
+        try:
+            for msg, (pos, level) in zip(messages, plan, strict=True):
+                put(db, msg, "telegram", clock(), pos, level)
+                clock.advance(0.1)
+            first = await relay.run_once()
+            clock.advance(1.0)
+            return [first, await relay.run_once()]
+        finally:
+            await channel.close()
+
+    reports = asyncio.run(scenario())
+    assert reports == [RelayReport(retried=1), RelayReport(delivered=4)]
+    assert [r.status for r in telegram.requests] == [502, 200, 200, 200, 200]
+    order = [messages[i].alert_id for i in (1, 3, 0, 2)]
+    assert refs([r.text for r in telegram.received]) == order
+    assert all("folded" not in r.text for r in telegram.received)  # one row per position: nothing to fold
+
+
+def test_with_no_outage_nothing_is_folded_and_one_positions_updates_keep_their_order(
+    telegram: TelegramStandIn, db: Database
+) -> None:
+    """Three updates of A (warn, liquidatable, critical) and B critical queued at once, Telegram working: four messages,
+    A's in the order they were raised, no folded line. A goes first (its worst is liquidatable, and its warn may not
+    overtake it); then two criticals: B's, the older, before A's."""
+    clock = FakeClock()
+    plan = [("aave:a", "warn"), ("aave:b", "critical"), ("aave:a", "liquidatable"), ("aave:a", "critical")]
+    messages = [update(pos, level, n) for n, (pos, level) in enumerate(plan)]
+    for msg, (pos, level) in zip(messages, plan, strict=True):
+        put(db, msg, "telegram", clock(), pos, level)
+        clock.advance(0.1)
+
+    async def scenario() -> RelayReport:
+        channel = tg(telegram)
+        try:
+            return await Relay(db, {"telegram": channel}, clock=clock).run_once()
+        finally:
+            await channel.close()
+
+    assert asyncio.run(scenario()) == RelayReport(delivered=4)
+    assert refs([r.text for r in telegram.received]) == [messages[i].alert_id for i in (0, 2, 1, 3)]
+    assert all("folded" not in r.text for r in telegram.received)
+    assert [r.alert_id for r in due(db, clock())] == []
+
+
+def test_outbox_migration_adds_position_and_severity(tmp_path: Path) -> None:
+    """An outbox table from before positions: ensure_schema adds the columns; old rows are their own position."""
+    path = tmp_path / "old.db"
+    with Database(path) as old:
+        old.execute(
+            "CREATE TABLE outbox (id INTEGER PRIMARY KEY, alert_id TEXT NOT NULL, channel TEXT NOT NULL, subject TEXT"
+            " NOT NULL, text TEXT NOT NULL, created_at FLOAT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',"
+            " attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at FLOAT, delivered_at FLOAT, last_error TEXT,"
+            " fallback_of INTEGER)"
+        )
+        old.execute(
+            "INSERT INTO outbox (alert_id, channel, subject, text, created_at, next_attempt_at)"
+            " VALUES ('alice#1:critical', 'telegram', 's', 't', 1.0, 1.0)"
+        )
+        old.conn.commit()
+    with Database(path) as db:
+        ensure_schema(db)
+        ensure_schema(db)  # twice is harmless
+        [row] = due(db, 2.0)
+        assert (row.position, row.severity, row.status) == ("alice#1:critical", 1, "pending")
+        put(db, alert(2), "telegram", 3.0, "aave:alice", "liquidatable")
+        assert [(r.alert_id, r.severity) for r in due(db, 5.0)] == [("alert-2", 5), ("alice#1:critical", 1)]
+
+
+# --- deadlines: a hung service fails the attempt in time --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["stall", "trickle"])
+def test_a_stalled_or_trickling_telegram_fails_within_the_timeout(
+    telegram: TelegramStandIn, db: Database, fault: str
+) -> None:
+    """Telegram accepts and never answers, or answers a byte every 0.05 s: each attempt fails in timeout + 0.5 s."""
+    if fault == "stall":
+        telegram.stall(count=2)
+    else:
+        telegram.trickle(count=2, every=0.05)
+    row_id = put(db, alert(), "telegram", time.time())
+
+    async def scenario() -> tuple[float, TemporaryFailure, float, RelayReport]:
+        channel = tg(telegram, timeout=0.5)
+        try:
+            started = time.monotonic()
+            with pytest.raises(TemporaryFailure) as caught:
+                await channel.send(alert())
+            direct = time.monotonic() - started
+            started = time.monotonic()
+            report = await Relay(db, {"telegram": channel}).run_once()
+            return direct, caught.value, time.monotonic() - started, report
+        finally:
+            await channel.close()
+
+    direct, error, relayed, report = asyncio.run(scenario())
+    print(f"\n{fault}: attempt failed after {direct:.3f} s (direct), {relayed:.3f} s (relay)")
+    assert str(error) == "telegram: request timed out"
+    assert 0.45 <= direct <= 1.0 and 0.45 <= relayed <= 1.0
+    assert report == RelayReport(retried=1)
+    row = outbox.get(db, row_id)
+    assert row is not None and (row.status, row.attempts, row.last_error) == (
+        "pending",
+        1,
+        "telegram: request timed out",
+    )
+    assert telegram.received == [] and len(telegram.requests) == 2
+
+
+def test_an_oversized_telegram_answer_is_a_temporary_failure(telegram: TelegramStandIn) -> None:
+    """A 2 MB answer (Telegram's are a few kB) is not read past 1 MB: a TemporaryFailure, so the send is retried."""
+    telegram.oversize(size=2_000_000)
+
+    async def scenario() -> TemporaryFailure:
+        channel = tg(telegram)
+        try:
+            with pytest.raises(TemporaryFailure) as caught:
+                await channel.send(alert())
+            await channel.send(alert(2))  # the next answer is a normal one
+            return caught.value
+        finally:
+            await channel.close()
+
+    assert str(asyncio.run(scenario())) == "telegram: answer too large"
+    assert refs([r.text for r in telegram.received]) == ["alert-2"]
+
+
+@pytest.mark.parametrize("mode", ["silent", "trickle"])
+def test_a_stuck_smtp_server_fails_in_time_while_telegram_delivers(
+    telegram: TelegramStandIn, db: Database, mode: str
+) -> None:
+    """An SMTP server that never greets, or greets a byte every 0.1 s: the attempt fails in timeout + 0.5 s, the row
+    stays pending, and the Telegram copy of the alert is delivered meanwhile."""
+    stuck = StuckSMTP(mode, every=0.1).start()
+    try:
+        put(db, alert(), "email", time.time())
+        put(db, alert(), "telegram", time.time())
+
+        async def scenario() -> tuple[float, TemporaryFailure, float, float, RelayReport]:
+            mail = EmailChannel(HOST, stuck.port, SENDER, [RECIPIENT], security="none", timeout=0.5)
+            channel = tg(telegram)
+            try:
+                started = time.monotonic()
+                with pytest.raises(TemporaryFailure) as caught:
+                    await mail.send(alert())
+                direct = time.monotonic() - started
+                started = time.monotonic()
+                report = await Relay(db, {"email": mail, "telegram": channel}).run_once()
+                relayed = time.monotonic() - started
+                return direct, caught.value, relayed, telegram.received[0].at - started, report
+            finally:
+                await channel.close()
+
+        direct, error, relayed, telegram_after, report = asyncio.run(scenario())
+    finally:
+        stuck.stop()
+    print(
+        f"\n{mode} SMTP: failed after {direct:.3f} s, relay pass {relayed:.3f} s, Telegram after {telegram_after:.3f} s"
+    )
+    assert str(error) == "email: timed out"
+    assert 0.45 <= direct <= 1.0 and relayed <= 1.0
+    assert telegram_after < 0.4
+    assert report == RelayReport(delivered=1, retried=1)
+    by_channel = {r.channel: r for r in rows(db)}
+    assert (by_channel["email"].status, by_channel["email"].last_error) == ("pending", "email: timed out")
+    assert by_channel["telegram"].status == "delivered"
+    assert stuck.connections == 2

@@ -83,7 +83,7 @@ def test_venue_config_defaults_and_errors(tmp_path: Path) -> None:
 
 
 def _alerts(store: Store) -> list[dict[str, Any]]:
-    return list(store.db.query("select id, kind, level, text from alerts order by created_at, id"))
+    return list(store.db.query("select id, position, kind, level, text from alerts order by created_at, id"))
 
 
 async def _scenario(tmp_path: Path) -> tuple[Daemon, list[list[dict[str, Any]]]]:
@@ -122,7 +122,7 @@ def test_daemon_reads_a_venue_and_a_broken_venue_is_degraded_never_healthy(tmp_p
     daemon, snaps = asyncio.run(_scenario(tmp_path))
     assert snaps[0] == []  # everyone healthy at BTC 95,000
     liq = [a for a in snaps[1] if a["level"] == "liquidatable" and a["kind"] == "fire"]
-    assert [a["id"].split("#")[0] for a in liq] == [f"hyperliquid:hl:{to_checksum_address(CROSS)}"]
+    assert [a["position"] for a in liq] == [f"hyperliquid:hl:{to_checksum_address(CROSS)}"]
     text = liq[0]["text"]
     assert "BTC long 1 @ 79,999" in text and "tier 0 MMR 1%" in text and "liq 80,000" in text
     assert "To reach 1.5000: add $" in text and "to cross margin" in text

@@ -332,7 +332,16 @@ class Store:
                 if a.id in muted:
                     continue
                 for ch in channels:
-                    rows.append(outbox.enqueue(db, Message(a.id, a.subject, a.text), ch, now))
+                    rows.append(
+                        outbox.enqueue(
+                            db,
+                            Message(a.id, a.subject, a.text),
+                            ch,
+                            now,
+                            position=a.position,
+                            severity=outbox.severity_rank(a.level),
+                        )
+                    )
             hist = [
                 {
                     "position": h.position,

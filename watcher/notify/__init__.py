@@ -2,7 +2,7 @@
 
 from watcher.notify.base import Channel, Message, PermanentFailure, TemporaryFailure
 from watcher.notify.email import EmailChannel
-from watcher.notify.outbox import OutboxRow, enqueue, ensure_schema
+from watcher.notify.outbox import OutboxRow, enqueue, ensure_schema, severity_rank
 from watcher.notify.relay import Relay, RelayReport
 from watcher.notify.telegram import TelegramChannel
 
@@ -18,4 +18,5 @@ __all__ = [
     "TemporaryFailure",
     "enqueue",
     "ensure_schema",
+    "severity_rank",
 ]

@@ -17,6 +17,8 @@ class Message:
     alert_id: str
     subject: str
     text: str
+    #: A line the relay adds (how many updates were folded into this one); sent before the ref line, never cut.
+    note: str | None = None
 
 
 class TemporaryFailure(Exception):
@@ -47,13 +49,14 @@ def ref_line(alert_id: str) -> str:
 
 
 def render_text(msg: Message, limit: int | None = None) -> str:
-    """The text to send: the message text and its ref line, the text cut if needed to fit in `limit` characters."""
+    """The text to send: the text, the relay's note and the ref line, the text cut if needed to fit in `limit`."""
     ref = ref_line(msg.alert_id)
     text = msg.text.rstrip()
     # A caller that already wrote the ref line must not get it twice.
     if text.endswith(ref):
         text = text[: -len(ref)].rstrip()
-    tail = f"\n\n{ref}" if text else ref
+    tail = f"{msg.note}\n{ref}" if msg.note else ref
+    tail = f"\n\n{tail}" if text else tail
     if limit is not None and len(text) + len(tail) > limit:
         # Cut the text, never the ref: without it a duplicate could not be recognised.
         text = text[: max(0, limit - len(tail) - 1)].rstrip() + "…"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import smtplib
+import socket
 import ssl
+import threading
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Literal
@@ -57,8 +60,16 @@ class EmailChannel:
         )
 
     async def send(self, msg: Message) -> None:
-        """Send `msg` (subject and text, with its ref line) to the recipients, in a worker thread."""
-        await asyncio.to_thread(self._send_blocking, self._compose(msg))
+        """Send `msg` to the recipients in a worker thread, the whole SMTP conversation within `timeout` seconds."""
+        conversation = _Conversation()
+        try:
+            work = asyncio.to_thread(self._send_blocking, self._compose(msg), conversation)
+            await asyncio.wait_for(work, self.timeout)
+        except TimeoutError:
+            # The socket timeout bounds each read, not the conversation: a server that answers a byte at a time keeps
+            # it going. Shutting the socket down ends the thread's blocking call now, instead of leaving it stuck.
+            conversation.abort()
+            raise TemporaryFailure("email: timed out") from None
 
     async def close(self) -> None:
         """Nothing to release: every send uses its own SMTP connection."""
@@ -78,15 +89,28 @@ class EmailChannel:
         mail.set_content(render_text(msg))
         return mail
 
-    def _send_blocking(self, mail: EmailMessage) -> None:
+    def _send_blocking(self, mail: EmailMessage, conversation: _Conversation | None = None) -> None:
         context = self._ssl_context or ssl.create_default_context()
+        conversation = conversation or _Conversation()
         # Every failure becomes one of ours, raised `from None`: smtplib's exceptions carry server replies, and a
         # chained traceback must not be where a secret slips out.
         try:
             if self.security == "ssl":
-                client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+                client: smtplib.SMTP = smtplib.SMTP_SSL(timeout=self.timeout, context=context)
             else:
-                client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+                client = smtplib.SMTP(timeout=self.timeout)
+            # Connected here rather than by the constructor, so the deadline can cut even the greeting short.
+            # smtplib sets the TLS server name (_host) only in the constructor: set it as the constructor would.
+            client._host = self.host
+            conversation.client = client
+            code, greeting = client.connect(self.host, self.port)
+            if code != 220:
+                client.close()
+                raise smtplib.SMTPConnectError(code, greeting)
+            if conversation.aborted.is_set():
+                # The deadline passed while connecting: the attempt already counts as failed, so do not send now.
+                client.close()
+                raise TemporaryFailure("email: timed out")
             with client:
                 client.ehlo()
                 if self.security == "starttls":
@@ -132,3 +156,20 @@ class EmailChannel:
             text = text.decode("utf-8", errors="replace")
         text = " ".join(text.split())
         return redact(f"{code} {text}", self._password)[:500]
+
+
+class _Conversation:
+    """The SMTP client a worker thread is using, so the event loop can cut its connection at the deadline."""
+
+    def __init__(self) -> None:
+        self.client: smtplib.SMTP | None = None
+        self.aborted = threading.Event()
+
+    def abort(self) -> None:
+        """Shut the connection down: a recv or send blocked in the worker thread returns at once with an error."""
+        self.aborted.set()
+        client = self.client
+        sock = getattr(client, "sock", None) if client is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)

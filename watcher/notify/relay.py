@@ -1,30 +1,68 @@
-"""The relay: drains the outbox through the channels, with retries, backoff and a fallback channel per channel."""
+"""The relay: drains the outbox through the channels, in order, never giving up on a live alert.
+
+Per channel, rows go worst level first, then oldest first, and one position's rows never overtake each other. A
+failed send (a TemporaryFailure or anything unexpected) rests the whole channel, capped-exponentially, and the row
+stays first in line: a dead service is asked once per backoff step, not once per queued row, and nothing is lost
+however long the outage. Rows of one position that waited through a failure are folded: only the newest is sent,
+with a line saying how many were folded. A row that fails `fallback_after` times, or any row behind a channel that
+has, is copied once to the fallback channel while the original keeps retrying. Only a PermanentFailure gives a row up.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from watcher.notify.base import Channel, PermanentFailure, TemporaryFailure, log
-from watcher.notify.outbox import OutboxRow, due, enqueue, mark_delivered, mark_failed, mark_retry, next_due_at
+from watcher.notify import outbox
+from watcher.notify.base import Channel, Message, PermanentFailure, TemporaryFailure, log
+from watcher.notify.outbox import (
+    OutboxRow,
+    enqueue,
+    mark_delivered,
+    mark_failed,
+    mark_retry,
+    mark_superseded,
+    mark_waiting,
+)
 
 
 @dataclass
 class RelayReport:
-    """What one pass of the relay did: rows delivered, rescheduled, given up, and fallback rows added."""
+    """What one pass of the relay did: rows delivered, retried later, given up, copied to a fallback, folded."""
 
     delivered: int = 0
     retried: int = 0
     failed: int = 0
     fell_back: int = 0
+    superseded: int = 0
+
+
+@dataclass
+class _ChannelState:
+    """A channel's delivery health, in memory (rebuilt from the outbox after a restart)."""
+
+    failures: int = 0  #: consecutive failed attempts; the first success resets it
+    rest_until: float = float("-inf")  #: no attempt on this channel before this time (relay clock)
+    #: when the last failure streak ended (its first success), or the last failure if none has yet: a row created
+    #: before this waited through an outage, and may be folded
+    outage_end: float = float("-inf")
+    loaded: bool = field(default=False, repr=False)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The next send of a channel: `row`, and the older rows of its position it folds."""
+
+    row: OutboxRow
+    folded: tuple[OutboxRow, ...]
 
 
 class Relay:
-    """Delivers due outbox rows at least once: a row is marked delivered only after its channel accepted it."""
+    """Delivers outbox rows at least once: a row is marked delivered only after its channel accepted it."""
 
     def __init__(
         self,
@@ -32,9 +70,9 @@ class Relay:
         channels: dict[str, Channel],
         *,
         fallback: dict[str, str] | None = None,
-        max_attempts: int = 8,
-        base_delay: float = 2.0,
-        max_delay: float = 300.0,
+        retry_initial: float = 2.0,
+        retry_max: float = 300.0,
+        fallback_after: int = 8,
         clock: Callable[[], float] = time.time,
     ) -> None:
         fallback = dict(fallback or {})
@@ -43,43 +81,53 @@ class Relay:
                 raise ValueError(f"notify: channel {source!r} cannot be its own fallback")
             if target not in channels:
                 raise ValueError(f"notify: the fallback of {source!r} is {target!r}, which is not a configured channel")
-        if max_attempts < 1:
-            raise ValueError("notify: max_attempts must be at least 1")
+        if not retry_initial > 0 or not retry_max >= retry_initial:
+            raise ValueError("notify: retry_initial must be positive and retry_max at least retry_initial")
+        if fallback_after < 1:
+            raise ValueError("notify: fallback_after must be at least 1")
         # The relay commits on this connection after every row: give it a Database of its own, or never keep a
         # transaction open across an await on a shared one (the relay's commit would end it half done).
         self.db = db
         self.channels = dict(channels)
         self.fallback = fallback
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.fallback_after = fallback_after
         self.clock = clock
+        self._state: dict[str, _ChannelState] = {}
         self._wake: asyncio.Event | None = None
+        self._stop: asyncio.Event | None = None
+        self._copied_to: set[str] = set()  #: channels that got fallback copies during this round of run_once
 
-    def backoff(self, attempts: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after the `attempts`-th failed attempt: exponential, capped, but never less than asked."""
-        exponential = min(self.max_delay, self.base_delay * 2 ** (attempts - 1))
+    def backoff(self, failures: int, retry_after: float | None = None) -> float:
+        """Seconds a channel rests after its `failures`-th failure in a row: doubling, capped, never less than asked."""
+        exponential = min(self.retry_max, self.retry_initial * 2 ** min(failures - 1, 64))
         return max(retry_after or 0.0, exponential)
 
     async def run_once(self) -> RelayReport:
-        """Try every due row once (channels side by side, each channel's rows in order) and report what happened."""
+        """Drain every channel once (side by side, each in its own order) and report what happened."""
         report = RelayReport()
-        by_channel: dict[str, list[OutboxRow]] = {}
-        for row in due(self.db, self.clock()):
-            by_channel.setdefault(row.channel, []).append(row)
-        # A slow channel (Telegram's pacing, an SMTP timeout) must not hold up the others' alerts.
-        async with asyncio.TaskGroup() as group:
-            for name, rows in by_channel.items():
-                group.create_task(self._drain(name, rows, report))
+        names = {row.channel for row in outbox.pending(self.db)}
+        # Two rounds at most: the second drains the copies a failing channel handed to its fallback in the first.
+        for _ in range(2):
+            self._copied_to = set()
+            # A slow channel (Telegram's pacing, an SMTP timeout) must not hold up the others' alerts.
+            async with asyncio.TaskGroup() as group:
+                for name in sorted(names):
+                    group.create_task(self._drain(name, report))
+            names = self._copied_to
+            if not names:
+                break
         return report
 
     async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
-        """Run passes until `stop` is set, sleeping up to `interval` (less if a row falls due sooner) between them."""
+        """Run passes until `stop` is set, sleeping up to `interval` (less if something falls due sooner) between."""
+        self._stop = stop
         while not stop.is_set():
             pause = interval
             try:
                 await self.run_once()
-                next_at = next_due_at(self.db)
+                next_at = self.next_due_at()
                 if next_at is not None:
                     pause = min(interval, max(0.0, next_at - self.clock()))
             except Exception as exc:
@@ -92,64 +140,190 @@ class Relay:
         """Start the next pass of run_forever now (call it after committing new outbox rows)."""
         self._wake_event().set()
 
-    async def _drain(self, name: str, rows: list[OutboxRow], report: RelayReport) -> None:
-        channel = self.channels.get(name)
-        for row in rows:
-            if channel is None:
-                self._give_up(row, f"no channel named {name!r} is configured", report, count_attempt=False)
-            else:
-                await self._deliver(channel, row, report)
+    def next_due_at(self) -> float | None:
+        """When the relay next has something to try: the earliest due send of a channel not resting, or None."""
+        times = []
+        for name in {row.channel for row in outbox.pending(self.db)}:
+            plans = self._plans(name)
+            if plans:
+                times.append(max(min(at for _, at, _ in plans), self._channel(name).rest_until))
+        return min(times) if times else None
 
-    async def _deliver(self, channel: Channel, row: OutboxRow, report: RelayReport) -> None:
+    # --- one channel
+
+    async def _drain(self, name: str, report: RelayReport) -> None:
+        channel = self.channels.get(name)
+        state = self._channel(name)
+        if channel is None:
+            for row in outbox.pending(self.db, name):
+                self._give_up((row,), f"no channel named {name!r} is configured", report, count_attempt=False)
+            return
+        # Alerts that arrived while the channel is known dead go to the fallback now, not after its next failure.
+        self._copy_to_fallback(name, report)
+        while self._stop is None or not self._stop.is_set():
+            if self.clock() < state.rest_until:
+                return
+            plan = self._next(name)
+            if plan is None:
+                return
+            if not await self._deliver(channel, plan, report):
+                return
+
+    def _next(self, name: str) -> _Plan | None:
+        """The channel's next send: of the due positions, the worst (then the oldest); folded if it waited."""
+        now = self.clock()
+        due = [(key, plan) for key, at, plan in self._plans(name) if at <= now]
+        return min(due, key=lambda item: item[0])[1] if due else None
+
+    def _plans(self, name: str) -> list[tuple[tuple[int, float, int], float, _Plan]]:
+        """Per position pending on the channel: its sending-order key, when its next send is due, and that send."""
+        state = self._channel(name)
+        by_position: dict[str, list[OutboxRow]] = {}
+        for row in outbox.pending(self.db, name):
+            by_position.setdefault(row.position, []).append(row)
+        plans = []
+        for rows in by_position.values():
+            # Only rows that waited through a failure are folded: with no outage every update is sent.
+            waited = [r for r in rows[:-1] if state.failures or r.attempts > 0 or r.created_at <= state.outage_end]
+            plan = _Plan(rows[-1], tuple(rows[:-1])) if waited else _Plan(rows[0], ())
+            due_at = plan.row.next_attempt_at if plan.row.next_attempt_at is not None else plan.row.created_at
+            # A position's worst row decides its place, so a mild update never holds a worse one of its position back.
+            plans.append(((-max(r.severity for r in rows), rows[0].created_at, rows[0].id), due_at, plan))
+        return plans
+
+    async def _deliver(self, channel: Channel, plan: _Plan, report: RelayReport) -> bool:
+        """Try one send; True if the channel may go on to its next row."""
+        row = plan.row
+        message = row.message
+        if plan.folded:
+            message = Message(row.alert_id, row.subject, row.text, note=fold_note(plan.folded))
         try:
-            await channel.send(row.message)
+            await channel.send(message)
         except TemporaryFailure as exc:
             self._retry(row, str(exc), exc.retry_after, report)
+            return False
         except PermanentFailure as exc:
-            self._give_up(row, str(exc), report)
+            # Given up on this channel with the rows it folds, so the fallback gets the whole story, oldest first.
+            self._give_up((*plan.folded, row), str(exc), report)
+            return True
         except Exception as exc:
-            # A channel bug must not stop the relay. Its text is left out: only our own failures are known to be
-            # free of secrets.
+            # A channel bug must not stop the relay, nor lose the alert. Its text is left out: only our own failures
+            # are known to be free of secrets.
             self._retry(row, f"{row.channel}: unexpected {type(exc).__name__}", None, report)
-        else:
-            # Committed at once: a crash before this line means the row is sent again after a restart (at least once,
-            # never lost), and committing now keeps that window to this one message.
-            with self.db.conn:
-                mark_delivered(self.db, row.id, self.clock())
-            report.delivered += 1
-            log.info("notify: delivered outbox row %d (alert %s) via %s", row.id, row.alert_id, row.channel)
-
-    def _retry(self, row: OutboxRow, error: str, retry_after: float | None, report: RelayReport) -> None:
-        attempts = row.attempts + 1
-        if attempts >= self.max_attempts:
-            self._give_up(row, f"gave up after {attempts} attempts: {error}", report)
-            return
-        delay = self.backoff(attempts, retry_after)
+            return False
+        # Committed at once: a crash before this line means the row is sent again after a restart (at least once,
+        # never lost), and committing now keeps that window to this one message. The folded rows go in the same
+        # transaction, so they are never both marked superseded and not covered by a delivery.
         with self.db.conn:
-            mark_retry(self.db, row.id, self.clock(), delay, error)
-        report.retried += 1
-        log.warning(
-            "notify: outbox row %d (alert %s) via %s failed, attempt %d, retry in %.1f s: %s",
+            mark_delivered(self.db, row.id, self.clock())
+            mark_superseded(self.db, (r.id for r in plan.folded), row.id)
+        state = self._channel(row.channel)
+        if state.failures:
+            state.outage_end = self.clock()
+        state.failures, state.rest_until = 0, float("-inf")
+        report.delivered += 1
+        report.superseded += len(plan.folded)
+        log.info(
+            "notify: delivered outbox row %d (alert %s) via %s%s",
             row.id,
             row.alert_id,
             row.channel,
-            attempts,
+            f", folding {len(plan.folded)} earlier" if plan.folded else "",
+        )
+        return True
+
+    def _retry(self, row: OutboxRow, error: str, retry_after: float | None, report: RelayReport) -> None:
+        state = self._channel(row.channel)
+        now = self.clock()
+        state.failures += 1
+        delay = self.backoff(state.failures, retry_after)
+        state.rest_until, state.outage_end = now + delay, now
+        with self.db.conn:
+            mark_retry(self.db, row.id, now, delay, error)
+            # The rows behind it are not tried while the channel rests; the API should still say why they wait.
+            mark_waiting(self.db, row.channel, row.id, error)
+        report.retried += 1
+        log.warning(
+            "notify: outbox row %d (alert %s) via %s failed (attempt %d, channel failure %d), next try in %.1f s: %s",
+            row.id,
+            row.alert_id,
+            row.channel,
+            row.attempts + 1,
+            state.failures,
             delay,
             error,
         )
+        self._copy_to_fallback(row.channel, report)
 
-    def _give_up(self, row: OutboxRow, error: str, report: RelayReport, *, count_attempt: bool = True) -> None:
+    def _copy_to_fallback(self, name: str, report: RelayReport) -> None:
+        """Copy, once each, the rows that failed fallback_after times, or all rows if the channel has."""
+        target = self.fallback.get(name)
+        if target is None:
+            return
+        dead = self._channel(name).failures >= self.fallback_after
+        for row in outbox.pending(self.db, name):
+            if row.fallback_of is not None or not (dead or row.attempts >= self.fallback_after):
+                continue
+            if outbox.has_copy(self.db, row, target):
+                continue
+            with self.db.conn:
+                new_id = self._enqueue_copy(row, target)
+            report.fell_back += 1
+            self._copied_to.add(target)
+            log.warning(
+                "notify: outbox row %d (alert %s) still waiting on %s after %d failures; copy sent via %s as row %d",
+                row.id,
+                row.alert_id,
+                name,
+                self._channel(name).failures,
+                target,
+                new_id,
+            )
+
+    def _give_up(
+        self, rows: tuple[OutboxRow, ...], error: str, report: RelayReport, *, count_attempt: bool = True
+    ) -> None:
         now = self.clock()
-        target = self.fallback.get(row.channel) if row.fallback_of is None else None
+        sent = rows[-1]
+        copies: list[tuple[OutboxRow, int]] = []
         # One transaction: the alert is never left both given up on and not handed to the fallback.
         with self.db.conn:
-            mark_failed(self.db, row.id, now, error, count_attempt=count_attempt)
-            new_id = enqueue(self.db, row.message, target, now, fallback_of=row.id) if target else None
-        report.failed += 1
-        log.error("notify: outbox row %d (alert %s) via %s failed: %s", row.id, row.alert_id, row.channel, error)
-        if new_id is not None:
+            for row in rows:
+                mark_failed(self.db, row.id, now, error, count_attempt=count_attempt and row is sent)
+                target = self.fallback.get(row.channel) if row.fallback_of is None else None
+                if target and not outbox.has_copy(self.db, row, target):
+                    copies.append((row, self._enqueue_copy(row, target)))
+        for row in rows:
+            report.failed += 1
+            log.error("notify: outbox row %d (alert %s) via %s failed: %s", row.id, row.alert_id, row.channel, error)
+        for row, new_id in copies:
             report.fell_back += 1
+            target = self.fallback[row.channel]
             log.warning("notify: outbox row %d (alert %s) handed to %s as row %d", row.id, row.alert_id, target, new_id)
+
+    def _enqueue_copy(self, row: OutboxRow, target: str) -> int:
+        # The copy keeps the alert's time, so on its channel it queues by the alert's age, not the copy's.
+        return enqueue(
+            self.db,
+            row.message,
+            target,
+            row.created_at,
+            position=row.position,
+            severity=row.severity,
+            fallback_of=row.id,
+        )
+
+    def _channel(self, name: str) -> _ChannelState:
+        state = self._state.setdefault(name, _ChannelState())
+        if not state.loaded:
+            state.loaded = True
+            # After a restart: a channel whose rows show failed attempts is still failing until it delivers.
+            failed = [r for r in outbox.pending(self.db, name) if r.attempts > 0]
+            if failed:
+                state.failures = max(r.attempts for r in failed)
+                state.rest_until = max(r.next_attempt_at or r.created_at for r in failed)
+                state.outage_end = self.clock()
+        return state
 
     def _wake_event(self) -> asyncio.Event:
         if self._wake is None:
@@ -165,3 +339,20 @@ class Relay:
             for waiter in waiters:
                 waiter.cancel()
         wake.clear()
+
+
+def fold_note(folded: tuple[OutboxRow, ...]) -> str:
+    """The line telling the user how many updates of a position were folded, and the worst of them."""
+    worst = max(folded, key=lambda r: (r.severity, r.created_at))
+    if worst.position.startswith("chain:") and worst.severity == outbox.SEVERITY["degraded"]:
+        name = "DEGRADED"
+    else:
+        name = outbox.RANK_NAMES.get(worst.severity, "OK")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(worst.created_at))
+    count = len(folded)
+    updates = "update" if count == 1 else "updates"
+    verb = "was" if count == 1 else "were"
+    return (
+        f"({count} earlier {updates} for this position {verb} folded while delivery was failing; "
+        f"the worst: {name} at {when})"
+    )

@@ -14,6 +14,8 @@ from watcher.notify.base import Message, PermanentFailure, TemporaryFailure, red
 
 #: Telegram refuses longer texts ("message is too long").
 MAX_TEXT = 4096
+#: Telegram's answer to sendMessage is a few kB; anything far larger is not Telegram and is not read into memory.
+MAX_ANSWER_BYTES = 1_000_000
 
 
 class TelegramChannel:
@@ -29,13 +31,17 @@ class TelegramChannel:
         base_url: str = "https://api.telegram.org",
         min_interval: float = 1.0,
         timeout: float = 10.0,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._token = token
         self.chat_id = str(chat_id)
         self._base_url = base_url.rstrip("/")
         self.min_interval = min_interval
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        #: seconds for one whole request: connecting, sending, the headers and the whole answer
+        self.timeout = timeout
+        self.max_answer_bytes = max_answer_bytes
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout, sock_read=timeout)
         self._session = session
         self._own_session = session is None
         self._lock: asyncio.Lock | None = None
@@ -77,17 +83,23 @@ class TelegramChannel:
         # aiohttp's exception texts may carry the URL, hence the token: only the exception's type is reported, and
         # `from None` keeps the original out of tracebacks.
         try:
-            async with self._session.post(url, json=payload, timeout=self._timeout) as resp:
-                status = resp.status
-                retry_header = resp.headers.get("Retry-After")
-                body_text = await resp.text(errors="replace")
+            # One deadline for the whole exchange: aiohttp's own timeouts alone let an answer that trickles in a byte
+            # at a time run on for as long as the bytes keep coming.
+            async with asyncio.timeout(self.timeout):
+                async with self._session.post(url, json=payload, timeout=self._timeout) as resp:
+                    status = resp.status
+                    retry_header = resp.headers.get("Retry-After")
+                    raw = await _read_capped(resp.content, self.max_answer_bytes)
         except TimeoutError:
             raise TemporaryFailure("telegram: request timed out") from None
         except aiohttp.InvalidURL:
             raise PermanentFailure("telegram: invalid base_url") from None
         except aiohttp.ClientError as exc:
             raise TemporaryFailure(f"telegram: connection failed ({type(exc).__name__})") from None
-        body = _json_object(body_text)
+        if len(raw) > self.max_answer_bytes:
+            # Not Telegram's answer; whether the message went out is unknown, and at least once means retrying.
+            raise TemporaryFailure("telegram: answer too large")
+        body = _json_object(raw.decode("utf-8", errors="replace"))
         description = self._describe(body, status)
         if status == 200 and body.get("ok") is True:
             return
@@ -109,6 +121,20 @@ class TelegramChannel:
         text = f"HTTP {status}: {description}" if isinstance(description, str) else f"HTTP {status}"
         # Telegram does not echo the token, but a proxy in front of it might.
         return redact(text, self._token)[:500]
+
+
+async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body, but no more than limit + 1 bytes of it (one more than allowed says it is too large)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        # read(n) returns what has arrived, up to n bytes; b"" only at the end of the body.
+        chunk = await stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _json_object(text: str) -> dict[str, Any]:
