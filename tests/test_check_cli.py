@@ -31,6 +31,8 @@ target = 1.5
 chain_id = {chain_id}
 rpc_urls = ["{url}"]
 multicall = "{multicall}"
+# anvil mines only on transactions: its head ages between tests and is not a stuck node
+max_block_age = 86400
 
 [[deployments]]
 protocol = "aave_v3"

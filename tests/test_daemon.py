@@ -79,6 +79,8 @@ target = 1.5
 chain_id = {anvil.chain_id}
 rpc_urls = ["{anvil.url}"]
 multicall = "{batch_reader(anvil.w3)}"
+# anvil mines only on transactions: its head ages between tests and is not a stuck node
+max_block_age = 86400
 
 [[deployments]]
 protocol = "aave_v3"

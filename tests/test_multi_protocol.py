@@ -32,6 +32,8 @@ def test_aave_and_morpho_share_one_eth_call(anvil: Anvil, tmp_path: Path) -> Non
 chain_id = {anvil.chain_id}
 rpc_urls = ["{anvil.url}"]
 multicall = "{batch_reader(w3)}"
+# anvil mines only on transactions: its head ages between tests and is not a stuck node
+max_block_age = 86400
 
 [[deployments]]
 protocol = "aave_v3"

@@ -327,7 +327,8 @@ class Daemon:
         Pure: the row it returns is applied to memory only after the commit that stores it.
         """
         reasons = [u.reason for u in result.unreadable if u.chain == chain]
-        if chain in result.degraded:
+        # A failed read is in both lists; only a problem that read nothing (a URL on another chain) is in one.
+        if chain in result.degraded and result.degraded[chain] not in reasons:
             reasons.append(result.degraded[chain])
         was = self.status.get(chain, {})
         degraded = bool(reasons)
