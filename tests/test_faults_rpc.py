@@ -13,6 +13,7 @@ degraded message -> alerts lost is printed at the end of the module.
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import threading
@@ -658,6 +659,40 @@ def test_dead_node_then_back_is_recovered_and_its_chain_id_checked_again(world: 
         after=reverified,
     )
     run_cycles(world, w, fault)
+
+
+def test_a_stalled_chain_delays_no_other_chain(world: World) -> None:
+    """chains.local stalls (timeout 3 s) while chains.other reads anvil B: other keeps its 0.5 s cadence and its
+    liquidation is alerted within 3 s, while local is degraded."""
+    p = world.proxy()
+    parts = world.setup.parts(rpc_urls=[p.url], interval=INTERVAL, timeout=3.0)
+    parts["chains"]["other"] = parts["chains"]["local"] | {"chain_id": ALT_CHAIN_ID, "rpc_urls": [world.chains.b.url]}
+    parts["deployments"][0]["chains"] = ["local", "other"]
+    overrides = {"alerts": {"falling_drop": 5}, "storage": {"path": str(world.tmp_path / "two.db")}}
+    w = world.setup.start(
+        write_toml(world.tmp_path / "two.toml", merge(parts, overrides | {"api": {"port": free_port()}}))
+    )
+    wait_for(lambda: borrower_levels(w, world.borrower) == ["ok", "ok"], 30, what="both chains read")
+    mark = len(world.telegram.received)
+    p.set_mode("stall")
+    t0 = time.monotonic()
+    time.sleep(1.0)
+    set_price(world.chains.alt_market, "WETH", 1_400)  # liquidatable on chain B only
+    priced = time.monotonic()
+    liq = wait_message(world.telegram, "liquidatable", after=mark, timeout=3.0 + SLACK)
+    time.sleep(max(0.0, t0 + 6.0 - time.monotonic()))
+    other = [e["_at"] for e in w.logs("check", chain="other") if e["_at"] >= t0]
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(other)]
+    print(f"stalled local: other checked {len(other)} times in 6 s, gaps up to {max(gaps, default=0):.2f} s")
+    assert liq is not None, "a liquidation on the healthy chain was not alerted while the other chain stalled"
+    print(f"stalled local: other's liquidation alerted {liq.at - priced:.2f} s after its block")
+    assert "on other" in liq.text.splitlines()[0], liq.text
+    assert liq.at - priced <= 3.0, f"alerted {liq.at - priced:.2f} s after the block"
+    assert len(other) >= 8 and max(gaps) <= 2 * INTERVAL + 0.5, gaps
+    degraded = wait_message(world.telegram, "degraded", after=mark, timeout=1.0)
+    assert degraded is not None and "local" in degraded.text.splitlines()[0], degraded
+    assert sorted(borrower_levels(w, world.borrower)) == ["liquidatable", "unknown"]
+    p.clear()
 
 
 # --- config effects: the same fault under two values of one key ------------------------------------------------
