@@ -392,6 +392,7 @@ class StuckSMTP:
         self.mode = mode
         self.every = every
         self.connections = 0
+        self.connected_at: list[float] = []  #: monotonic time of each accepted connection
         self._stopped = threading.Event()
         self._sock = socket.socket()
         self._sock.bind((HOST, 0))
@@ -416,6 +417,7 @@ class StuckSMTP:
             except OSError:
                 return
             self.connections += 1
+            self.connected_at.append(time.monotonic())
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             thread.start()
             self._threads.append(thread)

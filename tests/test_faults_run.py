@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests import run_harness
-from tests.notify_servers import TelegramStandIn
+from tests.notify_servers import StuckSMTP, TelegramStandIn
 from tests.run_harness import (
     RunSetup,
     SwitchableNode,
@@ -444,3 +444,48 @@ def test_a_telegram_outage_16_times_retry_max_loses_nothing_and_folds_to_the_new
 def refs_of(texts: list[str]) -> list[str | None]:
     """The `ref:` of each message."""
     return [ref_of(t) for t in texts]
+
+
+@pytest.mark.parametrize(("channel", "timeout"), [("telegram", 1.0), ("telegram", 3.0), ("email", 1.0), ("email", 3.0)])
+def test_a_stuck_channel_is_cut_at_its_configured_timeout(run_setup: RunSetup, channel: str, timeout: float) -> None:
+    """notify.<channel>.timeout bounds one send: a stalled Telegram answer or a silent SMTP greeting is given up after
+    it and retried (retry_initial 0.2 s later); a stuck SMTP server never holds back the Telegram message."""
+    s = run_setup
+    overrides: dict[str, Any] = {"notify": {"retry_initial": 0.2, "retry_max": 1.0}}
+    smtp = StuckSMTP("silent").start() if channel == "email" else None
+    try:
+        if smtp is not None:
+            overrides["notify"]["email"] = {
+                "host": "127.0.0.1",
+                "port": smtp.port,
+                "security": "none",
+                "sender": "watcher@localhost",
+                "recipients": ["me@localhost"],
+                "timeout": timeout,
+            }
+        else:
+            overrides["notify"]["telegram"] = {"timeout": timeout}
+            s.telegram.stall(1)
+        w = s.start(s.write_config(overrides, interval=INTERVAL))
+        wait_for(lambda: w.logs("check", chain="local"), 30, what="a first good check")
+        set_price(s.market, "WETH", 1_400)
+        priced = time.monotonic()
+        if smtp is not None:
+            wait_for(lambda: len(smtp.connected_at) >= 2, timeout + 10, what="a second SMTP attempt")
+            first, second = smtp.connected_at[:2]
+            got = wait_for(lambda: s.telegram.received, 5, what="the Telegram message")
+            print(
+                f"email timeout {timeout}: retried {second - first:.2f} s after the first try;"
+                f" Telegram got it {got[0].at - priced:.2f} s after the block"
+            )
+            assert got[0].at - priced <= 3.0, "the stuck SMTP server held the Telegram message back"
+        else:
+            got = wait_for(lambda: s.telegram.received, timeout + 10, what="delivery after the stalled answer")
+            first, second = s.telegram.requests[0].at, s.telegram.requests[1].at
+            print(f"telegram timeout {timeout}: retried {second - first:.2f} s after the stalled try")
+            assert len(got) == 1 and "LIQUIDATABLE" in got[0].text
+        assert timeout <= second - first <= timeout + 0.2 + 1.0, f"retried {second - first:.2f} s after the first try"
+        assert w.alive()
+    finally:
+        if smtp is not None:
+            smtp.stop()
