@@ -329,8 +329,6 @@ class NotifyConfig(_Strict):
     #: newer alert for the same position supersedes it: a live alert is never given up
     retry_initial: float = Field(default=2.0, gt=0, le=MAX_INTERVAL)
     retry_max: float = Field(default=300.0, gt=0, le=MAX_INTERVAL)
-    #: failed attempts on one channel before a copy also goes out on the other channel (when both are configured)
-    fallback_after: int = Field(default=8, ge=1)
 
     @model_validator(mode="after")
     def _retry_order(self) -> NotifyConfig:

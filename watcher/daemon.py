@@ -108,6 +108,8 @@ class Daemon:
         self.channels = channels
         self.clock = clock
         self.rules = rules_from(cfg)
+        # Every alert goes to every channel, so a fallback copy only serves rows queued before the other channel was
+        # configured (has_copy skips an alert the other channel already has).
         fallback = {"telegram": "email", "email": "telegram"} if len(channels) == 2 else {}
         n = cfg.notify
         self.relay = Relay(
@@ -116,7 +118,6 @@ class Daemon:
             fallback=fallback,
             retry_initial=n.retry_initial,
             retry_max=n.retry_max,
-            fallback_after=n.fallback_after,
             clock=clock,
         )
         self.states = store.alert_states()
