@@ -137,13 +137,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg.api.enabled:
         _api_token(cfg)  # a bad [api] section stops `watcher run` before any check, with one line
     channels = channels_for(cfg)  # a missing or unreadable notify secret, likewise
+    ws_urls = {c: cfg.chains[c].websocket(c) for c in {r.chain for r in readers}}  # and a bad ws_url
     if not channels:
         print("watcher: warning: no [notify] channel is configured; alerts are only stored", file=sys.stderr)
 
     async def main_async() -> None:
         clients = await connect(cfg, {r.chain for r in readers})
         setup_logging()
-        daemon = Daemon(cfg, clients, readers, store, channels, venues=venues)
+        daemon = Daemon(cfg, clients, readers, store, channels, venues=venues, ws_urls=ws_urls)
         stop = asyncio.Event()
         install_signal_handlers(stop)
         runner = None

@@ -229,6 +229,13 @@ class ChainConfig(_Strict):
     stale_after: float | None = Field(default=None, gt=0, le=MAX_INTERVAL)
     #: seconds between re-checks of every RPC URL's chain id (also done when a failed URL answers again)
     verify_every: float = Field(default=300.0, gt=0, le=MAX_INTERVAL)
+    #: check on every new head (the interval is then the fallback); false: check every interval only
+    follow_heads: bool = True
+    #: a ws:// or wss:// URL whose eth_subscribe("newHeads") wakes the checks; without one, heads are polled
+    ws_url: str | SecretRef | None = None
+    #: seconds between eth_blockNumber polls for a new head (also while the WebSocket is down); default: a quarter of
+    #: the interval, at most 1 s
+    head_poll: float | None = Field(default=None, gt=0, le=MAX_INTERVAL)
 
     def check_interval(self) -> float:
         """The configured interval, or one near the chain's block time."""
@@ -237,6 +244,20 @@ class ChainConfig(_Strict):
     def watchdog_after(self) -> float:
         """Seconds without a good read before the chain counts as degraded."""
         return self.stale_after or 3 * self.check_interval() + self.timeout
+
+    def head_poll_seconds(self) -> float:
+        """Seconds between head polls."""
+        return self.head_poll or min(1.0, max(0.05, self.check_interval() / 4))
+
+    def websocket(self, name: str) -> str | None:
+        """The resolved ws_url (secret read now), or None."""
+        if self.ws_url is None:
+            return None
+        key = f"chains.{name}.ws_url"
+        url = self.ws_url.resolve(key) if isinstance(self.ws_url, SecretRef) else self.ws_url
+        if not url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"{key}: must be a ws:// or wss:// URL")
+        return url
 
     def urls(self, name: str) -> list[str]:
         """Resolved URLs (secrets read now)."""

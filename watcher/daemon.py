@@ -21,6 +21,7 @@ from watcher.alerts import AlertState, Event, Observation, Rules, Severity, aler
 from watcher.chain import ChainClient
 from watcher.check import CheckResult, Unreadable, check_chains, check_venues
 from watcher.config import Config
+from watcher.heads import HeadFollower, first_done, sleep_or_stop
 from watcher.messages import chain_message, position_message
 from watcher.model import BPS, Position
 from watcher.notify.base import Channel
@@ -96,6 +97,7 @@ class Daemon:
         *,
         clock: Callable[[], float] = time.time,
         venues: Sequence[VenueReader] = (),
+        ws_urls: dict[str, str | None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.clients = clients
@@ -133,6 +135,17 @@ class Daemon:
         self.last_good: dict[str, float] = dict.fromkeys(self.sources(), started)
         self._stalled: set[str] = set()  #: sources the watchdog has marked degraded since their last good read
         self._relay_lock = asyncio.Lock()
+        chains = sorted({r.chain for r in self.readers})
+        if ws_urls is None:
+            ws_urls = {c: cfg.chains[c].websocket(c) for c in chains}
+        #: per chain, what wakes its checks: new heads (over ws_url or polled), or None for the interval alone
+        self.heads: dict[str, HeadFollower | None] = {
+            c: HeadFollower(c, clients[c], cfg.chains[c].head_poll_seconds(), ws_urls.get(c), cfg.chains[c].timeout)
+            if cfg.chains[c].follow_heads
+            else None
+            for c in chains
+        }
+        self.chain_checks: dict[str, int] = dict.fromkeys(chains, 0)  #: checks run per chain (the benchmark's count)
 
     def sources(self) -> list[str]:
         """Every chain with readers and every venue."""
@@ -400,6 +413,28 @@ class Daemon:
         except Exception:
             log.exception("check failed", extra={"chain": chain})
 
+    async def follow_chain(self, chain: str, stop: asyncio.Event) -> None:
+        """A chain's checks: one per new head (coalesced while a check runs), and at least one per interval."""
+        interval = self.cfg.chains[chain].check_interval()
+        heads = self.heads[chain]
+        follower = asyncio.create_task(heads.run(stop)) if heads is not None else None
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                await self.run_chain(chain)
+                self.chain_checks[chain] += 1
+                left = interval - (time.monotonic() - started)
+                if heads is None:
+                    await sleep_or_stop(stop, left)
+                else:
+                    # A head seen while the check ran wakes the next one at once; many heads, one check.
+                    await first_done(stop.wait(), heads.wait(left))
+        finally:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+
     async def read_venue(self, name: str) -> CheckResult:
         """Read one off-chain venue (on the loop: its reads are aiohttp requests)."""
         return await check_venues([self.venues[name]], self._session)
@@ -451,10 +486,6 @@ class Daemon:
     async def _run(self, stop: asyncio.Event) -> None:
         scheduler = AsyncIOScheduler()
         jobs = [
-            (chain, self.run_chain, self.cfg.chains[chain].check_interval())
-            for chain in sorted({r.chain for r in self.readers})
-        ]
-        jobs += [
             (name, self.run_venue, self.cfg.venues[name].interval if name in self.cfg.venues else 5.0)
             for name in sorted(self.venues)
         ]
@@ -474,6 +505,7 @@ class Daemon:
             self.prune, "interval", seconds=3600, coalesce=True, max_instances=1, next_run_time=datetime.now(UTC)
         )
         scheduler.start()
+        chains = [asyncio.create_task(self.follow_chain(c, stop), name=f"chain:{c}") for c in self.heads]
         relay = asyncio.create_task(self.relay.run_forever(stop))
         watchdog = asyncio.create_task(self._watchdog_loop(stop))
         log.info(
@@ -486,7 +518,7 @@ class Daemon:
         )
         await stop.wait()
         scheduler.shutdown(wait=False)
-        await asyncio.gather(relay, watchdog)
+        await asyncio.gather(relay, watchdog, *chains)
         log.info("stopped")
 
     async def _watchdog_loop(self, stop: asyncio.Event) -> None:
