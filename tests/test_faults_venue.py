@@ -543,3 +543,73 @@ def test_venue_max_age_makes_old_state_unknown(
     assert set(strict_levels.values()) == {"unknown"}, strict_levels
     assert loose_levels == {"cross-btc": "ok", "iso-eth": "ok", "tiered-btc": "ok"}, loose_levels
     assert loose_kinds == [], loose_kinds
+
+
+# --- positions with a market id (a dYdX subaccount) -------------------------------------------------------------
+
+
+class DydxVenue:
+    """The dYdX indexer stand-in in its own thread and event loop."""
+
+    def __init__(self) -> None:
+        from tests.dydx_server import DydxIndexerStandIn
+        from tests.test_dydx_v4 import _markets, _subaccounts
+
+        self.server = DydxIndexerStandIn(_markets(), _subaccounts())
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="dydx-stand-in", daemon=True)
+
+    def start(self) -> DydxVenue:
+        """Listen on a free port of 127.0.0.1; returns self."""
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.__aenter__(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server and its thread."""
+        asyncio.run_coroutine_threadsafe(self.server.__aexit__(None, None, None), self._loop).result(20)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def test_a_broken_dydx_indexer_makes_its_subaccount_positions_unknown(
+    run_setup: RunSetup, telegram_standin: TelegramStandIn
+) -> None:
+    """dYdX positions carry their subaccount in their id (…:sub0): when the indexer fails, /positions shows every one
+    of them unknown as soon as the degraded message is out, never the last "ok"."""
+    from tests.test_dydx_v4 import A, B
+
+    dx = DydxVenue().start()
+    try:
+        cfg = write_config(
+            run_setup.tmp_path,
+            telegram_standin,
+            {
+                "dx": {
+                    "protocol": "dydx_v4",
+                    "base_url": dx.server.url,
+                    "interval": INTERVAL,
+                    "timeout": TIMEOUT,
+                    "accounts": [
+                        {"address": A, "label": "alice", "subaccounts": [0, 128]},
+                        {"address": B, "label": "bob"},
+                    ],
+                }
+            },
+        )
+        w = run_setup.start(cfg)
+        wait_for(lambda: len(w.get("/positions")["positions"]) == 3, 30, what="the subaccounts read")
+        ids = sorted(p["id"] for p in w.get("/positions")["positions"])
+        assert all(i.rsplit(":", 1)[-1].startswith("sub") for i in ids), ids
+        assert {p["level"] for p in w.get("/positions")["positions"]} == {"ok"}
+        dx.server.fault = "http500"
+        t0 = time.monotonic()
+        wait_for(lambda: [m for m in messages(telegram_standin, "dx") if m[0] == "degraded"], DEGRADED_BOUND)
+        print(f"dydx http500: degraded after {time.monotonic() - t0:.2f} s")
+        got = {p["id"]: p["level"] for p in w.get("/positions")["positions"]}
+        assert set(got.values()) == {"unknown"}, got
+        dx.server.fault = None
+        wait_for(lambda: {p["level"] for p in w.get("/positions")["positions"]} == {"ok"}, DEGRADED_BOUND)
+    finally:
+        run_setup.cleanup()
+        dx.stop()

@@ -367,13 +367,20 @@ class Store:
         return rows
 
     def _mark_unknown(self, key: str) -> None:
-        row = self.db.execute("select doc from positions where position = ?", [key]).fetchone()
-        if row is None:
-            return
-        doc = json.loads(row[0])
-        # The last good reading stays for reference, but the level says it is not known now: never "healthy".
-        doc["level"] = "unknown"
-        self.db.execute("update positions set level = 'unknown', doc = ? where position = ?", [json.dumps(doc), key])
+        """Mark unknown the account's positions: `key` is protocol:chain:account, and a position of one market of
+        the account has its market id after it (Compound, Maker, Morpho, Liquity v2, dYdX subaccounts)."""
+        prefix = key + ":"
+        found = self.db.execute(
+            "select position, doc from positions where position = ? or substr(position, 1, ?) = ?",
+            [key, len(prefix), prefix],
+        ).fetchall()
+        for position, raw in found:
+            doc = json.loads(raw)
+            # The last good reading stays for reference, but the level says it is not known now: never "healthy".
+            doc["level"] = "unknown"
+            self.db.execute(
+                "update positions set level = 'unknown', doc = ? where position = ?", [json.dumps(doc), position]
+            )
 
     def prune_history(self, before: float) -> int:
         """Drop history older than `before`; returns the number of rows removed."""
