@@ -1053,7 +1053,7 @@ def test_a_chain_not_read_for_stale_after_is_degraded_and_its_positions_unknown(
 
 def test_a_venue_or_chain_never_read_goes_stale_too(world: World, tmp_path: Path) -> None:
     db = tmp_path / "venue.db"
-    venue = '[venues.hl]\nprotocol = "hyperliquid"\nbase_url = "http://127.0.0.1:9"\nstale_after = 1\n'
+    venue = '[venues.hl]\nprotocol = "hyperliquid"\nbase_url = "http://127.0.0.1:9"\ninterval = 0.5\nstale_after = 1\n'
     text = world_config(world.anvil, world.market, [world.safe], world.telegram, db, stale_after=1.5)
     text = text.replace("\n[api]\n", f"\n{venue}\n[api]\n")
     cfg = parse_config(tomllib.loads(text))

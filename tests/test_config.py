@@ -86,6 +86,14 @@ def test_example_config_is_valid() -> None:
             "chains.ethereum.timeout: must be at most 600 (got 1e+308)",
         ),
         (("chain_id = 1", "chain_id = 1\ninterval = 0"), "chains.ethereum.interval: must be greater than 0 (got 0)"),
+        (
+            ("chain_id = 1", "chain_id = 1\ninterval = 12\nstale_after = 10"),
+            "chains.ethereum: stale_after (10 s) must be more than the interval (12 s)",
+        ),
+        (
+            ("chain_id = 1", 'chain_id = 1\nws_url = "https://node.example/ws"'),
+            "chains.ethereum.ws_url: must be a ws:// or wss:// URL",
+        ),
         (("[chains.ethereum]", '[chains."eth main"]'), "chains: 'eth main' is not a valid name: use 1 to 64 letters"),
         (('protocol = "spark"', 'protocol = "spark"\nname = "a:b"'), "deployments[1].name: 'a:b' is not a valid name"),
         (('protocols = ["spark"]', 'protocols = ["spark"]\n\n[storage]\npath = " "'), "storage.path: is empty"),

@@ -489,3 +489,67 @@ def test_a_stuck_channel_is_cut_at_its_configured_timeout(run_setup: RunSetup, c
     finally:
         if smtp is not None:
             smtp.stop()
+
+
+def test_a_hung_smtp_server_never_holds_back_a_new_telegram_alert(run_setup: RunSetup) -> None:
+    """SMTP hangs each attempt for its 4 s timeout; a warn goes out, then the position turns liquidatable while the
+    email send hangs: Telegram gets the liquidatable alert within 1.5 s of its block (each channel has its own loop)."""
+    s = run_setup
+    smtp = StuckSMTP("silent").start()
+    try:
+        email = {"host": "127.0.0.1", "port": smtp.port, "security": "none", "timeout": 4.0}
+        email |= {"sender": "watcher@localhost", "recipients": ["me@localhost"]}
+        cfg = s.write_config(
+            {"notify": {"retry_initial": 0.2, "retry_max": 1.0, "email": email}, "alerts": {"falling_drop": 10}},
+            interval=INTERVAL,
+        )
+        w = s.start(cfg)
+        wait_for(lambda: w.logs("check", chain="local"), 30, what="a first good check")
+        set_price(s.market, "WETH", 1_700)  # warn
+        wait_for(lambda: s.telegram.received, 5, what="the warn at Telegram")
+        wait_for(lambda: smtp.connections >= 1, 5, what="the email attempt that hangs")
+        time.sleep(0.5)
+        set_price(s.market, "WETH", 1_400)  # liquidatable, while the SMTP attempt still hangs
+        priced = time.monotonic()
+        got = wait_for(lambda: [r for r in s.telegram.received if "LIQUIDATABLE" in r.text], 6, what="the liquidation")
+        print(f"hung SMTP: liquidatable at Telegram {got[0].at - priced:.2f} s after its block")
+        assert got[0].at - priced <= 1.5, f"Telegram waited {got[0].at - priced:.2f} s behind the hung SMTP server"
+    finally:
+        s.cleanup()
+        smtp.stop()
+
+
+def test_a_telegram_that_refuses_every_message_makes_health_degraded(run_setup: RunSetup) -> None:
+    """Telegram answers 400 (chat not found) to everything: the alert is given up on, so /health is degraded and
+    names the channel and its error; once Telegram takes messages again, the next alert clears it."""
+    s = run_setup
+    s.accounts = [s.borrower, s.market.open_position(None, {"WETH": 10 * 10**18}, {"USDC": 10_000 * 10**6})]
+    w = s.start(s.write_config({"alerts": {"falling_drop": 10}}, interval=INTERVAL))
+    wait_for(lambda: w.logs("check", chain="local"), 30, what="a first good check")
+    assert w.get("/health")["status"] == "ok"
+    s.telegram.answer_next(400, 100, description="Bad Request: chat not found")
+    set_price(s.market, "WETH", 1_700)  # user0 warns
+    health = wait_for(lambda: (h := w.get("/health"))["status"] == "degraded" and h, 10, what="/health degraded")
+    print(f"refusing Telegram: /health notify = {health['notify']}")
+    tg = health["notify"]["telegram"]
+    assert tg["ok"] is False and tg["gave_up"] is True and "chat not found" in tg["last_error"]
+    assert not health["chains"]["local"]["degraded"]  # the chain is fine: the channel is what is not
+    s.telegram.clear()
+    set_price(s.market, "WETH", 1_400)  # user1 warns now too (user0 liquidatable): delivered
+    wait_for(lambda: s.telegram.received, 10, what="a delivery once Telegram takes messages")
+    wait_for(lambda: w.get("/health")["status"] == "ok", 5, what="/health ok after a delivery")
+    assert w.get("/health")["notify"]["telegram"]["ok"] is True
+
+
+def test_a_configured_chain_no_account_uses_never_reads_as_stale(run_setup: RunSetup) -> None:
+    """A second chain in the config that no deployment lists is never checked, and /health stays ok past its
+    stale_after (it used to be degraded for ever)."""
+    s = run_setup
+    parts = s.parts(interval=INTERVAL)
+    parts["chains"]["spare"] = dict(parts["chains"]["local"]) | {"stale_after": 2.0}
+    cfg = run_harness.write_toml(s.tmp_path / "spare.toml", parts)
+    w = s.start(cfg)
+    wait_for(lambda: w.logs("check", chain="local"), 30, what="a first good check")
+    time.sleep(3.0)
+    health = w.get("/health")
+    assert health["status"] == "ok" and "spare" not in health["chains"], health

@@ -1135,3 +1135,42 @@ def test_a_stuck_smtp_server_fails_in_time_while_telegram_delivers(
     assert (by_channel["email"].status, by_channel["email"].last_error) == ("pending", "email: timed out")
     assert by_channel["telegram"].status == "delivered"
     assert stuck.connections == 2
+
+
+def test_a_delivery_the_database_cannot_record_is_not_sent_again(
+    telegram: TelegramStandIn, db: Database, db_path: Path
+) -> None:
+    """Another writer holds the database while the relay delivers a row: the message is sent once, the mark
+    waits (nothing else goes out on that channel meanwhile), the storage error is reported, and once the database
+    takes writes the row reads delivered, still sent once."""
+    import sqlite3
+
+    db.conn.execute("PRAGMA busy_timeout = 50")
+    put(db, alert(1), "telegram", time.time())
+    reports: list[str | None] = []
+
+    async def scenario() -> None:
+        channel = tg(telegram)
+        relay = Relay(db, {"telegram": channel})
+        relay.on_storage = reports.append
+        stop = asyncio.Event()
+        holder = sqlite3.connect(db_path, isolation_level=None, timeout=0)
+        holder.execute("BEGIN IMMEDIATE")  # the write lock: the relay reads its rows and sends, its mark cannot
+        task = asyncio.create_task(relay.run_forever(stop, interval=0.1))
+        await asyncio.sleep(1.5)
+        assert len(telegram.received) == 1, "the same message went out again while its mark could not be written"
+        assert outbox.get(db, 1).status == "pending"  # type: ignore[union-attr]
+        holder.execute("ROLLBACK")
+        holder.close()
+        for _ in range(100):
+            if outbox.get(db, 1).status == "delivered":  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        await channel.close()
+
+    asyncio.run(scenario())
+    assert outbox.get(db, 1).status == "delivered"  # type: ignore[union-attr]
+    assert len(telegram.received) == 1
+    assert reports and reports[0] is not None and "locked" in reports[0] and reports[-1] is None, reports

@@ -276,8 +276,15 @@ def _health(raw: str | None) -> dict[str, Any]:
 
 
 def _bounds(cfg: Config) -> dict[str, float]:
-    """Seconds without a good read after which each configured chain and venue counts as degraded."""
-    out = {name: chain.watchdog_after() for name, chain in cfg.chains.items()}
+    """Seconds without a good read after which each watched chain and venue counts as degraded.
+
+    Only chains the daemon reads (some account has a position to read there): a configured chain no account uses is
+    never checked, and must not read as stale forever.
+    """
+    from watcher.check import build
+
+    watched = {r.chain for r in build(cfg)}
+    out = {name: chain.watchdog_after() for name, chain in cfg.chains.items() if name in watched}
     out.update({name: venue.watchdog_after() for name, venue in cfg.venues.items()})
     return out
 
@@ -298,7 +305,8 @@ def _freshness(settings: dict[str, Any], status: dict[str, dict[str, Any]], now:
             ref = _finite(row.get("last_ok"))
             if ref is None:
                 ref = _finite(row.get("since"))
-        if ref is not None and now - ref > bound:
+        # A good read "in the future" means the wall clock was stepped back since: its age is unknown, so stale.
+        if ref is not None and (now - ref > bound or ref - now > bound):
             out[name] = (now - bound, _stale_reason(now - ref, bound))
     return out
 
@@ -377,7 +385,14 @@ async def health(request: web.Request) -> web.Response:
             "stale_after": settings["bounds"].get(name),
         }
     oks = [c["last_ok"] for c in chains.values() if c["last_ok"] is not None]
-    if any(c["degraded"] for c in chains.values()) or (storage is not None and not storage["ok"]):
+    live = settings["live"] or {}
+    # A channel that fails (or gave a message up) means alerts may not reach the user: the watcher is not ok.
+    notify = {name: dict(h) for name, h in (live.get("notify") or {}).items()}
+    if (
+        any(c["degraded"] for c in chains.values())
+        or (storage is not None and not storage["ok"])
+        or any(not h["ok"] for h in notify.values())
+    ):
         overall = "degraded"
     elif not chains or any(name not in status for name in chains):
         overall = "starting"
@@ -393,6 +408,8 @@ async def health(request: web.Request) -> web.Response:
     }
     if storage is not None:
         doc["storage"] = storage
+    if notify:
+        doc["notify"] = notify
     return _json(doc, request)
 
 

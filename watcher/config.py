@@ -245,6 +245,18 @@ class ChainConfig(_Strict):
         """Seconds without a good read before the chain counts as degraded."""
         return self.stale_after or 3 * self.check_interval() + self.timeout
 
+    @field_validator("ws_url")
+    @classmethod
+    def _websocket_scheme(cls, url: str | SecretRef | None) -> str | SecretRef | None:
+        if isinstance(url, str) and not url.startswith(("ws://", "wss://")):
+            raise ValueError("must be a ws:// or wss:// URL")
+        return url
+
+    @model_validator(mode="after")
+    def _stale_after_beyond_interval(self) -> ChainConfig:
+        _check_stale_after(self.stale_after, self.check_interval())
+        return self
+
     def head_poll_seconds(self) -> float:
         """Seconds between head polls."""
         return self.head_poll or min(1.0, max(0.05, self.check_interval() / 4))
@@ -401,6 +413,16 @@ class VenueAccount(_Strict):
     subaccounts: list[Annotated[int, Field(ge=0)]] = [0]  #: dydx_v4: subaccount numbers (128 and up: isolated)
 
 
+def _check_stale_after(stale_after: float | None, interval: float) -> None:
+    # At or under the interval the watchdog would call the source degraded between two good checks, and the next
+    # check recovered: two alerts an interval, for ever.
+    if stale_after is not None and stale_after <= interval:
+        raise ValueError(
+            f"stale_after ({stale_after:g} s) must be more than the interval ({interval:g} s), or every wait between "
+            "two good checks reads as a stall"
+        )
+
+
 class VenueConfig(_Strict):
     """An off-chain perps venue read over its HTTP API (Hyperliquid, dYdX v4's indexer)."""
 
@@ -418,6 +440,11 @@ class VenueConfig(_Strict):
     def watchdog_after(self) -> float:
         """Seconds without a good read before the venue counts as degraded."""
         return self.stale_after or 3 * self.interval + self.timeout
+
+    @model_validator(mode="after")
+    def _stale_after_beyond_interval(self) -> VenueConfig:
+        _check_stale_after(self.stale_after, self.interval)
+        return self
 
     accounts: list[VenueAccount] = []  #: dydx_v4 needs its own; hyperliquid defaults to the [[accounts]]
 

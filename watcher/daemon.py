@@ -130,9 +130,14 @@ class Daemon:
         self.commit_failures = 0
         started = clock()
         #: what the API in the same process shows beside the stored state: the database's own health
-        self.live: dict[str, Any] = {"storage": {"ok": True, "error": "", "since": started}}
+        self.live: dict[str, Any] = {
+            "storage": {"ok": True, "error": "", "since": started},
+            "notify": self.relay.health,
+        }
+        self.relay.on_storage = self._storage_report
         #: per source, when its last check completed with a good read (or the daemon started): the watchdog's clock
-        self.last_good: dict[str, float] = dict.fromkeys(self.sources(), started)
+        #: (on the monotonic clock: a wall clock stepped back must not make a stall look young)
+        self.last_good: dict[str, float] = dict.fromkeys(self.sources(), time.monotonic())
         self._stalled: set[str] = set()  #: sources the watchdog has marked degraded since their last good read
         self._relay_lock = asyncio.Lock()
         chains = sorted({r.chain for r in self.readers})
@@ -146,6 +151,14 @@ class Daemon:
             for c in chains
         }
         self.chain_checks: dict[str, int] = dict.fromkeys(chains, 0)  #: checks run per chain (the benchmark's count)
+
+    def _storage_report(self, error: str | None) -> None:
+        """The relay's word on the database: an error it could not write past, or None once it could."""
+        ok = self.live["storage"]["ok"]
+        if error is not None and ok:
+            self.live["storage"] = {"ok": False, "error": error, "since": self.clock()}
+        elif error is None and not ok:
+            self.live["storage"] = {"ok": True, "error": "", "since": self.clock()}
 
     def sources(self) -> list[str]:
         """Every chain with readers and every venue."""
@@ -402,7 +415,7 @@ class Daemon:
         """Feed the watchdog: a committed check that read the source counts as a good read."""
         degraded = source in result.degraded or any(u.chain == source for u in result.unreadable)
         if committed and not degraded:
-            self.last_good[source] = self.clock()
+            self.last_good[source] = time.monotonic()
             self._stalled.discard(source)
 
     async def run_chain(self, chain: str) -> None:
@@ -435,6 +448,14 @@ class Daemon:
                 with contextlib.suppress(asyncio.CancelledError):
                     await follower
 
+    async def follow_venue(self, name: str, stop: asyncio.Event) -> None:
+        """A venue's checks, one every `interval` (never two at once; a late one is not made up for)."""
+        interval = self.cfg.venues[name].interval if name in self.cfg.venues else 5.0
+        while not stop.is_set():
+            started = time.monotonic()
+            await self.run_venue(name)
+            await sleep_or_stop(stop, interval - (time.monotonic() - started))
+
     async def read_venue(self, name: str) -> CheckResult:
         """Read one off-chain venue (on the loop: its reads are aiohttp requests)."""
         return await check_venues([self.venues[name]], self._session)
@@ -453,7 +474,7 @@ class Daemon:
         Whatever stopped the reads (a hung request, a stalled scheduler, a check that keeps failing to commit),
         the user hears "degraded" and no position reads as healthy. Once per stall: a good read ends it.
         """
-        now = self.clock()
+        now = time.monotonic()
         for source in self.sources():
             bound = self.watchdog_after(source)
             age = now - self.last_good.get(source, now)
@@ -485,27 +506,14 @@ class Daemon:
 
     async def _run(self, stop: asyncio.Event) -> None:
         scheduler = AsyncIOScheduler()
-        jobs = [
-            (name, self.run_venue, self.cfg.venues[name].interval if name in self.cfg.venues else 5.0)
-            for name in sorted(self.venues)
-        ]
-        for name, job, interval in jobs:
-            scheduler.add_job(
-                job,
-                "interval",
-                args=[name],
-                seconds=interval,
-                coalesce=True,  # a late check is run once, not once per missed tick
-                max_instances=1,  # never two checks of one source at once
-                misfire_grace_time=max(1, int(interval * 2)),
-                next_run_time=datetime.now(UTC),  # the first check right away
-                id=f"check:{name}",
-            )
+        # Checks run in loops of their own on the monotonic clock (a wall clock stepped back must not pause them);
+        # the scheduler only prunes history.
         scheduler.add_job(
             self.prune, "interval", seconds=3600, coalesce=True, max_instances=1, next_run_time=datetime.now(UTC)
         )
         scheduler.start()
         chains = [asyncio.create_task(self.follow_chain(c, stop), name=f"chain:{c}") for c in self.heads]
+        chains += [asyncio.create_task(self.follow_venue(v, stop), name=f"venue:{v}") for v in sorted(self.venues)]
         relay = asyncio.create_task(self.relay.run_forever(stop))
         watchdog = asyncio.create_task(self._watchdog_loop(stop))
         log.info(

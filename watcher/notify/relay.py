@@ -11,6 +11,7 @@ has, is copied once to the fallback channel while the original keeps retrying. O
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ class _ChannelState:
     #: before this waited through an outage, and may be folded
     outage_end: float = float("-inf")
     loaded: bool = field(default=False, repr=False)
+    #: deliveries the channel accepted whose marks could not be written (database locked, full): written before the
+    #: channel sends anything else, so a write failure never turns into the same message sent again and again
+    unrecorded: list[tuple[int, tuple[int, ...], float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,14 @@ class Relay:
         self.fallback_after = fallback_after
         self.clock = clock
         self._state: dict[str, _ChannelState] = {}
+        #: per channel, what `/health` shows of it: ok, consecutive failures, the last error, since when
+        self.health: dict[str, dict[str, object]] = {
+            name: {"ok": True, "failures": 0, "last_error": "", "since": None} for name in self.channels
+        }
+        #: called with the error text when the relay cannot write the outbox, and with None once it can again
+        self.on_storage: Callable[[str | None], None] = lambda _error: None
+        self._storage_bad = False
+        self._wakes: dict[str, asyncio.Event] = {}
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._copied_to: set[str] = set()  #: channels that got fallback copies during this round of run_once
@@ -121,32 +133,65 @@ class Relay:
         return report
 
     async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
-        """Run passes until `stop` is set, sleeping up to `interval` (less if something falls due sooner) between."""
+        """Drain each channel in a loop of its own until `stop` is set: a channel that is slow (Telegram's pacing, an
+        SMTP server that hangs until its timeout) or has a backlog never delays another channel's new alert."""
         self._stop = stop
+        try:
+            orphans = {row.channel for row in outbox.pending(self.db)} - set(self.channels)
+        except sqlite3.Error:
+            orphans = set()
+        if orphans:  # rows of a channel no longer configured: given up once, saying so
+            report = RelayReport()
+            for name in sorted(orphans):
+                await self._drain(name, report)
+        await asyncio.gather(*(self._channel_loop(name, stop, interval) for name in sorted(self.channels)))
+
+    async def _channel_loop(self, name: str, stop: asyncio.Event, interval: float) -> None:
         while not stop.is_set():
             pause = interval
             try:
-                await self.run_once()
-                next_at = self.next_due_at()
+                await self._drain(name, RelayReport())
+                next_at = None if self._channel(name).unrecorded else self._next_due(name)
                 if next_at is not None:
                     pause = min(interval, max(0.0, next_at - self.clock()))
             except Exception as exc:
                 # Channel errors never get here; this is the database (locked, disk full). Keep going: the rows are
                 # still in it, and the next pass may succeed.
-                log.error("notify: relay pass failed: %s: %s", type(exc).__name__, exc)
-            await self._pause(stop, pause)
+                log.error("notify: %s: relay pass failed: %s: %s", name, type(exc).__name__, exc)
+                self._storage_bad = True
+                self.on_storage(f"{type(exc).__name__}: {exc}")
+            await self._pause_channel(name, stop, pause)
+
+    def _next_due(self, name: str) -> float | None:
+        plans = self._plans(name)
+        if not plans:
+            return None
+        return max(min(at for _, at, _ in plans), self._channel(name).rest_until)
 
     def wake(self) -> None:
-        """Start the next pass of run_forever now (call it after committing new outbox rows)."""
+        """Start the next pass of every channel now (call it after committing new outbox rows)."""
         self._wake_event().set()
+        for event in self._wakes.values():
+            event.set()
+
+    def _wake_for(self, name: str) -> asyncio.Event:
+        return self._wakes.setdefault(name, asyncio.Event())
+
+    async def _pause_channel(self, name: str, stop: asyncio.Event, seconds: float) -> None:
+        wake = self._wake_for(name)
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        wake.clear()
 
     def next_due_at(self) -> float | None:
         """When the relay next has something to try: the earliest due send of a channel not resting, or None."""
-        times = []
-        for name in {row.channel for row in outbox.pending(self.db)}:
-            plans = self._plans(name)
-            if plans:
-                times.append(max(min(at for _, at, _ in plans), self._channel(name).rest_until))
+        times = [
+            t for name in {row.channel for row in outbox.pending(self.db)} if (t := self._next_due(name)) is not None
+        ]
         return min(times) if times else None
 
     # --- one channel
@@ -158,6 +203,8 @@ class Relay:
             for row in outbox.pending(self.db, name):
                 self._give_up((row,), f"no channel named {name!r} is configured", report, count_attempt=False)
             return
+        if state.unrecorded and not self._record(name, state):
+            return  # nothing more is sent on this channel until what it already sent is written down
         # Alerts that arrived while the channel is known dead go to the fallback now, not after its next failure.
         self._copy_to_fallback(name, report)
         while self._stop is None or not self._stop.is_set():
@@ -204,6 +251,7 @@ class Relay:
             return False
         except PermanentFailure as exc:
             # Given up on this channel with the rows it folds, so the fallback gets the whole story, oldest first.
+            self._unhealthy(row.channel, str(exc), permanent=True)
             self._give_up((*plan.folded, row), str(exc), report)
             return True
         except Exception as exc:
@@ -214,10 +262,11 @@ class Relay:
         # Committed at once: a crash before this line means the row is sent again after a restart (at least once,
         # never lost), and committing now keeps that window to this one message. The folded rows go in the same
         # transaction, so they are never both marked superseded and not covered by a delivery.
-        with self.db.conn:
-            mark_delivered(self.db, row.id, self.clock())
-            mark_superseded(self.db, (r.id for r in plan.folded), row.id)
         state = self._channel(row.channel)
+        state.unrecorded.append((row.id, tuple(r.id for r in plan.folded), self.clock()))
+        if not self._record(row.channel, state):
+            return False
+        self._healthy(row.channel)
         if state.failures:
             state.outage_end = self.clock()
         state.failures, state.rest_until = 0, float("-inf")
@@ -232,9 +281,52 @@ class Relay:
         )
         return True
 
+    def _record(self, name: str, state: _ChannelState) -> bool:
+        """Write the marks of deliveries already made; False (and the channel waits) if the database refuses."""
+        try:
+            with self.db.conn:
+                for row_id, folded, at in state.unrecorded:
+                    mark_delivered(self.db, row_id, at)
+                    mark_superseded(self.db, folded, row_id)
+        except sqlite3.Error as exc:
+            log.error(
+                "notify: %s: %d delivered row(s) not yet marked, held until the database takes writes: %s: %s",
+                name,
+                len(state.unrecorded),
+                type(exc).__name__,
+                exc,
+            )
+            self._storage_bad = True
+            self.on_storage(f"{type(exc).__name__}: {exc}")
+            return False
+        state.unrecorded.clear()
+        if self._storage_bad:
+            self._storage_bad = False
+            self.on_storage(None)
+        return True
+
+    def _healthy(self, name: str) -> None:
+        if name in self.health:
+            self.health[name] = {"ok": True, "failures": 0, "last_error": "", "since": None}
+
+    def _unhealthy(self, name: str, error: str, *, permanent: bool) -> None:
+        if name not in self.health:
+            return
+        was = self.health[name]
+        since = was["since"] if not was["ok"] else self.clock()
+        failures = int(was["failures"]) + 1  # type: ignore[call-overload]
+        self.health[name] = {
+            "ok": False,
+            "failures": failures,
+            "last_error": error,
+            "since": since,
+            "gave_up": permanent or bool(was.get("gave_up")),
+        }
+
     def _retry(self, row: OutboxRow, error: str, retry_after: float | None, report: RelayReport) -> None:
         state = self._channel(row.channel)
         now = self.clock()
+        self._unhealthy(row.channel, error, permanent=False)
         state.failures += 1
         delay = self.backoff(state.failures, retry_after)
         state.rest_until, state.outage_end = now + delay, now
@@ -270,6 +362,7 @@ class Relay:
                 new_id = self._enqueue_copy(row, target)
             report.fell_back += 1
             self._copied_to.add(target)
+            self._wake_for(target).set()
             log.warning(
                 "notify: outbox row %d (alert %s) still waiting on %s after %d failures; copy sent via %s as row %d",
                 row.id,
@@ -299,6 +392,7 @@ class Relay:
         for row, new_id in copies:
             report.fell_back += 1
             target = self.fallback[row.channel]
+            self._wake_for(target).set()  # the target's own loop sends the copy now
             log.warning("notify: outbox row %d (alert %s) handed to %s as row %d", row.id, row.alert_id, target, new_id)
 
     def _enqueue_copy(self, row: OutboxRow, target: str) -> int:
