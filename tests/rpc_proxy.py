@@ -4,10 +4,10 @@ Modes (`RpcProxy.set_mode`): pass; trickle (the answer one byte every `every` se
 never answer); oversize (a `size`-byte answer); pad (the real answer padded with JSON whitespace to `size` bytes, so
 it stays valid); wrong_id (the real answer with other ids, single and batch); chain_switch (everything, eth_chainId
 too, goes to the second upstream); stuck_head (the head frozen as it was when the mode was set); lag (the head
-`blocks` behind the upstream's); down (connections refused, or HTTP 503 with how="503"). `only` limits a fault to
-requests carrying one of those methods and `spare` exempts methods; the others pass. Every request's methods are
-counted. Nothing runs unbounded: a long answer (trickle, stall, oversize) ends when the mode changes or the proxy
-stops.
+`blocks` behind the upstream's); delay (the real answer after `every` seconds: a healthy, distant node); down
+(connections refused, or HTTP 503 with how="503"). `only` limits a fault to requests carrying one of those methods
+and `spare` exempts methods; the others pass. Every request's methods are counted. Nothing runs unbounded: a long
+answer (trickle, stall, oversize) ends when the mode changes or the proxy stops.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ import aiohttp
 from aiohttp import web
 
 HOST = "127.0.0.1"
-Mode = Literal["pass", "trickle", "stall", "oversize", "pad", "wrong_id", "chain_switch", "stuck_head", "lag", "down"]
+Mode = Literal[
+    "pass", "delay", "trickle", "stall", "oversize", "pad", "wrong_id", "chain_switch", "stuck_head", "lag", "down"
+]
 #: block tags that mean "your head"; a stuck or lagging node answers them with its own (old) head
 _HEAD_TAGS = {"latest", "pending", "safe", "finalized"}
 #: methods whose last parameter is a block (number, tag or EIP-1898 object)
@@ -239,6 +241,8 @@ class RpcProxy:
             return self._abort(request)
         if mode == "oversize":
             return await self._oversize(request, items, isinstance(doc, list), s, event)
+        if mode == "delay":
+            await self._wait_change(event, s.every)
         if mode in ("stuck_head", "lag") and doc is not None:
             head = s.frozen if mode == "stuck_head" else await self._upstream_head(self.upstream) - s.blocks
             assert head is not None

@@ -695,6 +695,43 @@ def test_a_stalled_chain_delays_no_other_chain(world: World) -> None:
     p.clear()
 
 
+def test_a_fast_stuck_url_does_not_hide_a_slower_healthy_one(world: World) -> None:
+    """URL 0 answers at once with a frozen head, URL 1 is healthy but 0.8 s away (past the 0.5 s head grace): the
+    chain is read through URL 1 and never degraded; the position's liquidation is alerted."""
+    world.miner()
+    stuck, distant = world.proxy(), world.proxy()
+    world.start(world.config([stuck.url, distant.url], max_block_age=4.0, timeout=3.0))
+    mark = len(world.telegram.received)
+    stuck.set_mode("stuck_head")
+    distant.set_mode("delay", every=0.8)
+    since = time.monotonic()
+    time.sleep(4.0 + 3.0)  # the frozen head is past max_block_age by now
+    world.set_price(1_400)
+    alert = wait_message(world.telegram, "liquidatable", after=mark, timeout=4.0 + SLACK)
+    kinds = [k for k, _ in messages(world.telegram, CHAT, mark)]
+    print(f"fast stuck + distant healthy: eth_calls {distant.count('eth_call', since=since)} via the distant URL,")
+    print(f"  {stuck.count('eth_call', since=since)} via the stuck one; messages {kinds}")
+    LOST["fast stuck URL + distant healthy URL"] = int(alert is None)
+    assert alert is not None, f"no liquidatable alert: {kinds}"
+    assert "degraded" not in kinds, kinds
+    assert distant.count("eth_call", since=since) >= 2
+
+
+def test_a_third_url_back_on_its_chain_is_recovered(world: World) -> None:
+    """Three URLs, the third switches chains and back: one degraded naming rpc_urls[2], then one recovered (the
+    third is asked again although the first two answer)."""
+    urls = [world.proxy() for _ in range(3)]
+    w = world.start(world.config([p.url for p in urls], verify_every=1.0))
+    mark = len(world.telegram.received)
+    urls[2].set_mode("chain_switch")
+    got = wait_message(world.telegram, "degraded", after=mark, timeout=1.0 + INTERVAL + TIMEOUT + 2 + SLACK)
+    assert got is not None and "chains.local.rpc_urls[2]" in got.text, got
+    urls[2].clear()
+    back = wait_message(world.telegram, "recovered", after=mark, timeout=1.0 + 4 * INTERVAL + TIMEOUT + SLACK)
+    assert back is not None, "rpc_urls[2] answers the configured chain again but the chain stays degraded"
+    assert borrower_levels(w, world.borrower) == ["ok"]
+
+
 # --- config effects: the same fault under two values of one key ------------------------------------------------
 
 

@@ -68,6 +68,8 @@ def redact_url(url: str) -> str:
 HEAD_GRACE = 0.5
 #: Seconds a rate-limited endpoint rests when it gives no Retry-After.
 RATE_LIMIT_COOLDOWN = 10.0
+#: The longest rest a Retry-After can ask for: a node asking a day must not blind the chain for a day.
+RATE_LIMIT_MAX_REST = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +198,8 @@ class ChainClient:
         return self.endpoints[i].wrong_chain is None
 
     def _rest(self, ep: _Endpoint, exc: RateLimited, now: float) -> None:
-        ep.resting_until = now + (exc.retry_after if exc.retry_after is not None else RATE_LIMIT_COOLDOWN)
+        rest = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_COOLDOWN
+        ep.resting_until = now + min(rest, RATE_LIMIT_MAX_REST)
 
     async def _each(
         self,
@@ -281,7 +284,21 @@ class ChainClient:
         heads: dict[int, BlockHeader] = {}
         errors: list[str] = []
         now = time.monotonic()
-        queue = [i for i, ep in enumerate(self.endpoints) if ep.resting_until <= now or ep.wrong_chain is not None]
+        # A URL last seen on another chain, or due for its chain-id check, goes first: only this question clears the
+        # one, and a third URL that is never asked would never be found on another chain.
+        order = sorted(
+            range(len(self.endpoints)),
+            key=lambda i: (
+                self.endpoints[i].wrong_chain is None and now - self.endpoints[i].verified_at < self.verify_every
+            ),
+        )
+        queue = [
+            i for i in order if self.endpoints[i].resting_until <= now or self.endpoints[i].wrong_chain is not None
+        ]
+        if not queue:
+            # Every URL rests after a rate limit: asking the one whose rest ends first beats reading nothing.
+            queue = [min(order, key=lambda i: self.endpoints[i].resting_until)]
+            errors.append("every RPC is resting after a rate limit")
         want = min(2, len(self.endpoints))
 
         async def ask(i: int) -> None:
@@ -312,6 +329,16 @@ class ChainClient:
                     break
                 for task in done:
                     del pending[task]
+            if heads and self._too_old(max(heads.values(), key=lambda h: h.number)):
+                # The quick answer is a stuck head: before calling the chain stale, every other URL gets its whole
+                # deadline (a healthy but slower provider must not lose to a fast stuck node).
+                for i in queue:
+                    pending[asyncio.ensure_future(ask(i))] = i
+                queue = []
+                while pending and self._too_old(max(heads.values(), key=lambda h: h.number)):
+                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        del pending[task]
         finally:
             for task, i in pending.items():
                 task.cancel()
@@ -323,6 +350,9 @@ class ChainClient:
         if self._active not in self._fresh:
             self._active = self._fresh[0]
         return best
+
+    def _too_old(self, head: BlockHeader) -> bool:
+        return self.max_block_age is not None and time.time() - head.timestamp > self.max_block_age
 
     async def verify(self) -> list[str]:
         """Check each RPC's chain id at start-up; returns warnings for unreachable fallbacks.
