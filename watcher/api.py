@@ -311,14 +311,6 @@ def _freshness(settings: dict[str, Any], status: dict[str, dict[str, Any]], now:
     return out
 
 
-def _stale_sql(stale: dict[str, tuple[float, str]]) -> tuple[str, list[Any]]:
-    """SQL true for a positions row whose reading is too old on a stale source (its own read may be newer)."""
-    if not stale:
-        return "0", []
-    sql = " or ".join("(chain = ? and coalesce(updated_at, 0) < ?)" for _ in stale)
-    return f"({sql})", [x for name, (cutoff, _) in stale.items() for x in (name, cutoff)]
-
-
 def _stale_doc(text: str, chain: str, stale: dict[str, tuple[float, str]]) -> str:
     doc = json.loads(text)
     doc |= {"level": "unknown", "stale": True, "stale_reason": stale[chain][1]}
@@ -418,30 +410,16 @@ async def positions(request: web.Request) -> web.Response:
     q = _query(request, ("account", "protocol", "chain", "level"))
     store = request.app[STORE]
     stale = _freshness(request.app[SETTINGS], store.chain_status(), request.app[SETTINGS]["clock"]())
-    is_stale, stale_args = _stale_sql(stale)
-    where, args = [], []
+    filters: dict[str, Any] = {}
     if "account" in q:
-        where.append("account = ?")
-        args.append(_account(q["account"]))
+        filters["account"] = _account(q["account"])
     for name in ("protocol", "chain"):
         if name in q:
-            where.append(f"{name} = ?")
-            args.append(q[name])
-    if "level" in q:
-        if q["level"] not in LEVELS:
-            raise BadRequest(f"level: {q['level'][:40]!r} is not one of {', '.join(LEVELS)}")
-        if q["level"] == "unknown":
-            where.append(f"(level = 'unknown' or {is_stale})")
-            args.extend(stale_args)
-        else:
-            where.append(f"(level = ? and not {is_stale})")
-            args.extend([q["level"], *stale_args])
-    sql = (
-        f"select doc, chain, {is_stale} from positions"
-        + (" where " + " and ".join(where) if where else "")
-        + " order by position"
-    )
-    rows = store.db.execute(sql, [*stale_args, *args]).fetchall()
+            filters[name] = q[name]
+    if "level" in q and q["level"] not in LEVELS:
+        raise BadRequest(f"level: {q['level'][:40]!r} is not one of {', '.join(LEVELS)}")
+    cutoffs = {name: cutoff for name, (cutoff, _) in stale.items()}
+    rows = store.position_docs(filters, cutoffs, q.get("level"))
     # The stored documents are already JSON: splice them rather than parse and re-encode a thousand of them.
     docs = [_stale_doc(d, chain, stale) if old else d for d, chain, old in rows]
     return _raw_json('{"positions": [' + ", ".join(docs) + "]}", request)
@@ -450,7 +428,7 @@ async def positions(request: web.Request) -> web.Response:
 def _position_doc(request: web.Request) -> tuple[str, dict[str, Any]]:
     key = _text(request.match_info["id"], "id")
     store = request.app[STORE]
-    row = store.db.execute("select doc, chain, updated_at from positions where position = ?", [key]).fetchone()
+    row = store.position_doc(key)
     if row is None:
         raise web.HTTPNotFound(reason=f"no position {key[:120]!r}")
     doc, chain, updated_at = row
@@ -471,11 +449,7 @@ async def history(request: web.Request) -> web.Response:
     since = parse_time(q["since"], "since") if "since" in q else 0.0
     limit = _limit(q, MAX_LIMIT)
     key, _ = _position_doc(request)
-    rows = request.app[STORE].db.execute(
-        "select at, block, block_hash, health, level, collateral, debt from history"
-        " where position = ? and at >= ? order by at limit ?",
-        [key, since, limit],
-    )
+    rows = request.app[STORE].position_history(key, since, limit)
     out = [
         {
             "at": at,
@@ -487,7 +461,7 @@ async def history(request: web.Request) -> web.Response:
             "total_collateral_raw": int(coll),
             "total_debt_raw": int(debt),
         }
-        for at, block, block_hash, h, level, coll, debt in rows.fetchall()
+        for at, block, block_hash, h, level, coll, debt in rows
     ]
     return _json({"position": key, "since": since, "history": out}, request)
 
@@ -511,38 +485,7 @@ def _alert_json(row: dict[str, Any], deliveries: list[dict[str, Any]], open_: bo
 
 
 def _alerts(store: Store, where: str = "", args: Iterable[Any] = (), limit: int = 100) -> list[dict[str, Any]]:
-    db = store.db
-    rows = list(db["alerts"].rows_where(where or None, list(args), order_by="created_at desc, id desc", limit=limit))
-    ids = [r["id"] for r in rows]
-    deliveries: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-    if ids:
-        marks = ", ".join("?" * len(ids))
-        for alert_id, channel, status, attempts, last_error, delivered_at in db.execute(
-            "select alert_id, channel, status, attempts, last_error, delivered_at from outbox"
-            f" where alert_id in ({marks}) order by id",
-            ids,
-        ).fetchall():
-            deliveries[alert_id].append(
-                {
-                    "channel": channel,
-                    "status": status,
-                    "attempts": attempts,
-                    "last_error": last_error,  # redacted by notify when it was stored
-                    "delivered_at": delivered_at,
-                }
-            )
-    # Open: the newest alert of its position, neither a recovery nor acknowledged.
-    latest = dict(db.execute("select position, max(created_at) from alerts group by position").fetchall())
-    return [
-        _alert_json(
-            r,
-            deliveries[r["id"]],
-            r["acked_at"] is None
-            and r["kind"] not in ("recover", "recovered")
-            and r["created_at"] == latest.get(r["position"]),
-        )
-        for r in rows
-    ]
+    return [_alert_json(r, r["deliveries"], r["open"]) for r in store.alert_rows(where, args, limit)]
 
 
 async def alerts(request: web.Request) -> web.Response:
@@ -560,12 +503,7 @@ async def alerts(request: web.Request) -> web.Response:
 async def ack(request: web.Request) -> web.Response:
     """Acknowledge an alert (the first acknowledgement's time is kept)."""
     store, alert_id = request.app[STORE], _text(request.match_info["id"], "id")
-    with store.db.atomic():
-        cur = store.db.execute(
-            "update alerts set acked_at = coalesce(acked_at, ?) where id = ?",
-            [request.app[SETTINGS]["clock"](), alert_id],
-        )
-    if not cur.rowcount:
+    if not store.ack_alert(alert_id, request.app[SETTINGS]["clock"]()):
         raise web.HTTPNotFound(reason=f"no alert {alert_id[:120]!r}")
     return _json(_alerts(store, "id = ?", [alert_id], 1)[0], request)
 
@@ -617,36 +555,20 @@ async def add_silence(request: web.Request) -> web.Response:
             f"until: {_show(body['until'])} is more than {MAX_SILENCE_DAYS} days ahead;"
             " send unix seconds, not milliseconds"
         )
-    db = request.app[STORE].db
-    with db.atomic():
-        cur = db.execute(
-            "insert into silences (account, position, until, created_at) values (?, ?, ?, ?)",
-            [account, position_, until, now],
-        )
-    return _json(_silence_json((cur.lastrowid, account, position_, until, now)), request, 201)
+    sid = request.app[STORE].add_silence(account, position_, until, now)
+    return _json(_silence_json((sid, account, position_, until, now)), request, 201)
 
 
 async def list_silences(request: web.Request) -> web.Response:
     """The silences in force now."""
-    rows = request.app[STORE].db.execute(
-        "select id, account, position, until, created_at from silences where until > ? order by until",
-        [request.app[SETTINGS]["clock"]()],
-    )
-    return _json({"silences": [_silence_json(r) for r in rows.fetchall()]}, request)
+    rows = request.app[STORE].silences_in_force(request.app[SETTINGS]["clock"]())
+    return _json({"silences": [_silence_json(r) for r in rows]}, request)
 
 
 async def delete_silence(request: web.Request) -> web.Response:
     """End a silence now (whatever its `until`); answers the silence removed."""
     raw = request.match_info["id"]
-    db = request.app[STORE].db
-    row = None
-    if _DIGITS.fullmatch(raw):
-        with db.atomic():
-            row = db.execute(
-                "select id, account, position, until, created_at from silences where id = ?", [int(raw)]
-            ).fetchone()
-            if row is not None:
-                db.execute("delete from silences where id = ?", [int(raw)])
+    row = request.app[STORE].delete_silence(int(raw)) if _DIGITS.fullmatch(raw) else None
     if row is None:
         raise web.HTTPNotFound(reason=f"no silence {raw[:40]!r}")
     return _json(_silence_json(row), request)
@@ -669,9 +591,7 @@ class StoreCollector(Collector):
             "Health factor of a position (+Inf without debt); unknown and stale positions are left out",
             labels=["position", "protocol", "chain", "account"],
         )
-        for key, protocol, chain, account, level, h, updated_at in db.execute(
-            "select position, protocol, chain, account, level, health, updated_at from positions order by position"
-        ).fetchall():
+        for key, protocol, chain, account, level, h, updated_at in self.store.position_healths():
             too_old = chain in stale and (_finite(updated_at) or 0.0) < stale[chain][0]
             if level != "unknown" and not too_old:
                 value = float("inf") if h is None else float(Decimal(int(h)).scaleb(-18))

@@ -390,9 +390,7 @@ class Daemon:
 
     def _episodes(self, chain: str) -> int:
         """Degraded episodes of the chain so far (each one's alert id is distinct, and so is its recovery's)."""
-        return self.store.db.execute(
-            "select count(*) from alerts where position = ? and kind = 'degraded'", [f"chain:{chain}"]
-        ).fetchone()[0]
+        return self.store.degraded_episodes(chain)
 
     async def prune(self) -> None:
         """Drop history older than the retention (a coroutine: the scheduler runs it on the loop's thread)."""
