@@ -23,7 +23,6 @@ beyond rounding both go in details and the protocol formula is trusted.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +34,7 @@ from typing import Any
 import aiohttp
 
 from watcher.adapters.base import Account, ReadError
-from watcher.adapters.http import DEFAULT_MAX_BYTES, request_json
+from watcher.adapters.http import DEFAULT_MAX_BYTES, all_answers, request_json
 from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
 
 PROTOCOL = "dydx_v4"
@@ -634,7 +633,7 @@ class DydxV4Reader:
         """Positions now: one per subaccount; ReadError when an answer cannot be trusted."""
         targets = self._targets()
         base = self.base_url + "/v4"
-        raw_height, raw_markets, *raw_subs = await asyncio.gather(
+        raw_height, raw_markets, *raw_subs = await all_answers(
             _get(session, f"{base}/height", "height", self.timeout, max_bytes=self.max_bytes),
             _get(session, f"{base}/perpetualMarkets", "perpetualMarkets", self.timeout, max_bytes=self.max_bytes),
             *(

@@ -15,6 +15,20 @@ from watcher.io.http import BadJson, TooLarge, loads, read_capped
 DEFAULT_MAX_BYTES = 8_000_000
 
 
+async def all_answers(*requests: Any) -> list[Any]:
+    """Await the requests together; on the first failure cancel the others and raise it.
+
+    One failed answer already makes the read unknown, so the rest are not left to run to their own deadline and cap
+    (a venue flooding every request would otherwise cost their sum in memory).
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(r) for r in requests]
+    except BaseExceptionGroup as grouped:
+        raise grouped.exceptions[0] from None
+    return [t.result() for t in tasks]
+
+
 def parse_json(text: str, where: str) -> Any:
     """The JSON value of an answer, or a ReadError naming `where` (venue, request and URL)."""
     try:

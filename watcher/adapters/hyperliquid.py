@@ -6,7 +6,6 @@ converted to micro-USD per base unit (10**-szDecimals of a coin) so watcher.marg
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -17,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from watcher.adapters.base import Account, ReadError
-from watcher.adapters.http import DEFAULT_MAX_BYTES, request_json
+from watcher.adapters.http import DEFAULT_MAX_BYTES, all_answers, request_json
 from watcher.margin import Tier, hyperliquid_tiers, isolated_liquidation_price, with_deductions
 from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
 
@@ -200,7 +199,7 @@ async def fetch_state(
     context per meta.universe entry in the same order. allMids serves order-book mids: not what the venue margins at.
     """
     url = base_url.rstrip("/") + "/info"
-    both, *states = await asyncio.gather(
+    both, *states = await all_answers(
         _post(session, url, {"type": "metaAndAssetCtxs"}, timeout, max_bytes),
         *(_post(session, url, {"type": "clearinghouseState", "user": u}, timeout, max_bytes) for u in users),
     )
