@@ -4,7 +4,8 @@ Modes (`RpcProxy.set_mode`): pass; trickle (the answer one byte every `every` se
 never answer); oversize (a `size`-byte answer); pad (the real answer padded with JSON whitespace to `size` bytes, so
 it stays valid); wrong_id (the real answer with other ids, single and batch); chain_switch (everything, eth_chainId
 too, goes to the second upstream); stuck_head (the head frozen as it was when the mode was set); lag (the head
-`blocks` behind the upstream's); delay (the real answer after `every` seconds: a healthy, distant node); down
+`blocks` behind the upstream's); delay (the real answer after `every` seconds: a healthy, distant node);
+wrong_block (eth_call answered from the block before the one asked, for the next `times` calls or for ever); down
 (connections refused, or HTTP 503 with how="503"). `only` limits a fault to requests carrying one of those methods
 and `spare` exempts methods; the others pass. Every request's methods are counted. Nothing runs unbounded: a long
 answer (trickle, stall, oversize) ends when the mode changes or the proxy stops.
@@ -27,7 +28,18 @@ from aiohttp import web
 
 HOST = "127.0.0.1"
 Mode = Literal[
-    "pass", "delay", "trickle", "stall", "oversize", "pad", "wrong_id", "chain_switch", "stuck_head", "lag", "down"
+    "pass",
+    "delay",
+    "wrong_block",
+    "trickle",
+    "stall",
+    "oversize",
+    "pad",
+    "wrong_id",
+    "chain_switch",
+    "stuck_head",
+    "lag",
+    "down",
 ]
 #: block tags that mean "your head"; a stuck or lagging node answers them with its own (old) head
 _HEAD_TAGS = {"latest", "pending", "safe", "finalized"}
@@ -50,6 +62,7 @@ class Setting:
     only: frozenset[str] | None = None  #: the fault applies only to requests with one of these methods
     spare: frozenset[str] = frozenset()  #: ... and never to requests made of these methods alone
     frozen: int | None = None  #: stuck_head: the head block number when the mode was set
+    times: int | None = None  #: wrong_block: how many eth_call requests it applies to (None: all)
     generation: int = 0
     since: float = field(default_factory=time.monotonic)
 
@@ -73,6 +86,8 @@ class RpcProxy:
         self.setting = Setting()
         self.seen: list[Seen] = []
         self.sent_bytes: list[int] = []  #: oversize: bytes actually written per answer before it ended
+        #: wrong_block: per setting, eth_call requests still to answer from the wrong block
+        self._wrong_left: dict[int, int | None] = {}
         self.port = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -243,6 +258,13 @@ class RpcProxy:
             return await self._oversize(request, items, isinstance(doc, list), s, event)
         if mode == "delay":
             await self._wait_change(event, s.every)
+        if mode == "wrong_block" and "eth_call" in methods:
+            with self._lock:
+                left = self._wrong_left.get(s.generation, s.times)
+                if left is not None:
+                    self._wrong_left[s.generation] = left - 1
+            if left is None or left > 0:
+                body = json.dumps(_earlier_calls(doc)).encode()
         if mode in ("stuck_head", "lag") and doc is not None:
             head = s.frozen if mode == "stuck_head" else await self._upstream_head(self.upstream) - s.blocks
             assert head is not None
@@ -361,6 +383,21 @@ class RpcProxy:
                     f.get("id"), {"jsonrpc": "2.0", "id": f.get("id"), "error": {"code": -32603, "message": "upstream"}}
                 )
         return answers if isinstance(doc, list) else answers[0]
+
+
+def _earlier_calls(doc: Any) -> Any:
+    """The request with every eth_call's block one earlier (a node answering from the block before)."""
+    items = doc if isinstance(doc, list) else [doc]
+    out = []
+    for item in items:
+        if isinstance(item, dict) and item.get("method") == "eth_call" and item.get("params"):
+            params = list(item["params"])
+            number = _block_of(params[-1], 0)
+            if number:
+                params[-1] = hex(number - 1)
+            item = {**item, "params": params}
+        out.append(item)
+    return out if isinstance(doc, list) else out[0]
 
 
 def _block_of(value: Any, head: int) -> int | None:

@@ -732,6 +732,28 @@ def test_a_third_url_back_on_its_chain_is_recovered(world: World) -> None:
     assert borrower_levels(w, world.borrower) == ["ok"]
 
 
+def test_an_answer_for_another_block_is_asked_again_then_degraded(world: World) -> None:
+    """One eth_call answered from the block before the one asked: asked again 0.2 s later, no alert. Every one so
+    answered: degraded ("asked for block N, the node answered for N-1"), positions unknown, recovered after."""
+    p = world.proxy()
+    w = world.start(world.config([p.url]))
+    mark = len(world.telegram.received)
+    p.set_mode("wrong_block", times=1)
+    time.sleep(4 * INTERVAL)
+    assert _no_message(world.telegram, "degraded", CHAT, mark), "one answer for the wrong block raised an alert"
+    assert borrower_levels(w, world.borrower) == ["ok"]
+    fault = Fault(
+        "answers for another block",
+        lambda c: p.set_mode("wrong_block"),
+        lambda c: p.clear(),
+        TIMEOUT + INTERVAL + 2,
+        2 * INTERVAL + 2,
+    )
+    run_cycles(world, w, fault)
+    degraded = [r.text for k, r in messages(world.telegram, CHAT, mark) if k == "degraded"]
+    assert all("the node answered for" in t for t in degraded), degraded
+
+
 # --- config effects: the same fault under two values of one key ------------------------------------------------
 
 

@@ -423,7 +423,9 @@ def test_a_telegram_outage_16_times_retry_max_loses_nothing_and_folds_to_the_new
     assert "2 earlier updates for this position were folded" in texts[0] and "the worst: CRITICAL" in texts[0]
     assert "folded" not in texts[1]
     assert back <= retry_max + 2 * INTERVAL + 1.0, f"first message {back:.2f} s after the outage"
-    # The configured cap spaces the attempts: never more than it apart, and the larger cap is reached.
+    # notify.retry_initial (0.1 s) spaces the first retry, each wait doubles, and the configured cap holds them:
+    # never more than it apart, and the larger cap is reached.
+    assert gaps[0] <= 0.1 + 0.3 and gaps[1] >= gaps[0], gaps[:4]
     assert max(gaps) <= retry_max + 0.4, gaps
     if retry_max >= 2.0:
         assert max(gaps) >= retry_max - 0.5, gaps

@@ -68,6 +68,8 @@ def redact_url(url: str) -> str:
 HEAD_GRACE = 0.5
 #: Seconds a rate-limited endpoint rests when it gives no Retry-After.
 RATE_LIMIT_COOLDOWN = 10.0
+#: Seconds before asking again when an answer is for another block than the one asked.
+MISMATCH_RETRY = 0.2
 #: The longest rest a Retry-After can ask for: a node asking a day must not blind the chain for a day.
 RATE_LIMIT_MAX_REST = 300.0
 
@@ -92,6 +94,11 @@ class ReadStats:
     chunk_sizes: list[int] = field(default_factory=list)
     splits: int = 0  #: batches the node refused and that were retried in halves
     storage_reads: int = 0  #: eth_getStorageAt reads, sent in the same HTTP request as an eth_call
+
+
+def _aggregate_block(raw: bytes) -> int | None:
+    """The block number an aggregate answer says it ran at (its first word), or None if it is too short to say."""
+    return int.from_bytes(raw[:32], "big") if len(raw) >= 32 else None
 
 
 def transport_for(w3: Web3) -> Transport:
@@ -455,6 +462,11 @@ class ChainClient:
         """One eth_call: aggregate (compact, all must succeed); if a call reverts, aggregate3 tells which."""
         try:
             raw, slots = await self._eth_call(self._encode(slot, batch), block, storage)
+            if _aggregate_block(raw) not in (None, block):
+                # A node that has only just announced the block can answer one call from the block it is building
+                # (anvil does, right after newHeads); asked again a moment later it answers for the block asked.
+                await asyncio.sleep(MISMATCH_RETRY)
+                raw, slots = await self._eth_call(self._encode(slot, batch), block, storage)
         except ChainError as exc:
             if _CAPACITY.search(str(exc)) or not _REVERT.search(str(exc)):
                 raise
