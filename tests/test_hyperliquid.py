@@ -325,3 +325,33 @@ def test_stale_clearinghouse_state_is_a_read_error() -> None:
             return await _read(server, [a.address for a in ACCOUNTS])
 
     assert len(positions_from(asyncio.run(fresh()), ACCOUNTS)) == 3
+
+
+# The documented metaAndAssetCtxs shape: universe entries with only maxLeverage, no marginTableId, no marginTables.
+META_DOCUMENTED = {
+    "universe": [
+        {"name": "BTC", "szDecimals": 5, "maxLeverage": 40},
+        {"name": "ETH", "szDecimals": 4, "maxLeverage": 50},
+    ]
+}
+
+
+@pytest.mark.parametrize(("btc", "expect"), [(Fraction(95_000), False), (Fraction(80_202), True)])
+def test_documented_shape_without_margin_tables_is_one_tier_at_max_leverage(btc: Fraction, expect: bool) -> None:
+    """BTC at 40x: maintenance 1/(2*40) = 1.25%. Cross 1 BTC long, account value 15,800 at mark 95,000; by hand:
+    15,800 + (p - 95,000) = p / 80  ->  (79/80) p = 79,200  ->  p = 6,336,000 / 79 = 80,202.53..."""
+    mids, states = world(btc, Fraction(3_100))
+
+    async def scenario() -> HyperliquidSnapshot:
+        async with HyperliquidStandIn(META_DOCUMENTED, mids, states) as server:
+            return await _read(server, [CROSS, ISO])
+
+    got = {p.account: p for p in positions_from(asyncio.run(scenario()), ACCOUNTS[:2])}
+    leg = _row(got[CROSS])
+    assert leg.liquidation_price == Fraction(6_336_000, 79)
+    assert leg.rate == Fraction(1, 80) and leg.tier == 0
+    av = 15_800 + (btc - 95_000)
+    assert got[CROSS].health == av / (btc / 80) * WAD // 1
+    assert got[CROSS].liquidatable is expect
+    # ETH at 50x: 1%, the isolated short's liquidation as in the tabled case
+    assert abs(_row(got[ISO]).liquidation_price - ISO_LIQ) <= TOL

@@ -116,6 +116,8 @@ def parse_market(asset: Mapping[str, Any], tables: Mapping[int, Mapping[str, Any
     where = f"meta.universe[{name}]"
     sz = _field(asset, "szDecimals", where)
     max_lev = _field(asset, "maxLeverage", where)
+    # The documented shape has no marginTableId (nor marginTables): one tier at the asset's max leverage.
+    implied = "marginTableId" not in asset
     table_id = asset.get("marginTableId", max_lev)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (sz, max_lev, table_id)):
         raise ReadError(f"hyperliquid: {where}: szDecimals/maxLeverage/marginTableId must be integers")
@@ -125,8 +127,9 @@ def parse_market(asset: Mapping[str, Any], tables: Mapping[int, Mapping[str, Any
     try:
         if table_id in tables:
             tiers = hyperliquid_tiers(tables[table_id], USD)
-        elif table_id < _IMPLIED_TABLE_LIMIT and table_id == max_lev and max_lev > 0:
-            # small ids are not listed: they stand for one tier at the asset's max leverage
+        elif (implied or table_id < _IMPLIED_TABLE_LIMIT) and table_id == max_lev and max_lev > 0:
+            # small ids are not listed: they stand for one tier at the asset's max leverage (maintenance margin is
+            # half the initial margin at max leverage)
             tiers = with_deductions([(0, Fraction(1, 2 * max_lev))])
         else:
             raise ReadError(f"hyperliquid: {where}: margin table {table_id} not in meta")
