@@ -58,7 +58,7 @@ class Setting:
     size: int = 50_000_000  #: oversize and pad: bytes in the answer
     chunked: bool = True  #: oversize: no Content-Length, so only counting the bytes read finds the size
     blocks: int = 0  #: lag: blocks behind the upstream head
-    how: str = "refuse"  #: down: "refuse" (listening socket closed), "503", or "reset"
+    how: str = "refuse"  #: down: "refuse" (listening socket closed), "503", "429" (Retry-After a day) or "reset"
     only: frozenset[str] | None = None  #: the fault applies only to requests with one of these methods
     spare: frozenset[str] = frozenset()  #: ... and never to requests made of these methods alone
     frozen: int | None = None  #: stuck_head: the head block number when the mode was set
@@ -250,6 +250,8 @@ class RpcProxy:
         if mode == "down":
             if s.how == "503":
                 return web.Response(status=503, text="Service Unavailable")
+            if s.how == "429":  # a provider's rate limit asking for a day's rest
+                return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": "86400"})
             return self._abort(request)  # a kept-alive connection of a refusing node: reset
         if mode == "stall":
             await self._wait_change(event, None)

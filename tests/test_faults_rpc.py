@@ -754,6 +754,21 @@ def test_an_answer_for_another_block_is_asked_again_then_degraded(world: World) 
     assert all("the node answered for" in t for t in degraded), degraded
 
 
+def test_a_rate_limit_asking_a_days_rest_does_not_blind_the_chain_for_a_day(world: World) -> None:
+    """The only URL answers 429 with Retry-After: 86400: degraded, then, once it answers again, recovered within
+    seconds (the resting URL is still asked when every URL rests; a rest is capped at 300 s anyway)."""
+    p = world.proxy()
+    w = world.start(world.config([p.url]))
+    fault = Fault(
+        "429 with Retry-After 86400",
+        lambda c: p.set_mode("down", how="429"),
+        lambda c: p.clear(),
+        TIMEOUT + INTERVAL + 2,
+        2 * INTERVAL + TIMEOUT + 2,
+    )
+    run_cycles(world, w, fault, cycles=2)
+
+
 # --- config effects: the same fault under two values of one key ------------------------------------------------
 
 
