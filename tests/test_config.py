@@ -195,12 +195,13 @@ def test_the_shipped_example_config_is_valid() -> None:
 
 
 def test_every_protocols_file_resolves_on_each_of_its_chains() -> None:
-    from watcher.config import ADAPTERS, VENUE_ADAPTERS, resolve_venues
+    from watcher.config import resolve_venues
+    from watcher.registry import chain_protocols, venue_protocols
     from watcher.resources import protocol_files
 
     for name, spec in protocol_files().items():
         adapter = spec["adapter"]
-        if adapter in VENUE_ADAPTERS:
+        if adapter in venue_protocols():
             data = {"venues": {"v": {"protocol": name, "accounts": []}}, "accounts": []}
             if adapter == "hyperliquid":
                 data["accounts"] = [{"address": "0x" + "1" * 40}]
@@ -209,7 +210,7 @@ def test_every_protocols_file_resolves_on_each_of_its_chains() -> None:
             [venue] = resolve_venues(parse_config(data))
             assert venue.base_url.startswith("https://"), name
             continue
-        key = ADAPTERS[adapter]
+        key = chain_protocols()[adapter].entry_key
         chain_ids = sorted({d["chain_id"] for d in spec["deployments"].values()})
         for chain_id in chain_ids:
             dep: dict[str, object] = {"protocol": name, "chains": ["c"]}

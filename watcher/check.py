@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.adapters.aave_v3 import AaveV3Reader
 from watcher.adapters.base import Account, Reader, ReadError, VenueReader
-from watcher.adapters.morpho_blue import MorphoBlueReader
 from watcher.chain import ChainClient, ChainError, ReadStats, redact_url
 from watcher.config import Config, ConfigError, Deployment, resolve_deployments, resolve_venues
 from watcher.model import BlockRef, Position
@@ -53,27 +50,12 @@ class CheckResult:
         self.seconds += other.seconds
 
 
-#: Adapters built from their module's factory: (module, function(dep: Deployment, accounts) -> Reader).
-_FACTORIES = {
-    "compound_v3": ("watcher.adapters.compound_v3", "make_reader"),
-    "maker": ("watcher.adapters.maker", "make_reader"),
-    "liquity_v1": ("watcher.adapters.liquity", "make_reader_v1"),
-    "liquity_v2": ("watcher.adapters.liquity", "make_reader_v2"),
-    "gmx_v2": ("watcher.adapters.gmx_v2", "make_reader"),
-    "synthetix_perps_v3": ("watcher.adapters.synthetix_perps_v3", "make_reader"),
-}
-
-
 def make_reader(dep: Deployment, accounts: list[Account]) -> Reader:
-    """The reader for one resolved deployment."""
-    if dep.adapter == "aave_v3":
-        return AaveV3Reader(dep.name, dep.chain, dep.address, accounts)
-    if dep.adapter == "morpho_blue":
-        return MorphoBlueReader(dep.name, dep.chain, dep.address, dep.markets, accounts, dep.discover_from)
-    module, func = _FACTORIES[dep.adapter]
-    factory: Any = getattr(importlib.import_module(module), func)
+    """The reader for one resolved deployment, made by the protocol that registered its adapter."""
+    from watcher.registry import chain_protocols
+
     try:
-        return factory(dep, accounts)
+        return chain_protocols()[dep.adapter].make_reader(dep, accounts)
     except ValueError as exc:  # e.g. a custom deployment without the contracts its adapter needs
         raise ConfigError(f"deployment {dep.name} on {dep.chain}: {exc} (give them under `contracts`)") from None
 
@@ -100,20 +82,13 @@ def build(cfg: Config) -> list[Reader]:
 
 def build_venues(cfg: Config) -> list[VenueReader]:
     """One reader per off-chain venue under [venues]."""
+    from watcher.registry import venue_protocols
+
+    protocols = venue_protocols()
     out: list[VenueReader] = []
     for v in resolve_venues(cfg):
         accounts = [Account(a.address, a.label or a.address[:10]) for a in v.accounts]
-        if v.adapter == "hyperliquid":
-            from watcher.adapters.hyperliquid import HyperliquidReader
-
-            out.append(HyperliquidReader(v.name, v.base_url, accounts, v.timeout, v.max_age, v.max_response_bytes))
-        elif v.adapter == "dydx_v4":
-            from watcher.adapters.dydx_v4 import DydxV4Reader
-
-            subaccounts = {a.address: list(a.subaccounts) for a in v.accounts}
-            out.append(
-                DydxV4Reader(v.name, v.base_url, accounts, subaccounts, v.timeout, v.max_age, v.max_response_bytes)
-            )
+        out.append(protocols[v.adapter].make_reader(v, accounts))
     return out
 
 

@@ -514,19 +514,6 @@ class Deployment(BaseModel):
         return self.address
 
 
-#: Each adapter, and the key that names its entry contract in protocols/ files and [[deployments]].
-ADAPTERS = {
-    "aave_v3": "pool_addresses_provider",
-    "morpho_blue": "morpho",
-    "compound_v3": "comet",
-    "maker": "cdp_manager",
-    "liquity_v1": "trove_manager",
-    "liquity_v2": "collateral_registry",
-    "gmx_v2": "reader",
-    "synthetix_perps_v3": "perps_market_proxy",
-}
-#: Off-chain venues, read over HTTP instead of a chain.
-VENUE_ADAPTERS = ("hyperliquid", "dydx_v4")
 _NOT_ADDRESSES = {"chain_id", "market", "title", "adapter", "note", "base_url", "deployed_at"}
 
 
@@ -545,7 +532,10 @@ def _extra(entry: dict[str, Any], key: str, where: str) -> dict[str, str]:
 
 def resolve_deployments(cfg: Config) -> list[Deployment]:
     """Match each [[deployments]] entry with protocols/ and the configured chains."""
+    from watcher.registry import chain_protocols, venue_protocols
+
     files = protocol_files()
+    chain_adapters, venue_adapters = chain_protocols(), venue_protocols()
     out: list[Deployment] = []
     for i, d in enumerate(cfg.deployments):
         where = f"deployments[{i}]"
@@ -553,13 +543,13 @@ def resolve_deployments(cfg: Config) -> list[Deployment]:
         adapter = d.adapter or (spec or {}).get("adapter")
         given = d.address or d.pool_addresses_provider or d.morpho or d.comet
         if spec is None and given is None:
-            known = ", ".join(sorted(k for k, v in files.items() if v.get("adapter") in ADAPTERS))
+            known = ", ".join(sorted(k for k, v in files.items() if v.get("adapter") in chain_adapters))
             raise ConfigError(f"{where}.protocol: unknown protocol {d.protocol!r} (known: {known})")
-        if adapter in VENUE_ADAPTERS:
+        if adapter in venue_adapters:
             raise ConfigError(f"{where}.protocol: {d.protocol} is an off-chain venue: configure it under [venues]")
-        if adapter not in ADAPTERS:
-            raise ConfigError(f"{where}.adapter: unknown adapter {adapter!r} (known: {', '.join(ADAPTERS)})")
-        key = ADAPTERS[adapter]
+        if adapter not in chain_adapters:
+            raise ConfigError(f"{where}.adapter: unknown adapter {adapter!r} (known: {', '.join(chain_adapters)})")
+        key = chain_adapters[adapter].entry_key
         morpho_markets: list[str] = []
         if adapter == "morpho_blue":
             for j, m in enumerate(d.markets):
@@ -653,14 +643,17 @@ class Venue(BaseModel):
 
 def resolve_venues(cfg: Config) -> list[Venue]:
     """Each [venues.<name>] with its base URL (default from protocols/) and accounts, validated for its adapter."""
+    from watcher.registry import venue_protocols
+
     files = protocol_files()
+    venue_adapters = venue_protocols()
     out = []
     for name, v in cfg.venues.items():
         where = f"venues.{name}"
         spec = files.get(v.protocol, {})
         adapter = spec.get("adapter")
-        if adapter not in VENUE_ADAPTERS:
-            known = ", ".join(sorted(k for k, f in files.items() if f.get("adapter") in VENUE_ADAPTERS))
+        if adapter not in venue_adapters:
+            known = ", ".join(sorted(k for k, f in files.items() if f.get("adapter") in venue_adapters))
             raise ConfigError(f"{where}.protocol: {v.protocol!r} is not an off-chain venue (known: {known})")
         base_url = v.base_url or spec.get("base_url")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):

@@ -26,9 +26,18 @@ def load_abi(name: str) -> list[dict[str, Any]]:
 
 
 @cache
-def protocol_files() -> dict[str, dict[str, Any]]:
-    """Load every protocols/*.toml, keyed by file stem (the protocol's name in configs)."""
+def _builtin_protocol_files() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(data_dir("protocols").glob("*.toml")):
+        out[path.stem] = tomllib.loads(path.read_text())
+    return out
+
+
+def protocol_files() -> dict[str, dict[str, Any]]:
+    """Every protocols/*.toml, and the files plugins bring, keyed by file stem (the protocol's name in configs)."""
+    from watcher.registry import plugin_files
+
+    out = dict(_builtin_protocol_files())
+    for path in plugin_files():
         out[path.stem] = tomllib.loads(path.read_text())
     return out

@@ -28,6 +28,7 @@ from watcher.adapters.aave_math import (
 )
 from watcher.adapters.base import Account, Call, ReadError
 from watcher.model import MAX_UINT256, WAD, BlockRef, Leg, Position
+from watcher.registry import ChainProtocol, register
 
 POOL = Contract("IPool")
 PROVIDER = Contract("IPoolAddressesProvider")
@@ -344,3 +345,11 @@ def _emode_legacy(data: bytes) -> tuple[int, str]:
     """(liquidation threshold, price source) from getEModeCategoryData (revisions before 5)."""
     (cat,) = POOL.getEModeCategoryData.decode(data)
     return int(cat[1]), to_checksum_address(cat[3])
+
+
+def make_reader(dep: Any, accounts: Sequence[Account]) -> AaveV3Reader:
+    """The reader of a resolved Aave v3 deployment (Aave and its forks: Spark, ...)."""
+    return AaveV3Reader(dep.name, dep.chain, dep.address, list(accounts))
+
+
+register(ChainProtocol("aave_v3", "pool_addresses_provider", make_reader))

@@ -32,6 +32,7 @@ from eth_utils import to_checksum_address
 from watcher.abi import Contract, address_word, symbol_or_prefix, words
 from watcher.adapters.base import Account, Call, TaggedReader
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
+from watcher.registry import ChainProtocol, register
 
 if TYPE_CHECKING:  # config imports the chain layer; the adapter needs the type only
     from watcher.config import Deployment
@@ -482,3 +483,6 @@ class CompoundV3Reader(TaggedReader):
 def make_reader(dep: Deployment, accounts: Sequence[Account]) -> CompoundV3Reader:
     """The reader for one resolved Comet deployment: `dep.address` is the Comet (one market)."""
     return CompoundV3Reader(dep.name, dep.chain, dep.address, accounts)
+
+
+register(ChainProtocol("compound_v3", "comet", make_reader))

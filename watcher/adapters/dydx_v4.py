@@ -36,6 +36,7 @@ import aiohttp
 from watcher.adapters.base import Account, ReadError
 from watcher.adapters.http import DEFAULT_MAX_BYTES, all_answers, request_json
 from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
+from watcher.registry import VenueProtocol, register
 
 PROTOCOL = "dydx_v4"
 DEFAULT_BASE_URL = "https://indexer.dydx.trade"  #: the public indexer of the DYDX token holders' deployment; no key
@@ -688,3 +689,14 @@ def make_reader(
 ) -> DydxV4Reader:
     """A DydxV4Reader from a venue's settings."""
     return DydxV4Reader(name, base_url, list(accounts), subaccounts, timeout, max_age)
+
+
+def make_venue_reader(venue: Any, accounts: Sequence[Account]) -> DydxV4Reader:
+    """The reader of a resolved [venues.<name>] of dYdX v4: each account's subaccounts from the config."""
+    subaccounts = {a.address: list(a.subaccounts) for a in venue.accounts}
+    return DydxV4Reader(
+        venue.name, venue.base_url, list(accounts), subaccounts, venue.timeout, venue.max_age, venue.max_response_bytes
+    )
+
+
+register(VenueProtocol("dydx_v4", make_venue_reader))

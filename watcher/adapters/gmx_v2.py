@@ -58,6 +58,7 @@ from eth_utils import keccak, to_checksum_address
 from watcher.abi import Contract, address_word, symbol_or_prefix, words
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
 from watcher.model import BPS, WAD, BlockRef, Leg, PerpLeg, Position
+from watcher.registry import ChainProtocol, register
 
 READER = Contract("IGmxReader")
 DATA_STORE = Contract("IGmxDataStore")
@@ -820,3 +821,6 @@ def make_reader(dep: Any, accounts: Sequence[Account]) -> GmxV2Reader:
         accounts,
         referral_storage=extra.get("referral_storage", ZERO),
     )
+
+
+register(ChainProtocol("gmx_v2", "reader", make_reader))

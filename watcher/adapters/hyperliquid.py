@@ -19,6 +19,7 @@ from watcher.adapters.base import Account, ReadError
 from watcher.adapters.http import DEFAULT_MAX_BYTES, all_answers, request_json
 from watcher.margin import Tier, hyperliquid_tiers, isolated_liquidation_price, with_deductions
 from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
+from watcher.registry import VenueProtocol, register
 
 PROTOCOL = "hyperliquid"
 USD = 10**6  #: quote units: micro-dollars, the common model's base unit for this venue
@@ -418,3 +419,13 @@ class HyperliquidReader:
         users = [a.address.lower() for a in self.accounts]
         snap = await fetch_state(session, self.base_url, users, self.timeout, self.max_age, self.max_bytes)
         return positions_from(snap, self.accounts, self.chain)
+
+
+def make_venue_reader(venue: Any, accounts: Sequence[Account]) -> HyperliquidReader:
+    """The reader of a resolved [venues.<name>] of Hyperliquid."""
+    return HyperliquidReader(
+        venue.name, venue.base_url, list(accounts), venue.timeout, venue.max_age, venue.max_response_bytes
+    )
+
+
+register(VenueProtocol("hyperliquid", make_venue_reader))

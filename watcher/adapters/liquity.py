@@ -53,6 +53,7 @@ from eth_utils import to_checksum_address
 from watcher.abi import Contract, address_word, symbol_or_prefix
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
 from watcher.model import BPS, MAX_UINT256, WAD, BlockRef, Leg, Position
+from watcher.registry import ChainProtocol, register
 
 V1_TM = Contract("ILiquityV1TroveManager")
 V1_FEED = Contract("ILiquityV1PriceFeed")
@@ -666,3 +667,7 @@ class LiquityV2Reader(TaggedReader):
 def make_reader_v2(dep: Any, accounts: Sequence[Account]) -> LiquityV2Reader:
     """A v2 reader for a resolved deployment (its address is the CollateralRegistry; trove ids from `troves`)."""
     return LiquityV2Reader(dep.name, dep.chain, dep.address, accounts, getattr(dep, "troves", ()))
+
+
+register(ChainProtocol("liquity_v1", "trove_manager", make_reader_v1))
+register(ChainProtocol("liquity_v2", "collateral_registry", make_reader_v2))

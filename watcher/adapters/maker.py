@@ -30,6 +30,7 @@ from eth_utils import to_checksum_address
 from watcher.abi import Contract, address_word
 from watcher.adapters.base import Account, Call, TaggedReader
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
+from watcher.registry import ChainProtocol, register
 
 VAT = Contract("IMakerVat")
 SPOTTER = Contract("IMakerSpotter")
@@ -594,3 +595,6 @@ def make_reader(dep: Any, accounts: Sequence[Account]) -> MakerReader:
         vaults=dep.vaults,
         dai=dep.extra.get("dai", DAI),
     )
+
+
+register(ChainProtocol("maker", "cdp_manager", make_reader))

@@ -18,6 +18,7 @@ from eth_utils import keccak, to_checksum_address
 from watcher.abi import Contract, symbol_or_prefix, word
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
+from watcher.registry import ChainProtocol, register
 
 MORPHO = Contract("IMorpho")
 ORACLE = Contract("IMorphoOracle")
@@ -354,3 +355,11 @@ class MorphoBlueReader(TaggedReader):
             },
             simulator=sim,
         )
+
+
+def make_reader(dep: Any, accounts: Sequence[Account]) -> MorphoBlueReader:
+    """The reader of a resolved Morpho Blue deployment: its markets, and the block to discover others from."""
+    return MorphoBlueReader(dep.name, dep.chain, dep.address, dep.markets, list(accounts), dep.discover_from)
+
+
+register(ChainProtocol("morpho_blue", "morpho", make_reader))

@@ -39,6 +39,7 @@ from eth_utils import keccak, to_checksum_address
 from watcher.abi import Contract
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
 from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
+from watcher.registry import ChainProtocol, register
 from watcher.risk import least_true
 
 PROXY = Contract("ISynthetixPerpsMarketProxy")
@@ -576,3 +577,6 @@ class SynthetixPerpsV3Reader(TaggedReader):
 def make_reader(dep: Any, accounts: Sequence[Account]) -> SynthetixPerpsV3Reader:
     """A reader for a resolved Deployment (address = the PerpsMarketProxy, account_ids = the NFT ids to watch)."""
     return SynthetixPerpsV3Reader(dep.name, dep.chain, dep.address, accounts, dep.account_ids)
+
+
+register(ChainProtocol("synthetix_perps_v3", "perps_market_proxy", make_reader))
