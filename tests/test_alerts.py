@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from watcher.alerts import AlertState, Event, Observation, Rules, Severity, evaluate
-from watcher.model import WAD
+from watcher.alerts import AlertState, Event, Observation, Rules, evaluate
+from watcher.model import WAD, Level
 
 RULES = Rules(warn=125 * WAD // 100, critical=110 * WAD // 100)
 
@@ -45,7 +45,7 @@ def test_oscillating_around_a_threshold_is_one_alert_not_a_storm() -> None:
     wobble = ["1.2499", "1.2501"] * 30  # 60 checks straddling warn, inside the 0.02 clear margin
     state, ev = run(["1.3", *wobble])
     assert kinds(ev) == [("fire", "WARN")]
-    assert state.level is Severity.WARN
+    assert state.level is Level.WARN
 
 
 def test_recovery_needs_the_margin_and_is_sent_once() -> None:
@@ -70,20 +70,20 @@ def test_escalation_is_immediate_even_inside_a_repeat_interval() -> None:
 
 def test_improving_from_critical_to_warn_is_quiet_then_repeats_at_warn_pace() -> None:
     state, ev = run(["1.05", "1.2"])
-    assert kinds(ev) == [("fire", "CRITICAL")] and state.level is Severity.WARN
+    assert kinds(ev) == [("fire", "CRITICAL")] and state.level is Level.WARN
 
 
 def test_falling_fast() -> None:
     _, ev = run(["2.0", "1.95", "1.85"], dt=60.0)  # -0.15 within 2 minutes, still healthy
     falls = [e for e in ev if e.kind == "falling_fast"]
-    assert len(falls) == 1 and falls[0].level is Severity.OK
+    assert len(falls) == 1 and falls[0].level is Level.OK
     _, ev = run(["2.0", "1.95", "1.9", "1.85", "1.8", "1.75"], dt=400.0)  # slower than 0.1 per 10 min
     assert [e for e in ev if e.kind == "falling_fast"] == []
 
 
 def test_no_debt_is_ok() -> None:
     state, ev = run([None, None])
-    assert ev == [] and state.level is Severity.OK
+    assert ev == [] and state.level is Level.OK
 
 
 def test_alert_ids_are_url_safe_and_name_key_episode_and_level() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from watcher.alerts import Event, Severity
+from watcher.alerts import Event
 from watcher.messages import chain_message, position_message
-from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
+from watcher.model import WAD, BlockRef, Leg, Level, PerpLeg, Position
 from watcher.render import perp_json
 
 USD = 10**6
@@ -62,7 +62,7 @@ def _perp_position() -> Position:
 
 def test_perp_alert_names_tier_rate_liquidation_and_the_collateral_to_add() -> None:
     p = _perp_position()
-    subject, text = position_message(p, Event("fire", Severity.WARN, p.health, 0.0), None, None, 3 * WAD // 2)
+    subject, text = position_message(p, Event("fire", Level.WARN, p.health, 0.0), None, None, 3 * WAD // 2)
     assert "health 1.2000" in subject
     lines = text.splitlines()
     assert lines[1] == "Health 1.2000 · read 22:13:20 UTC"  # a venue has no block: the time it was read

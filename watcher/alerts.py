@@ -7,18 +7,8 @@ both in one transaction (with the outbox rows), so a restart neither re-sends no
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from enum import IntEnum
 
-from watcher.model import WAD
-
-
-class Severity(IntEnum):
-    """Alert levels in order of badness."""
-
-    OK = 0
-    WARN = 1
-    CRITICAL = 2
-    LIQUIDATABLE = 3
+from watcher.model import WAD, Level
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +23,9 @@ class Rules:
     fall_drop: int = 10 * WAD // 100  #: "falling fast": health dropped by more than this ...
     fall_window: float = 600.0  #: ... within this many seconds
 
-    def threshold(self, level: Severity) -> int:
+    def threshold(self, level: Level) -> int:
         """Health at or below which `level` applies (liquidatable: below 1, the protocol's verdict)."""
-        return {Severity.WARN: self.warn, Severity.CRITICAL: self.critical, Severity.LIQUIDATABLE: WAD}[level]
+        return {Level.WARN: self.warn, Level.CRITICAL: self.critical, Level.LIQUIDATABLE: WAD}[level]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +41,10 @@ class Observation:
 class AlertState:
     """What is remembered between checks for one position."""
 
-    level: Severity = Severity.OK  #: the level the user was last told about (OK: nothing firing)
+    level: Level = Level.OK  #: the level the user was last told about (OK: nothing firing)
     since: float = 0.0  #: when that level started firing
     last_notified: float = 0.0
-    pending: Severity = Severity.OK  #: a worse level seen but not yet confirmed
+    pending: Level = Level.OK  #: a worse level seen but not yet confirmed
     pending_count: int = 0
     samples: tuple[tuple[float, int], ...] = ()  #: recent (time, health) for "falling fast"
     last_fall_alert: float = 0.0
@@ -66,7 +56,7 @@ class Event:
     """Something to tell the user."""
 
     kind: str  #: "fire", "escalate", "repeat", "recover", "falling_fast"
-    level: Severity
+    level: Level
     health: int | None
     at: float
     alert_id: str = field(default="")
@@ -77,31 +67,31 @@ def alert_id(key: str, episode: int, *parts: str) -> str:
     return ":".join((key, f"e{episode}", *parts))
 
 
-def classify(health: int | None, liquidatable: bool, warn: int, critical: int) -> Severity:
+def classify(health: int | None, liquidatable: bool, warn: int, critical: int) -> Level:
     """The level thresholds give a reading; the protocol's own verdict alone decides liquidatable."""
     if liquidatable:
-        return Severity.LIQUIDATABLE
+        return Level.LIQUIDATABLE
     if health is None:
-        return Severity.OK
+        return Level.OK
     if health <= critical:
-        return Severity.CRITICAL
+        return Level.CRITICAL
     if health <= warn:
-        return Severity.WARN
-    return Severity.OK
+        return Level.WARN
+    return Level.OK
 
 
-def raw_level(obs: Observation, rules: Rules) -> Severity:
+def raw_level(obs: Observation, rules: Rules) -> Level:
     """The level the thresholds give, without hysteresis."""
     return classify(obs.health, obs.liquidatable, rules.warn, rules.critical)
 
 
-def held_level(current: Severity, obs: Observation, rules: Rules) -> Severity:
+def held_level(current: Level, obs: Observation, rules: Rules) -> Level:
     """The level after hysteresis: a firing level holds until health is above its threshold plus the margin."""
     level = raw_level(obs, rules)
     if obs.health is None:
         return level
     for candidate in range(current, level, -1):
-        sev = Severity(candidate)
+        sev = Level(candidate)
         if obs.health <= rules.threshold(sev) + rules.clear_margin:
             return sev
     return level
@@ -122,14 +112,14 @@ def evaluate(key: str, state: AlertState, obs: Observation, rules: Rules) -> tup
         if state.pending > level:
             pending_count = state.pending_count + 1
         if pending_count >= rules.confirm[level - 1]:
-            episode = state.episode + 1 if state.level == Severity.OK else state.episode
-            kind = "fire" if state.level == Severity.OK else "escalate"
+            episode = state.episode + 1 if state.level == Level.OK else state.episode
+            kind = "fire" if state.level == Level.OK else "escalate"
             new = replace(
                 state,
                 level=level,
                 since=obs.at,
                 last_notified=obs.at,
-                pending=Severity.OK,
+                pending=Level.OK,
                 pending_count=0,
                 episode=episode,
             )
@@ -137,14 +127,14 @@ def evaluate(key: str, state: AlertState, obs: Observation, rules: Rules) -> tup
         else:
             new = replace(state, pending=level, pending_count=pending_count)
     elif level < state.level:
-        if level == Severity.OK:
-            events.append(Event("recover", Severity.OK, obs.health, obs.at, alert_id(key, state.episode, "recovered")))
-            new = replace(state, level=level, since=obs.at, last_notified=obs.at, pending=Severity.OK, pending_count=0)
+        if level == Level.OK:
+            events.append(Event("recover", Level.OK, obs.health, obs.at, alert_id(key, state.episode, "recovered")))
+            new = replace(state, level=level, since=obs.at, last_notified=obs.at, pending=Level.OK, pending_count=0)
         else:
-            new = replace(state, level=level, pending=Severity.OK, pending_count=0)
+            new = replace(state, level=level, pending=Level.OK, pending_count=0)
     else:
-        new = replace(state, pending=Severity.OK, pending_count=0)
-        if level > Severity.OK and obs.at - state.last_notified >= rules.repeat[level - 1]:
+        new = replace(state, pending=Level.OK, pending_count=0)
+        if level > Level.OK and obs.at - state.last_notified >= rules.repeat[level - 1]:
             new = replace(new, last_notified=obs.at)
             n = int((obs.at - state.since) // rules.repeat[level - 1])
             events.append(
@@ -163,6 +153,6 @@ def _falling_fast(key: str, state: AlertState, obs: Observation, rules: Rules) -
     if peak - obs.health > rules.fall_drop and obs.at - state.last_fall_alert > rules.fall_window:
         state = replace(state, last_fall_alert=obs.at)
         return state, [
-            Event("falling_fast", Severity(raw_level(obs, rules)), obs.health, obs.at, f"{key}:fall@{int(obs.at)}")
+            Event("falling_fast", Level(raw_level(obs, rules)), obs.health, obs.at, f"{key}:fall@{int(obs.at)}")
         ]
     return state, []

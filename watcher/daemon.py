@@ -17,7 +17,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watcher.adapters.base import Reader, VenueReader
-from watcher.alerts import AlertState, Event, Observation, Rules, Severity, alert_id, evaluate, raw_level
+from watcher.alerts import AlertState, Event, Observation, Rules, alert_id, evaluate, raw_level
 from watcher.chain import ChainClient
 from watcher.check import CheckResult, Unreadable, check_chains, check_venues
 from watcher.config import Config
@@ -552,4 +552,4 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-__all__ = ["Daemon", "JsonFormatter", "Severity", "install_signal_handlers", "rules_from", "setup_logging"]
+__all__ = ["Daemon", "JsonFormatter", "install_signal_handlers", "rules_from", "setup_logging"]

@@ -74,7 +74,7 @@ def _everything(w3: Web3, client: ChainClient, console: Console) -> None:
             adv = advise(p, DEMO_THRESHOLDS.target) if p.has_debt else None
             lps = adv.liquidation_prices if adv else ()
             what = "; ".join(f"{lp.symbol} at {_price(p, lp.price)}" for lp in lps[:2]) or "-"
-        table.add_row(p.protocol, world.kind[p.protocol], p.label, health_text(p.health), lvl.value, what)
+        table.add_row(p.protocol, world.kind[p.protocol], p.label, health_text(p.health), lvl.word, what)
     console.print(table)
     console.print(
         f"that check: {stats.eth_calls} eth_call ({stats.calls} reads, {stats.storage_reads} of them storage reads in "
@@ -144,14 +144,14 @@ def run_demo(chain: str = "anvil", version: str = "3.0", steps: int = len(WETH_P
             for a in accounts:
                 p = by_account[a.address]
                 lvl = level_of(p, DEMO_THRESHOLDS)
-                cells.append(f"{health_text(p.health)} {lvl.value}")
+                cells.append(f"{health_text(p.health)} {lvl.word}")
                 pool_hf = market.account_data(a.address, p.block.number)[5]
                 readings += 1
                 agreed += int(pool_hf == (p.health if p.health is not None else 2**256 - 1))
                 if p.health is not None and (worst is None or p.health < worst.health):
                     worst = p
             m = by_account[erin]
-            cells.append(f"{health_text(m.health)} {level_of(m, DEMO_THRESHOLDS).value}")
+            cells.append(f"{health_text(m.health)} {level_of(m, DEMO_THRESHOLDS).word}")
             readings += 1
             agreed += int(m.liquidatable == morpho.can_liquidate(liquidator, erin, m.block.number))
             advice = "-"

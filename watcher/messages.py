@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-from watcher.alerts import Event, Severity
-from watcher.model import Position
+from watcher.alerts import Event
+from watcher.model import Level, Position
 from watcher.render import health_text, perp_text, short, top_up_text
 from watcher.risk import Advice, perp_top_ups
 
@@ -17,7 +17,7 @@ _HEAD = {
     "recover": "RECOVERED",
     "falling_fast": "FALLING FAST",
 }
-_ICON = {Severity.OK: "✅", Severity.WARN: "⚠️", Severity.CRITICAL: "🔴", Severity.LIQUIDATABLE: "🚨"}
+_ICON = {Level.OK: "✅", Level.WARN: "⚠️", Level.CRITICAL: "🔴", Level.LIQUIDATABLE: "🚨"}
 
 
 def _money(p: Position, value: int) -> str:

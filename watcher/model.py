@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import IntEnum
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -82,14 +82,26 @@ class PerpLeg:
         return "long" if self.size > 0 else "short"
 
 
-class Level(StrEnum):
-    """Alert level of a position, from best to worst; UNKNOWN when it could not be read."""
+class Level(IntEnum):
+    """Level of a position, from best to worst (a worse level compares greater); UNKNOWN when it could not be read.
 
-    OK = "ok"
-    WARN = "warn"
-    CRITICAL = "critical"
-    LIQUIDATABLE = "liquidatable"
-    UNKNOWN = "unknown"
+    The one enum for it: alert rules order and count by it, and it is stored as its number in the alert state;
+    JSON, the API and messages show its word.
+    """
+
+    OK = 0
+    WARN = 1
+    CRITICAL = 2
+    LIQUIDATABLE = 3
+    UNKNOWN = 4
+
+    @property
+    def word(self) -> str:
+        """ok, warn, critical, liquidatable or unknown."""
+        return self.name.lower()
+
+    def __str__(self) -> str:
+        return self.word
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,7 +150,7 @@ def render_table(result: CheckResult, advices: dict[str, Advice], thresholds: Th
                 f"{p.chain} #{p.block.number}" if p.block.number else p.chain,
                 "\n".join(_leg_text(p, leg) for leg in p.collateral) or "-",
                 debt or "-",
-                f"[{_LEVEL_STYLE[lvl]}]{health_text(p.health)} {lvl.value}[/]",
+                f"[{_LEVEL_STYLE[lvl]}]{health_text(p.health)} {lvl.word}[/]",
                 lps or "-",
                 advice,
             )
@@ -247,7 +247,7 @@ def _position_json(p: Position, adv: Advice | None, thresholds: Thresholds) -> d
         "account": p.account,
         "label": p.label,
         "block": {"number": p.block.number, "timestamp": p.block.timestamp},
-        "level": level_of(p, thresholds).value,
+        "level": level_of(p, thresholds).word,
         "health_raw": p.health,
         "health": None if p.health is None else units(p.health, 18),
         "liquidatable": p.liquidatable,

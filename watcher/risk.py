@@ -60,8 +60,7 @@ class Advice:
 
 def level_of(position: Position, thresholds: Thresholds) -> Level:
     """Classify a position against thresholds; the protocol's own verdict decides liquidatable."""
-    severity = classify(position.health, position.liquidatable, thresholds.warn, thresholds.critical)
-    return Level[severity.name]
+    return classify(position.health, position.liquidatable, thresholds.warn, thresholds.critical)
 
 
 def _at_least(h: int | None, target: int) -> bool:

@@ -18,8 +18,9 @@ from typing import Any
 
 import sqlite_utils
 
-from watcher.alerts import AlertState, Severity
+from watcher.alerts import AlertState
 from watcher.config import ConfigError
+from watcher.model import Level
 from watcher.notify import outbox
 from watcher.notify.base import Message
 
@@ -63,7 +64,7 @@ def _state_to_json(state: AlertState) -> str:
 
 def _state_from_json(text: str) -> AlertState:
     d = json.loads(text)
-    d["level"], d["pending"] = Severity(d["level"]), Severity(d["pending"])
+    d["level"], d["pending"] = Level(d["level"]), Level(d["pending"])
     d["samples"] = tuple((t, int(h)) for t, h in d["samples"])
     return AlertState(**d)
 
