@@ -465,3 +465,29 @@ def test_standin_a_reverting_feed_makes_only_its_holders_unknown(chain: Web3) ->
         assert result.positions == [] and len(result.unreadable) == 2
     finally:
         revert_snapshot(chain, snap)
+
+
+def test_standin_a_reverting_feed_after_the_debt_is_covered_leaves_the_verdict_to_comet(chain: Web3) -> None:
+    """WBTC's feed reverts. Comet's isLiquidatable reads WETH (index 0) first and returns false once it covers the
+    debt, never reaching WBTC: that account is valued (not liquidatable, health from WETH alone, a lower bound). An
+    account whose WETH does not cover its debt makes isLiquidatable revert at WBTC: unknown, as the contract."""
+    snap = take_snapshot(chain)
+    try:
+        market = deploy_comet_stand_in(chain)
+        covered, short = new_addresses(2, "early-stop")
+        market.set_position(covered, 1_000 * USDC, {"WETH": WETH, "WBTC": WBTC})  # WETH alone covers the debt
+        market.set_position(short, 5_000 * USDC, {"WETH": WETH // 10, "WBTC": WBTC})  # it needs the WBTC too
+        watcher = CometStandInWatcher(market, [covered, short])
+        watcher.check()
+        block = market.set_price("WBTC", 0)  # the stand-in's getPrice reverts on a zero price, as a dead feed would
+        assert market.is_liquidatable(covered, block) is False  # the contract decides without the dead feed
+        with pytest.raises(Exception):  # noqa: B017 - any revert: the contract cannot decide for this one
+            market.is_liquidatable(short, block)
+        result = run_check({"local": watcher.client}, list(watcher.readers))
+        [p] = result.positions
+        assert p.account == covered and p.liquidatable is False and p.details["health_lower_bound"] is True
+        assert p.health is not None and p.health >= WAD and "stops before it" in p.details["note"]
+        [u] = result.unreadable
+        assert u.accounts[0].address == short and "getPrice reverted" in u.reason
+    finally:
+        revert_snapshot(chain, snap)

@@ -389,16 +389,6 @@ class CompoundV3Reader(TaggedReader):
             user = self._required(got, ("user", acct.address), 5)
             balances = tuple(self._required(got, ("coll", acct.address, a.asset), 1)[0] for a in self.infos)
             held = user[3] | user[4] << 16
-            dead = [
-                a.price_feed
-                for i, a in enumerate(self.infos)
-                if a.price_feed in broken and (held >> a.offset & 1 or balances[i])
-            ]
-            if dead:
-                # isLiquidatable reads only the feeds of assets the account holds: a reverting one makes this
-                # account unknown (never healthy), while accounts without that asset are still valued
-                self.skipped.append((acct, f"{self.protocol}/{self.chain}: getPrice reverted for {dead}"))
-                continue
             sim = CometSimulator(
                 base_token=base_token,
                 base_scale=base_scale,
@@ -417,7 +407,20 @@ class CompoundV3Reader(TaggedReader):
                 total_borrow_base=totals[5],
                 last_accrual=totals[6],
             )
-            out.append(self._position(acct, sim, block, absorb_paused))
+            dead = [a.price_feed for a in self.infos if a.price_feed in broken and held >> a.offset & 1]
+            if dead and not comet_decides(sim, set(broken)):
+                # isLiquidatable reaches a reverting feed before the account's liquidity is settled: unknown, never
+                # healthy (accounts that do not hold that asset, or whose earlier assets settle it, are still valued)
+                self.skipped.append((acct, f"{self.protocol}/{self.chain}: getPrice reverted for {dead}"))
+                continue
+            p = self._position(acct, sim, block, absorb_paused)
+            if dead:
+                note = (
+                    f"getPrice reverts for {dead}: Comet's isLiquidatable stops before it (the assets before it "
+                    "already cover the debt), so the verdict stands; health counts only the readable collateral"
+                )
+                p = replace(p, details={**p.details, "health_lower_bound": True, "note": note})
+            out.append(p)
         return out
 
     def _symbol(self, token: str) -> str:
@@ -478,6 +481,26 @@ class CompoundV3Reader(TaggedReader):
             },
             simulator=sim,
         )
+
+
+def comet_decides(sim: CometSimulator, broken: set[str]) -> bool:
+    """Whether Comet's isLiquidatable returns without reading any of the `broken` feeds for this account.
+
+    Its loop goes through the assets in index order and, before reading an asset's price, returns false as soon
+    as the liquidity so far (minus the debt's value) is non-negative; a principal >= 0 returns false at once.
+    """
+    if sim.principal >= 0:
+        return True
+    liquidity = -sim.debt_value()
+    for i, a in sorted(enumerate(sim.assets), key=lambda item: item[1].offset):
+        if not sim.assets_in >> a.offset & 1:
+            continue
+        if liquidity >= 0:
+            return True
+        if a.price_feed in broken:
+            return False
+        liquidity += sim.collateral_value(i) * a.liquidate_cf // FACTOR_SCALE
+    return True
 
 
 def make_reader(dep: Deployment, accounts: Sequence[Account]) -> CompoundV3Reader:

@@ -22,7 +22,7 @@ contract StandInToken {
 /// @title CometStandIn
 /// @notice A test stand-in written for Margin Watcher, NOT Compound's Comet: it exposes the subset of Comet's ABI
 ///         the watcher reads (same selectors, same return layouts) and replays Comet's integer math: isLiquidatable
-///         with the stored borrow index; the kinked rate model, accrual (accruedInterestIndices/accrueInternal) and
+///         with the stored borrow index and its early return once the liquidity is non-negative; the kinked rate model, accrual (accruedInterestIndices/accrueInternal) and
 ///         absorb's accrue-then-check (NotLiquidatable) as Comet does them; admin setters place any position.
 ///         absorb here only zeroes the account (no reserves, no events): the tests need its revert condition.
 contract CometStandIn {
@@ -286,6 +286,9 @@ contract CometStandIn {
         int256 liquidity = -int256(debt * getPrice(baseTokenPriceFeed) / baseScale);
         for (uint8 i = 0; i < assets.length; i++) {
             if (assetsIn & (uint16(1) << i) == 0) continue;
+            // Comet returns as soon as the collateral so far covers the debt, before reading the next price: a
+            // reverting feed after that point does not stop the verdict.
+            if (liquidity >= 0) return false;
             AssetInfo memory info = assets[i];
             uint256 value = uint256(userCollateral[account][info.asset].balance) * getPrice(info.priceFeed) / info.scale;
             liquidity += int256(value * info.liquidateCollateralFactor / FACTOR_SCALE);
