@@ -107,7 +107,6 @@ class Relay:
         self.on_storage: Callable[[str | None], None] = lambda _error: None
         self._storage_bad = False
         self._wakes: dict[str, asyncio.Event] = {}
-        self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._copied_to: set[str] = set()  #: channels that got fallback copies during this round of run_once
 
@@ -170,9 +169,9 @@ class Relay:
 
     def wake(self) -> None:
         """Start the next pass of every channel now (call it after committing new outbox rows)."""
-        self._wake_event().set()
-        for event in self._wakes.values():
-            event.set()
+        # Made here if need be: a wake while a channel's first send is in flight must not be lost.
+        for name in self.channels:
+            self._wake_for(name).set()
 
     def _wake_for(self, name: str) -> asyncio.Event:
         return self._wakes.setdefault(name, asyncio.Event())
@@ -418,21 +417,6 @@ class Relay:
                 state.rest_until = max(r.next_attempt_at or r.created_at for r in failed)
                 state.outage_end = self.clock()
         return state
-
-    def _wake_event(self) -> asyncio.Event:
-        if self._wake is None:
-            self._wake = asyncio.Event()
-        return self._wake
-
-    async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
-        wake = self._wake_event()
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        wake.clear()
 
 
 def fold_note(folded: tuple[OutboxRow, ...]) -> str:
