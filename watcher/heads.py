@@ -45,7 +45,6 @@ class HeadFollower:
         self.ws_label = ws_label or f"chains.{name}.ws_url"
         self.latest: int | None = None  #: the newest head number seen
         self.heads_seen = 0  #: distinct new heads seen (for the benchmark: checks run against heads seen)
-        self.ws_live = False  #: a newHeads subscription is open right now
         self._handed: int | None = None
         self._new = asyncio.Event()
 
@@ -111,7 +110,6 @@ class HeadFollower:
                         extra={"chain": self.name, "url": self.ws_label, "error": why, "retry_in": delay},
                     )
                 finally:
-                    self.ws_live = False
                     ws_down.set()
                 await sleep_or_stop(stop, delay)
                 delay = min(WS_RETRY[1], delay * 2)
@@ -132,7 +130,6 @@ class HeadFollower:
                 answer = _json_message(first)
                 if answer.get("id") != 1 or not isinstance(answer.get("result"), str):
                     raise ChainError(f"eth_subscribe refused: {str(answer.get('error'))[:200]}")
-            self.ws_live = True
             ws_down.clear()
             log.info("following newHeads", extra={"chain": self.name, "url": self.ws_label})
             while not stop.is_set():
