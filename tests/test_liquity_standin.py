@@ -461,6 +461,7 @@ def _v1_reader_ready() -> tuple[LiquityV1Reader, dict[str, Any]]:
         "fetchPrice": 2_000 * WAD,
         "lastGoodPrice": 1_990 * WAD,
         "sp": 0,
+        "spMax": 0,  # the current source's pool (getMaxAmountToOffset answers); mainnet's reverts
     }
     block = BlockRef(1, 1)
     assert reader.parse(_answers(_plan(reader), values), block) is None  # learns the feed and the pool

@@ -112,6 +112,30 @@ class LiquityV1StandIn:
         """Total LUSD deposits in the stability pool."""
         return _send(self.w3, self.admin, self.stability_pool, "setTotalLUSDDeposits", deposits)
 
+    def set_current_source_rule(self, on: bool) -> int:
+        """Both contracts follow the current liquity/dev source (offset at most getMaxAmountToOffset()) when on,
+        mainnet's revision (offset up to all deposits, no getMaxAmountToOffset) when off."""
+        _send(self.w3, self.admin, self.stability_pool, "setCurrentSourceRule", on)
+        return _send(self.w3, self.admin, self.trove_manager, "setCurrentSourceRule", on)
+
+    def set_loss_error(self, error: int) -> int:
+        """The pool's lastLUSDLossError_Offset (what getMaxAmountToOffset guards against underflowing)."""
+        return _send(self.w3, self.admin, self.stability_pool, "setLastLUSDLossErrorOffset", error)
+
+    def deposits(self, block: int | str = "latest") -> int:
+        """StabilityPool.getTotalLUSDDeposits() at `block`."""
+        return int(self.stability_pool.functions.getTotalLUSDDeposits().call(block_identifier=block))
+
+    def liquidate(self, borrower: str) -> tuple[int, int, int]:
+        """Send liquidate(borrower) (it must succeed); (route, debt offset, debt redistributed) as the stand-in
+        recorded them (route: 1 normal, 2 recovery at or below 100 %, 3 recovery below MCR, 4 recovery capped)."""
+        block = _send(self.w3, self.admin, self.trove_manager, "liquidate", borrower)
+        return (
+            int(self.view("lastRoute", block=block)),
+            int(self.view("lastDebtToOffset", block=block)),
+            int(self.view("lastDebtToRedistribute", block=block)),
+        )
+
     def view(self, fn: str, *args: Any, block: int | str = "latest") -> Any:
         """Any TroveManager view at `block`."""
         return getattr(self.trove_manager.functions, fn)(*args).call(block_identifier=block)
@@ -125,14 +149,21 @@ class LiquityV1StandIn:
         return not _reverts(self.w3, self.trove_manager, "liquidate", [borrower], block)
 
 
-def deploy_liquity_v1_stand_in(w3: Web3, price: int = 2_000 * WAD) -> LiquityV1StandIn:
-    """Deploy the v1 stand-in: PriceFeed at `price`, an empty StabilityPool, the TroveManager."""
+def deploy_liquity_v1_stand_in(
+    w3: Web3, price: int = 2_000 * WAD, current_source_rule: bool = False
+) -> LiquityV1StandIn:
+    """Deploy the v1 stand-in: PriceFeed at `price`, an empty StabilityPool, the TroveManager; mainnet's Stability
+    Pool rule unless `current_source_rule`."""
     admin = to_checksum_address(w3.eth.accounts[0])
     feed = _deploy(w3, admin, "LiquityV1PriceFeedStandIn", price)
     sp = _deploy(w3, admin, "LiquityV1StabilityPoolStandIn")
     lusd = placeholder("LUSD")
     tm = _deploy(w3, admin, "LiquityV1TroveManagerStandIn", feed.address, sp.address, lusd)
-    return LiquityV1StandIn(w3, admin, tm, feed, sp, lusd)
+    _send(w3, admin, sp, "setTroveManager", tm.address)
+    system = LiquityV1StandIn(w3, admin, tm, feed, sp, lusd)
+    if current_source_rule:
+        system.set_current_source_rule(True)
+    return system
 
 
 @dataclass

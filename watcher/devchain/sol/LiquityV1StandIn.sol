@@ -5,8 +5,20 @@ pragma solidity ^0.8.19;
 /// @notice Test stand-ins written for Margin Watcher, NOT Liquity's contracts: a PriceFeed, a StabilityPool and a
 ///         TroveManager exposing the subset of Liquity v1's view ABI the watcher reads (same names, arguments and
 ///         return layouts) with v1's integer math (LiquityMath._computeCR, pending redistribution rewards, TCR,
-///         Recovery Mode) and v1's single-trove liquidation decision (batchLiquidateTroves as deployed on mainnet,
-///         with getTotalLUSDDeposits), plus admin setters so tests can place any trove and system state.
+///         Recovery Mode) and v1's single-trove liquidation decision and path (batchLiquidateTroves([borrower]):
+///         _liquidateNormalMode, _liquidateRecoveryMode, _getOffsetAndRedistributionVals), plus admin setters so tests
+///         can place any trove and system state.
+///         Two Stability Pool rules, switched by setCurrentSourceRule on the pool and on the TroveManager: off (the
+///         default), mainnet's 2021 revision: the TroveManager offsets up to getTotalLUSDDeposits() and may empty the
+///         pool, and the pool has no getMaxAmountToOffset (calling it reverts without data, as calling a missing
+///         function does); on, the current liquity/dev source: the TroveManager offsets up to getMaxAmountToOffset()
+///         (deposits less MIN_LUSD_IN_SP = 1 LUSD, all of them below that, 0 when the offset would underflow
+///         lastLUSDLossError_Offset) and offset() refuses to take every deposit.
+///         Left out: deposits, P, S, G, epochs and scales (offset only lowers the deposit total, so mainnet's
+///         `assert(newP > 0)` on a nearly emptying offset is not modelled), LQTY issuance, ETH transfers, gas
+///         compensation, the collateral surplus pool, and applying a redistribution: the liquidated trove leaves the
+///         system whole (its redistributed share is recorded, not added to L_ETH / L_LUSDDebt); liquidations of
+///         several troves in one call (liquidateTroves, batches longer than one).
 
 /// @notice Stand-in PriceFeed: fetchPrice() stores and returns the "oracle" answer like v1's (non-view, updates
 ///         lastGoodPrice); lastGoodPrice() only moves when someone calls fetchPrice, as on mainnet.
@@ -33,22 +45,68 @@ contract LiquityV1PriceFeedStandIn {
     }
 }
 
-/// @notice Stand-in StabilityPool: only the LUSD deposit total that the liquidation decision reads.
+/// @notice Stand-in StabilityPool: the LUSD deposit total the liquidation decision reads, and offset lowering it.
 contract LiquityV1StabilityPoolStandIn {
+    uint256 internal constant DECIMAL_PRECISION = 1e18;
+    uint256 internal constant MIN_LUSD_IN_SP = 1e18; // current source: an offset always leaves this much
+
     address public immutable admin;
+    address public troveManager;
+    bool public currentSourceRule;
+    uint256 public lastLUSDLossError_Offset;
     uint256 internal totalLUSDDeposits;
 
     constructor() {
         admin = msg.sender;
     }
 
-    function setTotalLUSDDeposits(uint256 amount) external {
+    modifier onlyAdmin() {
         require(msg.sender == admin, "stand-in: not admin");
+        _;
+    }
+
+    function setTotalLUSDDeposits(uint256 amount) external onlyAdmin {
         totalLUSDDeposits = amount;
+    }
+
+    function setTroveManager(address troveManager_) external onlyAdmin {
+        troveManager = troveManager_;
+    }
+
+    /// @notice Stand-in only: on, the current liquity/dev pool (getMaxAmountToOffset exists); off, mainnet's.
+    function setCurrentSourceRule(bool on) external onlyAdmin {
+        currentSourceRule = on;
+    }
+
+    /// @notice Stand-in only: the offset's carried rounding error (the real pool accumulates it in offset()).
+    function setLastLUSDLossErrorOffset(uint256 error_) external onlyAdmin {
+        lastLUSDLossError_Offset = error_;
     }
 
     function getTotalLUSDDeposits() external view returns (uint256) {
         return totalLUSDDeposits;
+    }
+
+    function getMaxAmountToOffset() external view returns (uint256) {
+        // Mainnet's pool has no such function: a call to it reverts, with no data.
+        if (!currentSourceRule) revert();
+        uint256 total = totalLUSDDeposits;
+        uint256 keep = total < MIN_LUSD_IN_SP ? total : MIN_LUSD_IN_SP;
+        uint256 available = total - keep;
+        // the current source gives nothing rather than let offset's loss numerator underflow
+        if (available * DECIMAL_PRECISION <= lastLUSDLossError_Offset) return 0;
+        return available;
+    }
+
+    /// @notice Cancel `debtToOffset` against the deposits (only the TroveManager may).
+    function offset(uint256 debtToOffset) external {
+        require(msg.sender == troveManager, "StabilityPool: Caller is not TroveManager");
+        uint256 total = totalLUSDDeposits;
+        if (total == 0 || debtToOffset == 0) return;
+        // mainnet may take every deposit (the pool then starts a new epoch); the current source never does
+        if (currentSourceRule) assert(debtToOffset < total);
+        else assert(debtToOffset <= total);
+        totalLUSDDeposits = total - debtToOffset;
     }
 }
 
@@ -58,6 +116,8 @@ interface ILiquityV1PriceFeedStandIn {
 
 interface ILiquityV1StabilityPoolStandIn {
     function getTotalLUSDDeposits() external view returns (uint256);
+    function getMaxAmountToOffset() external view returns (uint256);
+    function offset(uint256 debtToOffset) external;
 }
 
 /// @notice Stand-in TroveManager: troves, stakes and the L_ETH / L_LUSDDebt redistribution sums as in v1; the active
@@ -100,6 +160,19 @@ contract LiquityV1TroveManagerStandIn {
     address[] public TroveOwners;
     uint256 public L_ETH;
     uint256 public L_LUSDDebt;
+
+    enum Route {
+        none,
+        normal,
+        recoveryBelow100pct,
+        recoveryBelowMCR,
+        recoveryCapped
+    }
+
+    bool public currentSourceRule;
+    Route public lastRoute;
+    uint256 public lastDebtToOffset;
+    uint256 public lastDebtToRedistribute;
 
     uint256 internal activeETH;
     uint256 internal activeLUSDDebt;
@@ -208,34 +281,50 @@ contract LiquityV1TroveManagerStandIn {
         return type(uint256).max;
     }
 
-    // --- liquidation: v1's decision for liquidate(borrower) = batchLiquidateTroves([borrower])
+    // --- liquidation: v1's decision and path for liquidate(borrower) = batchLiquidateTroves([borrower])
 
-    /// @notice Reverts exactly when v1's liquidate would: trove not active, or "nothing to liquidate". On success the
-    ///         trove is closed and its balances leave the active pool (the stand-in does not model the offset).
+    /// @notice Stand-in only: on, offset up to getMaxAmountToOffset() (current liquity/dev); off, up to all deposits.
+    function setCurrentSourceRule(bool on) external onlyAdmin {
+        currentSourceRule = on;
+    }
+
+    /// @notice Reverts exactly when v1's liquidate would: trove not active, the last trove in Normal Mode, or
+    ///         "nothing to liquidate". On success the offset debt leaves the pool's deposits, the route and the split
+    ///         between offset and redistribution are recorded (lastRoute, lastDebtToOffset, lastDebtToRedistribute)
+    ///         and the trove is closed.
     function liquidate(address borrower) external {
         require(Troves[borrower].status == Status.active, "TroveManager: Trove does not exist or is closed");
         uint256 price = ILiquityV1PriceFeedStandIn(priceFeed).fetchPrice();
-        uint256 lusdInStabPool = ILiquityV1StabilityPoolStandIn(stabilityPool).getTotalLUSDDeposits();
+        ILiquityV1StabilityPoolStandIn sp = ILiquityV1StabilityPoolStandIn(stabilityPool);
+        uint256 offsetable = currentSourceRule ? sp.getMaxAmountToOffset() : sp.getTotalLUSDDeposits();
         uint256 icr = getCurrentICR(borrower, price);
-        bool liquidated;
+        (uint256 debt,,,) = getEntireDebtAndColl(borrower);
+        Route route = Route.none;
+        uint256 toOffset;
         if (checkRecoveryMode(price)) {
-            // _getTotalFromBatchLiquidate_RecoveryMode, then _liquidateRecoveryMode for this one trove
-            if (icr >= MCR && lusdInStabPool == 0) {
-                liquidated = false;
-            } else if (TroveOwners.length <= 1) {
-                liquidated = false; // "don't liquidate if last trove"
-            } else if (icr < MCR) {
-                liquidated = true;
-            } else {
-                (uint256 debt,,,) = getEntireDebtAndColl(borrower);
-                liquidated = icr < getTCR(price) && debt <= lusdInStabPool;
+            // _getTotalFromBatchLiquidate_RecoveryMode skips the trove when ICR >= MCR and nothing can be offset
+            if (!(icr >= MCR && offsetable == 0) && TroveOwners.length > 1) {
+                if (icr <= _100pct) {
+                    route = Route.recoveryBelow100pct; // all of it redistributed
+                } else if (icr < MCR) {
+                    route = Route.recoveryBelowMCR;
+                    toOffset = debt < offsetable ? debt : offsetable;
+                } else if (icr < getTCR(price) && debt <= offsetable) {
+                    route = Route.recoveryCapped; // the whole debt offset, collateral capped at MCR
+                    toOffset = debt;
+                }
             }
-        } else {
-            liquidated = icr < MCR;
+        } else if (icr < MCR) {
             // _closeTrove: _requireMoreThanOneTroveInSystem
-            if (liquidated) require(TroveOwners.length > 1, "TroveManager: Only one trove in the system");
+            require(TroveOwners.length > 1, "TroveManager: Only one trove in the system");
+            route = Route.normal;
+            toOffset = debt < offsetable ? debt : offsetable;
         }
-        require(liquidated, "TroveManager: nothing to liquidate");
+        require(route != Route.none, "TroveManager: nothing to liquidate");
+        lastRoute = route;
+        lastDebtToOffset = toOffset;
+        lastDebtToRedistribute = debt - toOffset;
+        sp.offset(toOffset);
         _close(borrower);
     }
 

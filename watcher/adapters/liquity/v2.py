@@ -1,28 +1,6 @@
-"""Liquity v1 (LUSD) and v2 (BOLD) adapters: troves read in one batch, the liquidation decision replayed exactly.
+"""Liquity v2 (BOLD) adapter: troves by id on every collateral branch, read in one batch, liquidation replayed.
 
-v1 (one TroveManager, troves keyed by owner). A check reads, at one pinned block: TroveManager MCR/CCR (public
-constants), priceFeed, stabilityPool, lusdToken, getEntireSystemColl/Debt, getTroveOwnersCount; PriceFeed.fetchPrice()
-and lastGoodPrice(); StabilityPool.getTotalLUSDDeposits(); per account getEntireDebtAndColl and getTroveStatus.
-
-The price is fetchPrice(), not lastGoodPrice(): liquidate() calls fetchPrice() itself, and lastGoodPrice only moves
-when some transaction calls fetchPrice, so it can lag the oracle by hours. fetchPrice is non-view, but the batch runs
-inside eth_call (the aggregator uses CALL, not STATICCALL), where it returns what a liquidation at that state would
-see; its write is discarded. lastGoodPrice is reported beside it.
-
-v1 decision (TroveManager.liquidate = batchLiquidateTroves([borrower]), deployed revision): with ICR =
-floor(coll*price/debt) (LiquityMath._computeCR, coll and debt including pending redistribution rewards) and
-TCR = floor(systemColl*price/systemDebt): Normal Mode (TCR >= CCR): liquidatable iff ICR < MCR. Recovery Mode
-(TCR < CCR): liquidatable iff ICR < MCR, or MCR <= ICR < TCR and the trove's debt <= the Stability Pool's LUSD
-(_liquidateRecoveryMode's capped offset). Either way the last trove is never liquidated, and the trove must be active.
-
-Health is ICR / threshold in WAD (floor, so health < 1 iff ICR < threshold): the threshold is MCR, or in Recovery Mode
-max(MCR, TCR) when the Stability Pool covers the trove's debt (the TCR route is then open). Outside Recovery Mode,
-a trove with ICR < TCR is "recovery_exposed": if the system enters Recovery Mode (at `recovery_price`) it becomes
-liquidatable while still above MCR; details carry `recovery_health` = TCR/CCR (WAD), how far the system is from that.
-The simulator moves the trove's ICR and the system's TCR together, so the liquidation price it yields includes the
-mode switch.
-
-v2 (BOLD; a CollateralRegistry over collateral branches, troves are ERC-721 ids). A check reads the registry
+A CollateralRegistry over collateral branches; troves are ERC-721 ids. A check reads the registry
 (totalCollaterals, getToken, getTroveManager, boldToken); per branch the TroveManager (borrowerOperations, troveNFT,
 shutdownTime, getEntireBranchColl/Debt, getTroveIdsCount, getUnbackedPortionPriceAndRedeemability) and the
 BorrowerOperations (MCR, CCR, SCR, hasBeenShutDown: the TroveManager keeps MCR internal, BorrowerOperations and the
@@ -50,304 +28,26 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from watcher.abi import Contract, address_word, symbol_or_prefix
+from watcher.abi import address_word, symbol_or_prefix
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
-from watcher.model import BPS, MAX_UINT256, WAD, BlockRef, Leg, Position
+from watcher.adapters.liquity.common import (
+    CHEAP,
+    ERC20,
+    ONE_YEAR,
+    PRICE,
+    TROVE,
+    V2_BO,
+    V2_CR,
+    V2_LIVE,
+    V2_MIN_DEBT,
+    V2_NFT,
+    V2_STATUS,
+    V2_TM,
+    compute_cr,
+    word_bool,
+)
+from watcher.model import BPS, WAD, BlockRef, Leg, Position
 from watcher.registry import ChainProtocol, register
-
-V1_TM = Contract("ILiquityV1TroveManager")
-V1_FEED = Contract("ILiquityV1PriceFeed")
-V1_SP = Contract("ILiquityV1StabilityPool")
-ERC20 = Contract("IERC20Metadata")
-V2_CR = Contract("ILiquityV2CollateralRegistry")
-V2_TM = Contract("ILiquityV2TroveManager")
-V2_BO = Contract("ILiquityV2BorrowerOperations")
-V2_NFT = Contract("ILiquityV2TroveNFT")
-
-#: the usual stand-in address for native ETH (v1's collateral is ether itself, not a token)
-ETH = "0xEeeeeEeeeEeEeeEeEeEeeEEEeeeeEeeeeeeeEEeE"
-ONE_YEAR = 365 * 24 * 3600
-V1_STATUS = ("nonExistent", "active", "closedByOwner", "closedByLiquidation", "closedByRedemption")
-V2_STATUS = ("nonExistent", "active", "closedByOwner", "closedByLiquidation", "zombie")
-V2_LIVE = (1, 4)  #: active, zombie: the statuses batchLiquidateTroves considers
-_CHEAP, _TROVE, _PRICE = 10_000, 40_000, 250_000
-#: v1 LiquityBase constants (immutable contracts): MIN_NET_DEBT 1800 LUSD + LUSD_GAS_COMPENSATION 200 LUSD, the least
-#: debt a repayment may leave (BorrowerOperations._requireAtLeastMinNetDebt)
-V1_MIN_DEBT = 1_800 * WAD + 200 * WAD
-#: v2 Constants.MIN_DEBT (every branch): repayBold caps a repayment at entireDebt - MIN_DEBT
-V2_MIN_DEBT = 2_000 * WAD
-
-
-def compute_cr(coll: int, debt: int, price: int) -> int:
-    """LiquityMath._computeCR: floor(coll * price / debt); 2**256-1 ("infinite") without debt."""
-    return coll * price // debt if debt > 0 else MAX_UINT256
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _bool(w: int) -> bool:
-    if w > 1:
-        raise ValueError(f"word {w} is not a bool")
-    return bool(w)
-
-
-# ---------------------------------------------------------------------------------------------------------------- v1
-
-
-@dataclass(frozen=True, slots=True)
-class LiquityV1Simulator:
-    """Exact replay of v1's liquidation decision for one trove, with the ETH price or the trove changed.
-
-    The system totals move with the trove: a price change moves ICR and TCR together, a top-up or repayment adds to
-    (or takes from) the system's collateral or debt as well.
-    """
-
-    lusd: str
-    coll: int  #: entire collateral, pending rewards included (wei)
-    debt: int  #: entire debt, pending rewards included (LUSD wei)
-    price: int  #: ETH/USD, 18 decimals (fetchPrice)
-    system_coll: int
-    system_debt: int
-    mcr: int
-    ccr: int
-    sp_deposits: int  #: StabilityPool.getTotalLUSDDeposits()
-    trove_count: int  #: getTroveOwnersCount()
-    active: bool = True
-
-    def icr(self) -> int:
-        """The trove's ICR at this price."""
-        return compute_cr(self.coll, self.debt, self.price)
-
-    def tcr(self) -> int:
-        """The system's TCR at this price."""
-        return compute_cr(self.system_coll, self.system_debt, self.price)
-
-    def recovery_mode(self) -> bool:
-        """_checkRecoveryMode: TCR < CCR."""
-        return self.tcr() < self.ccr
-
-    def tcr_route_open(self) -> bool:
-        """Recovery Mode liquidates MCR <= ICR < TCR only when the Stability Pool covers the whole debt."""
-        return self.recovery_mode() and 0 < self.debt <= self.sp_deposits
-
-    def threshold(self) -> int:
-        """The ICR below which liquidate() succeeds: MCR, or max(MCR, TCR) while the Recovery Mode route is open."""
-        return max(self.mcr, self.tcr()) if self.tcr_route_open() else self.mcr
-
-    def liquidatable(self) -> bool:
-        """liquidate(borrower) would succeed: an active trove that is not the last one, with ICR below threshold."""
-        return self.active and self.debt > 0 and self.trove_count > 1 and self.icr() < self.threshold()
-
-    def health(self) -> int | None:
-        """floor(ICR * 1e18 / threshold): below 1e18 exactly when ICR < threshold; None without debt."""
-        if self.debt == 0:
-            return None
-        return self.icr() * WAD // self.threshold()
-
-    def recovery_price(self) -> int:
-        """The least ETH price at which the system is in Normal Mode: TCR >= CCR iff systemColl*price >= CCR*debt."""
-        if self.system_coll == 0:
-            return MAX_UINT256
-        return _ceil_div(self.ccr * self.system_debt, self.system_coll)
-
-    def at_time(self, timestamp: int) -> LiquityV1Simulator:
-        """v1 charges no interest: the same trove."""
-        return self
-
-    def with_price(self, asset: str, price: int) -> LiquityV1Simulator:
-        """A new ETH price; LUSD is valued at 1 USD by the protocol, so its market price changes nothing."""
-        return replace(self, price=price) if asset.lower() == ETH.lower() else self
-
-    def with_supply(self, asset: str, amount: int) -> LiquityV1Simulator:
-        """After addColl(amount): the trove's and the system's collateral grow."""
-        if asset.lower() != ETH.lower():
-            raise ValueError(f"{asset} is not v1's collateral (ETH)")
-        return replace(self, coll=self.coll + amount, system_coll=self.system_coll + amount)
-
-    def can_close(self) -> bool:
-        """closeTrove would pass its checks: Normal Mode, not the last trove, and the TCR without it >= CCR."""
-        rest = compute_cr(self.system_coll - self.coll, self.system_debt - self.debt, self.price)
-        return not self.recovery_mode() and self.trove_count > 1 and rest >= self.ccr
-
-    def with_repay(self, asset: str, amount: int) -> LiquityV1Simulator:
-        """After repaying `amount` LUSD: all of the debt closes the trove (closeTrove, where it is allowed; it takes
-        the debt less the 200 LUSD gas compensation, the gas pool pays the rest); otherwise repayLUSD, which v1
-        refuses when it would leave net debt below MIN_NET_DEBT, so the repayment stops at the least allowed debt
-        instead: health is then monotone in the amount, and the least amount reaching a target is either all of
-        the debt or one that leaves >= MIN_NET_DEBT + LUSD_GAS_COMPENSATION.
-        """
-        if asset.lower() != self.lusd.lower():
-            raise ValueError(f"{asset} is not LUSD")
-        if amount >= self.debt > 0 and self.can_close():
-            return replace(
-                self,
-                coll=0,
-                debt=0,
-                system_coll=self.system_coll - self.coll,
-                system_debt=self.system_debt - self.debt,
-                active=False,
-                trove_count=self.trove_count - 1,
-            )
-        left = max(self.debt - amount, min(self.debt, V1_MIN_DEBT))
-        return replace(self, debt=left, system_debt=self.system_debt - (self.debt - left))
-
-
-class LiquityV1Reader(TaggedReader):
-    """Reads Liquity v1 troves of a set of accounts, in one batch per check after the first."""
-
-    def __init__(self, protocol: str, chain: str, trove_manager: str, accounts: Sequence[Account]) -> None:
-        self.protocol = protocol
-        self.chain = chain
-        self.trove_manager = to_checksum_address(trove_manager)
-        self.accounts = list(accounts)
-        self.skipped: list[tuple[Account, str]] = []
-        #: priceFeed, stabilityPool, lusdToken as the TroveManager names them; re-read every check
-        self.learned: tuple[str, str, str] | None = None
-        self._plan: list[tuple[Any, ...]] = []
-        self._calls: list[Call] = []
-        self._planned_for: object = ()
-
-    def _add(self, tag: tuple[Any, ...], target: str, data: bytes, gas: int = _CHEAP) -> None:
-        self._plan.append(tag)
-        self._calls.append(Call(target, data, gas))
-
-    def calls(self) -> list[Call]:
-        """The reads for this round; the same list object while nothing new was learned."""
-        if self._planned_for == self.learned:
-            return self._calls
-        self._planned_for = self.learned
-        self._plan, self._calls = [], []
-        tm = self.trove_manager
-        for name in (
-            "MCR",
-            "CCR",
-            "priceFeed",
-            "stabilityPool",
-            "lusdToken",
-            "getEntireSystemColl",
-            "getEntireSystemDebt",
-            "getTroveOwnersCount",
-        ):
-            self._add((name,), tm, getattr(V1_TM, name).encode())
-        for acct in self.accounts:
-            self._add(("trove", acct.address), tm, V1_TM.getEntireDebtAndColl.encode(acct.address), _TROVE)
-            self._add(("status", acct.address), tm, V1_TM.getTroveStatus.encode(acct.address))
-        if self.learned is not None:
-            feed, sp, _ = self.learned
-            # lastGoodPrice first: fetchPrice stores its answer there, and the batch shares one state.
-            self._add(("lastGoodPrice",), feed, V1_FEED.lastGoodPrice.encode())
-            self._add(("fetchPrice",), feed, V1_FEED.fetchPrice.encode(), _PRICE)
-            self._add(("sp",), sp, V1_SP.getTotalLUSDDeposits.encode())
-        return self._calls
-
-    def _parse(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
-        one = {name: self._required(got, (name,), 1)[0] for name in ("MCR", "CCR", "priceFeed", "stabilityPool")}
-        learned = (
-            address_word(one["priceFeed"]),
-            address_word(one["stabilityPool"]),
-            address_word(self._word(got, "lusdToken")),
-        )
-        if learned != self.learned:
-            self.learned = learned
-            return None
-        mcr, ccr = one["MCR"], one["CCR"]
-        if not WAD < mcr < ccr < 10 * WAD:
-            raise ReadError(f"{self.protocol}/{self.chain}: implausible MCR {mcr} / CCR {ccr}")
-        system_coll = self._word(got, "getEntireSystemColl")
-        system_debt = self._word(got, "getEntireSystemDebt")
-        count = self._word(got, "getTroveOwnersCount")
-        sp_deposits = self._word(got, "sp")
-        self.skipped = []
-        ok, data = got[("fetchPrice",)]
-        if not ok or len(data) < 32:
-            # liquidate() reverts too while fetchPrice does: the troves are unknown, not healthy.
-            for acct in self.accounts:
-                self.skipped.append((acct, f"{self.protocol}/{self.chain}: PriceFeed.fetchPrice reverted"))
-            return []
-        price = int.from_bytes(data[:32], "big")
-        if price == 0:
-            raise ReadError(f"{self.protocol}/{self.chain}: PriceFeed.fetchPrice answered 0")
-        ok, data = got[("lastGoodPrice",)]
-        last_good = int.from_bytes(data[:32], "big") if ok and len(data) >= 32 else None
-        out = []
-        for acct in self.accounts:
-            debt, coll, pending_debt, pending_coll = self._required(got, ("trove", acct.address), 4)
-            [status] = self._required(got, ("status", acct.address), 1)
-            if status >= len(V1_STATUS):
-                raise ValueError(f"trove status {status} is not one of v1's")
-            if pending_debt > debt or pending_coll > coll or debt > system_debt or coll > system_coll:
-                raise ValueError(f"trove of {acct.address} exceeds the system totals")
-            sim = LiquityV1Simulator(
-                lusd=self.learned[2],
-                coll=coll,
-                debt=debt,
-                price=price,
-                system_coll=system_coll,
-                system_debt=system_debt,
-                mcr=mcr,
-                ccr=ccr,
-                sp_deposits=sp_deposits,
-                trove_count=count,
-                active=status == 1,
-            )
-            extra = {"status": V1_STATUS[status], "pending_debt": pending_debt, "pending_coll": pending_coll}
-            out.append(self._position(acct, sim, block, last_good, extra))
-        return out
-
-    def _word(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], name: str) -> int:
-        return self._required(got, (name,), 1)[0]
-
-    def _position(
-        self, acct: Account, sim: LiquityV1Simulator, block: BlockRef, last_good: int | None, extra: Mapping[str, Any]
-    ) -> Position:
-        icr, tcr, rm = sim.icr(), sim.tcr(), sim.recovery_mode()
-        threshold = sim.threshold()
-        details: dict[str, Any] = {
-            "trove_manager": self.trove_manager,
-            **extra,
-            "icr": icr,
-            "tcr": tcr,
-            "mcr": sim.mcr,
-            "ccr": sim.ccr,
-            "recovery_mode": rm,
-            "recovery_exposed": sim.debt > 0 and icr < tcr,
-            "recovery_price": sim.recovery_price(),
-            "threshold": "tcr" if threshold != sim.mcr else "mcr",
-            "stability_pool_lusd": sim.sp_deposits,
-            "trove_count": sim.trove_count,
-            "price": sim.price,
-            "last_good_price": last_good,
-            "price_source": "fetchPrice",
-        }
-        if not rm and details["recovery_exposed"]:
-            details["recovery_health"] = tcr * WAD // sim.ccr
-        coll = Leg(ETH, "ETH", 18, sim.coll, sim.price, sim.coll * sim.price // WAD, BPS * WAD // threshold)
-        debt = Leg(sim.lusd, "LUSD", 18, sim.debt, WAD, sim.debt)
-        return Position(
-            protocol=self.protocol,
-            chain=self.chain,
-            account=acct.address,
-            label=acct.label,
-            collateral=(coll,),
-            debt=(debt,),
-            health=sim.health(),
-            liquidatable=sim.liquidatable(),
-            base_unit=WAD,
-            base_currency="USD",
-            block=block,
-            details=details,
-            simulator=sim,
-        )
-
-
-def make_reader_v1(dep: Any, accounts: Sequence[Account]) -> LiquityV1Reader:
-    """A v1 reader for a resolved deployment (its address is the TroveManager)."""
-    return LiquityV1Reader(dep.name, dep.chain, dep.address, accounts)
-
-
-# ---------------------------------------------------------------------------------------------------------------- v2
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,7 +152,7 @@ class LiquityV2Reader(TaggedReader):
         self._calls: list[Call] = []
         self._planned_for: object = None
 
-    def _add(self, tag: tuple[Any, ...], target: str, data: bytes, gas: int = _CHEAP) -> None:
+    def _add(self, tag: tuple[Any, ...], target: str, data: bytes, gas: int = CHEAP) -> None:
         self._plan.append(tag)
         self._calls.append(Call(target, data, gas))
 
@@ -482,7 +182,7 @@ class LiquityV2Reader(TaggedReader):
                 "getTroveIdsCount",
             ):
                 self._add((name, i), tm, getattr(V2_TM, name).encode())
-            self._add(("price", i), tm, V2_TM.getUnbackedPortionPriceAndRedeemability.encode(), _PRICE)
+            self._add(("price", i), tm, V2_TM.getUnbackedPortionPriceAndRedeemability.encode(), PRICE)
             for t in self.troves:
                 self._add(("status", i, t), tm, V2_TM.getTroveStatus.encode(t))
             if b.borrower_operations is None or b.trove_nft is None:
@@ -495,7 +195,7 @@ class LiquityV2Reader(TaggedReader):
                 self._add(("balance", i, acct.address), b.trove_nft, V2_NFT.balanceOf.encode(acct.address))
             for t in self.troves:
                 if self.status.get((i, t)) in V2_LIVE:
-                    self._add(("trove", i, t), tm, V2_TM.getLatestTroveData.encode(t), _TROVE)
+                    self._add(("trove", i, t), tm, V2_TM.getLatestTroveData.encode(t), TROVE)
                     self._add(("owner", i, t), b.trove_nft, V2_NFT.ownerOf.encode(t))
         return self._calls
 
@@ -546,7 +246,7 @@ class LiquityV2Reader(TaggedReader):
             mcr, ccr, scr = (self._word(got, name, i) for name in ("MCR", "CCR", "SCR"))
             if not (WAD < mcr < 2 * WAD and WAD < ccr < 2 * WAD and WAD < scr < 2 * WAD):
                 raise ReadError(f"{self.protocol}/{self.chain}: branch {i} ratios MCR {mcr} CCR {ccr} SCR {scr}")
-            shut_flag = _bool(self._word(got, "hasBeenShutDown", i))
+            shut_flag = word_bool(self._word(got, "hasBeenShutDown", i))
             shutdown_time = self._word(got, "shutdownTime", i)
             branch_coll = self._word(got, "getEntireBranchColl", i)
             branch_debt = self._word(got, "getEntireBranchDebt", i)
@@ -631,7 +331,7 @@ class LiquityV2Reader(TaggedReader):
     @staticmethod
     def _price_words(data: bytes) -> tuple[int, bool]:
         price = int.from_bytes(data[32:64], "big")
-        return price, _bool(int.from_bytes(data[64:96], "big"))
+        return price, word_bool(int.from_bytes(data[64:96], "big"))
 
     def _symbol(self, token: str) -> str:
         return self.symbols.get(token.lower(), token[:8])
@@ -669,5 +369,4 @@ def make_reader_v2(dep: Any, accounts: Sequence[Account]) -> LiquityV2Reader:
     return LiquityV2Reader(dep.name, dep.chain, dep.address, accounts, getattr(dep, "troves", ()))
 
 
-register(ChainProtocol("liquity_v1", "trove_manager", make_reader_v1))
 register(ChainProtocol("liquity_v2", "collateral_registry", make_reader_v2))
