@@ -360,13 +360,21 @@ def test_standin_one_eth_call_per_check(chain: Web3) -> None:
     watcher = StandInWatcher(gmx, users)
     first = watcher.check()
     assert first.stats["local"].rounds <= 5 and len(first.positions) == 4
+    steady = watcher.check().stats["local"]
+    assert (steady.eth_calls, steady.rounds) == (1, 1), steady
     for step in range(3):
         gmx.set_answer("WETH", (2_900 - 50 * step) * 10**8)
+        moved = watcher.check()
+        stats = moved.stats["local"]
+        # The position infos priced by the previous check are asked again at this block's prices, with the feed
+        # answers that confirm them, and nothing else: the aggregate's timestamp, 3 feeds (WETH, USDC, BTC) and the
+        # infos of the 3 accounts with a WETH market (users[3] trades BTC/USD [USDC-USDC] only).
+        assert (stats.eth_calls, stats.rounds) == (2, 2), stats
+        assert stats.chunk_sizes == [steady.chunk_sizes[0], 1 + 3 + 3], stats
+        assert len(moved.positions) == 4
         again = watcher.check()
-        stats = again.stats["local"]
-        assert stats.eth_calls == 1 and stats.rounds == 1, stats
-        assert len(again.positions) == 4
-    print(f"first check {first.stats['local']}, then {again.stats['local']}")
+        assert (again.stats["local"].eth_calls, again.stats["local"].rounds) == (1, 1)
+    print(f"first check {first.stats['local']}, steady {steady}, after a move {moved.stats['local']}")
 
 
 def test_standin_bad_answers_are_read_errors(chain: Web3) -> None:
