@@ -2,9 +2,11 @@
 
 GMX's contracts need its whole role/oracle/keeper machinery to hold a position, so the stand-in keeps positions and
 DataStore values set directly by an admin, under the same keys as Keys.sol, and serves them through the Reader view
-ABI (v2.2 struct shapes) with GMX's integer math, including the pool cap on positive pnl (MAX_PNL_FACTOR_FOR_TRADERS).
-Two markets: ETH/USD [WETH-USDC] and BTC/USD [USDC-USDC] with a synthetic BTC index token (a bare address, as on
-Arbitrum), Chainlink-style feeds with 8 decimals.
+ABI (v2.2 struct shapes) with GMX's integer math, including the pool cap on positive pnl (MAX_PNL_FACTOR_FOR_TRADERS)
+and pending borrowing and funding priced by the prices passed in (accrual starts once a test sets the *_UPDATED_AT
+keys). Three markets: ETH/USD [WETH-USDC], BTC/USD [USDC-USDC] with a synthetic BTC index token (a bare address, as on
+Arbitrum) and DOGE/USD [WETH-USDC] with a synthetic DOGE index token, whose index and pool tokens have different
+feeds (as GMX's DOGE, LTC and XRP markets); Chainlink-style feeds with 8 decimals.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ TOKENS = (
     StandInToken("WETH", 18, 3_000 * 10**8),
     StandInToken("USDC", 6, 10**8),
     StandInToken("BTC", 8, 60_000 * 10**8),
+    StandInToken("DOGE", 8, 15_000_000),  #: 0.15 USD
 )
 
 
@@ -84,7 +87,11 @@ class StandInMarket:
         return _address(f"market:{self.name}")
 
 
-MARKETS = (StandInMarket("ETH/USD", "WETH", "WETH", "USDC"), StandInMarket("BTC/USD", "BTC", "USDC", "USDC"))
+MARKETS = (
+    StandInMarket("ETH/USD", "WETH", "WETH", "USDC"),
+    StandInMarket("BTC/USD", "BTC", "USDC", "USDC"),
+    StandInMarket("DOGE/USD", "DOGE", "WETH", "USDC"),
+)
 
 
 def gmx_price(answer: int, token: StandInToken) -> int:

@@ -10,9 +10,17 @@ pragma solidity ^0.8.19;
 ///         and size * MIN_COLLATERAL_FACTOR_FOR_LIQUIDATION (or MIN_COLLATERAL_FACTOR when not forLiquidation).
 ///         Positive pnl is capped by the pool as in GMX's PositionUtils.getPositionPnlUsd (MAX_PNL_FACTOR_FOR_TRADERS
 ///         of the pnl token's pool USD against the side's pool pnl from OPEN_INTEREST and OPEN_INTEREST_IN_TOKENS).
-///         Simplifications, all on state the watcher reads rather than replays: no time accrual (pending borrowing
-///         and funding equal the stored cumulative values), no referral storage, and the price impact exponent is an
-///         exact square (GMX evaluates x^e with PRBMath pow).
+///         Pending borrowing and funding accrue since their last update as in MarketUtils, priced by the prices passed
+///         in: borrowing per second = BORROWING_FACTOR * reservedUsd / poolUsd (reservedUsd: a long side's
+///         OPEN_INTEREST_IN_TOKENS * index price.max, a short side's OPEN_INTEREST; poolUsd: POOL_AMOUNT of the side's
+///         token * its price.min), over the seconds since CUMULATIVE_BORROWING_FACTOR_UPDATED_AT; funding per second =
+///         FUNDING_FACTOR * |longOI - shortOI| / totalOI on the larger side's size since FUNDING_UPDATED_AT, split by
+///         collateral and turned into collateral token amounts per size at that token's price.max (rounded up).
+///         Simplifications, all on state the watcher reads rather than replays: the borrowing and funding exponents are
+///         1 (GMX applies BORROWING_EXPONENT_FACTOR and FUNDING_EXPONENT_FACTOR), no kink borrowing model, no adaptive
+///         funding, no SKIP_BORROWING_FEE_FOR_SMALLER_SIDE, claimable funding is not reported, positive impact is not
+///         capped by the impact pool (only by MAX_POSITION_IMPACT_FACTOR), no referral storage, and the price impact
+///         exponent is an exact square (GMX evaluates x^e with PRBMath pow).
 
 struct MarketProps {
     address marketToken;
@@ -174,6 +182,11 @@ library GmxStandInKeys {
     bytes32 internal constant MAX_PNL_FACTOR_FOR_TRADERS = keccak256(abi.encode("MAX_PNL_FACTOR_FOR_TRADERS"));
     bytes32 internal constant CUMULATIVE_BORROWING_FACTOR = keccak256(abi.encode("CUMULATIVE_BORROWING_FACTOR"));
     bytes32 internal constant FUNDING_FEE_AMOUNT_PER_SIZE = keccak256(abi.encode("FUNDING_FEE_AMOUNT_PER_SIZE"));
+    bytes32 internal constant CUMULATIVE_BORROWING_FACTOR_UPDATED_AT =
+        keccak256(abi.encode("CUMULATIVE_BORROWING_FACTOR_UPDATED_AT"));
+    bytes32 internal constant BORROWING_FACTOR = keccak256(abi.encode("BORROWING_FACTOR"));
+    bytes32 internal constant FUNDING_UPDATED_AT = keccak256(abi.encode("FUNDING_UPDATED_AT"));
+    bytes32 internal constant FUNDING_FACTOR = keccak256(abi.encode("FUNDING_FACTOR"));
 
     function market(bytes32 base, address m) internal pure returns (bytes32) {
         return keccak256(abi.encode(base, m));
@@ -563,7 +576,7 @@ contract GmxReaderStandIn {
         PriceProps memory cp = _cachedTokenPrice(p.addresses.collateralToken, m, prices);
         (info.executionPriceResult.priceImpactUsd, info.executionPriceResult.balanceWasImproved) = _priceImpact(ds, m, p);
         info.executionPriceResult.totalImpactUsd = info.executionPriceResult.priceImpactUsd;
-        _fees(ds, p, m, cp, info.executionPriceResult.balanceWasImproved, info.fees);
+        _fees(ds, p, m, prices, cp, info.executionPriceResult.balanceWasImproved, info.fees);
         // getPositionPnlUsd for the whole size: pickPriceForPnl(isLong, maximize = false)
         uint256 price = p.flags.isLong ? prices.indexTokenPrice.min : prices.indexTokenPrice.max;
         int256 value = int256(p.numbers.sizeInTokens * price);
@@ -573,10 +586,85 @@ contract GmxReaderStandIn {
         info.pnlAfterPriceImpactUsd = info.basePnlUsd + info.executionPriceResult.priceImpactUsd;
     }
 
+    function _secondsSince(GmxDataStoreStandIn ds, bytes32 key) internal view returns (uint256) {
+        // MarketUtils.getSecondsSince...Updated: 0 while never updated
+        uint256 updatedAt = ds.getUint(key);
+        return updatedAt == 0 || block.timestamp <= updatedAt ? 0 : block.timestamp - updatedAt;
+    }
+
+    /// @dev durationInSeconds * getBorrowingFactorPerSecond (exponent 1): the side's pending borrowing factor.
+    function _pendingBorrowingFactor(
+        GmxDataStoreStandIn ds,
+        MarketProps memory m,
+        MarketPrices memory prices,
+        bool isLong
+    ) internal view returns (uint256) {
+        uint256 duration = _secondsSince(
+            ds, GmxStandInKeys.marketBool(GmxStandInKeys.CUMULATIVE_BORROWING_FACTOR_UPDATED_AT, m.marketToken, isLong)
+        );
+        if (duration == 0) return 0;
+        // MarketUtils.getReservedUsd: longs reserve their tokens at the index price, shorts their USD size
+        uint256 reservedUsd = isLong
+            ? _openInterestInTokens(ds, m, true) * prices.indexTokenPrice.max
+            : _openInterest(ds, m, false);
+        if (reservedUsd == 0) return 0;
+        uint256 divisor = m.longToken == m.shortToken ? 2 : 1;
+        uint256 poolUsd = ds.getUint(GmxStandInKeys.poolAmount(m.marketToken, isLong ? m.longToken : m.shortToken))
+            / divisor * (isLong ? prices.longTokenPrice.min : prices.shortTokenPrice.min);
+        require(poolUsd > 0, "stand-in: UnableToGetBorrowingFactorEmptyPoolUsd");
+        uint256 factor = ds.getUint(GmxStandInKeys.marketBool(GmxStandInKeys.BORROWING_FACTOR, m.marketToken, isLong));
+        return duration * _applyFactor(reservedUsd * FLOAT_PRECISION / poolUsd, factor);
+    }
+
+    /// @dev The pending fundingFeeAmountPerSize of (side, collateral) as Reader's getPositionInfo adds it from
+    ///      MarketUtils.getNextFundingAmountPerSize (non-adaptive funding, exponent 1); 0 for the receiving side.
+    function _pendingFundingPerSize(
+        GmxDataStoreStandIn ds,
+        MarketProps memory m,
+        MarketPrices memory prices,
+        bool isLong,
+        address collateral
+    ) internal view returns (uint256) {
+        uint256 duration = _secondsSince(ds, GmxStandInKeys.market(GmxStandInKeys.FUNDING_UPDATED_AT, m.marketToken));
+        if (duration == 0) return 0;
+        uint256 divisor = m.longToken == m.shortToken ? 2 : 1;
+        bool useLong = collateral == m.longToken;
+        uint256 collOi = ds.getUint(GmxStandInKeys.openInterest(m.marketToken, useLong ? m.longToken : m.shortToken, isLong))
+            / divisor;
+        uint256 longOi = _openInterest(ds, m, true);
+        uint256 shortOi = _openInterest(ds, m, false);
+        if (longOi == 0 || shortOi == 0 || (longOi > shortOi) != isLong || collOi == 0) return 0;
+        uint256 diff = longOi > shortOi ? longOi - shortOi : shortOi - longOi;
+        uint256 perSecond = _applyFactor(
+            diff * FLOAT_PRECISION / (longOi + shortOi),
+            ds.getUint(GmxStandInKeys.market(GmxStandInKeys.FUNDING_FACTOR, m.marketToken))
+        );
+        uint256 side = isLong ? longOi : shortOi;
+        uint256 fundingUsd = _applyFactor(side, duration * perSecond) / divisor;
+        uint256 forCollateral = fundingUsd * collOi / side;
+        if (forCollateral == 0) return 0;
+        uint256 price = useLong ? prices.longTokenPrice.max : prices.shortTokenPrice.max;
+        // getFundingAmountPerSizeDelta(roundUpMagnitude = true); the Reader doubles it in single-token markets
+        uint256 perSize = _mulDivUp(forCollateral, FLOAT_PRECISION * FLOAT_PRECISION_SQRT, collOi);
+        return (perSize + price - 1) / price * divisor;
+    }
+
+    /// @dev ceil(a * b / d) for b = 1e45 and a, d below 1e38, without the 512-bit product (Precision.mulDiv's job).
+    function _mulDivUp(uint256 a, uint256 b, uint256 d) internal pure returns (uint256) {
+        require(b == FLOAT_PRECISION * FLOAT_PRECISION_SQRT, "stand-in: mulDiv scale");
+        uint256 q = a / d;
+        uint256 r = a % d;
+        uint256 t = r * FLOAT_PRECISION; // r < d < 1e38: fits
+        uint256 u = (t % d) * FLOAT_PRECISION_SQRT;
+        uint256 out = q * b + (t / d) * FLOAT_PRECISION_SQRT + u / d;
+        return u % d == 0 ? out : out + 1;
+    }
+
     function _fees(
         GmxDataStoreStandIn ds,
         PositionProps memory p,
         MarketProps memory m,
+        MarketPrices memory prices,
         PriceProps memory cp,
         bool improved,
         PositionFees memory fees
@@ -597,16 +685,17 @@ contract GmxReaderStandIn {
         fees.totalDiscountAmount = fees.pro.traderDiscountAmount;
         fees.protocolFeeAmount = fees.positionFeeAmount - fees.totalDiscountAmount;
 
+        // MarketUtils.getNextCumulativeBorrowingFactor: stored plus the pending part at these prices
         uint256 cumulative = ds.getUint(
             GmxStandInKeys.marketBool(GmxStandInKeys.CUMULATIVE_BORROWING_FACTOR, m.marketToken, p.flags.isLong)
-        );
+        ) + _pendingBorrowingFactor(ds, m, prices, p.flags.isLong);
         require(cumulative >= p.numbers.borrowingFactor, "stand-in: UnexpectedBorrowingFactor");
         fees.borrowing.borrowingFeeUsd = _applyFactor(size, cumulative - p.numbers.borrowingFactor);
         fees.borrowing.borrowingFeeAmount = fees.borrowing.borrowingFeeUsd / cp.min;
 
         fees.funding.latestFundingFeeAmountPerSize = ds.getUint(
             GmxStandInKeys.fundingFeeAmountPerSize(m.marketToken, p.addresses.collateralToken, p.flags.isLong)
-        );
+        ) + _pendingFundingPerSize(ds, m, prices, p.flags.isLong, p.addresses.collateralToken);
         // MarketUtils.getFundingAmount with roundUpMagnitude = true
         uint256 diff = fees.funding.latestFundingFeeAmountPerSize - p.numbers.fundingFeeAmountPerSize;
         uint256 denom = FLOAT_PRECISION * FLOAT_PRECISION_SQRT;
