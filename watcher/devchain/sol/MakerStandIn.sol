@@ -5,9 +5,13 @@ pragma solidity ^0.8.19;
 // Test stand-ins written for Margin Watcher, NOT MakerDAO's contracts: VatStandIn, SpotterStandIn,
 // JugStandIn, OsmStandIn and DssCdpManagerStandIn expose the view ABI the watcher reads (same names,
 // argument and return types) and replay dss's integer math (Spotter.poke, Jug.drip with rpow, the OSM's
-// poke), plus admin setters so tests can place any vault, rate or oracle price directly.
+// poke, stop and void), plus admin setters so tests can place any vault, rate or oracle price directly.
 // OsmStandIn keeps the real OSM's storage layout (wards 0, stopped 1, src/hop/zzz packed in 2, cur 3,
 // nxt 4, bud 5) because the watcher reads cur and nxt from storage, as the real OSM whitelists peek/peep.
+// What the Vat stand-in leaves out: dai, sin, vice and debt balances (fold, grab and slip move only ilk
+// rates, urns and gem balances), frob beyond a pure lock (`lock`: dink >= 0, dart = 0, with frob's dust
+// rule), live/cage, and the ilk debt ceilings' checks. Dog, Clipper, GetCdps, GemJoin and IlkRegistry
+// stand-ins are in MakerLiquidationStandIn.sol.
 
 uint256 constant RAY = 10 ** 27;
 
@@ -29,6 +33,7 @@ contract VatStandIn {
     mapping(address => uint256) public wards;
     mapping(bytes32 => Ilk) public ilks;
     mapping(bytes32 => mapping(address => Urn)) public urns;
+    mapping(bytes32 => mapping(address => uint256)) public gem; // free collateral [wad]
 
     constructor() {
         wards[msg.sender] = 1;
@@ -37,6 +42,34 @@ contract VatStandIn {
     modifier auth() {
         require(wards[msg.sender] == 1, "VatStandIn/not-authorized");
         _;
+    }
+
+    function _add(uint256 x, int256 y) internal pure returns (uint256) {
+        return y >= 0 ? x + uint256(y) : x - uint256(-y);
+    }
+
+    /// The Vat's grab as Dog.bark calls it: ink and art leave the urn, the gem goes to `v` (the Clipper).
+    function grab(bytes32 i, address u, address v, address, int256 dink, int256 dart) external auth {
+        Urn storage urn = urns[i][u];
+        urn.ink = _add(urn.ink, dink);
+        urn.art = _add(urn.art, dart);
+        ilks[i].Art = _add(ilks[i].Art, dart);
+        gem[i][v] = _add(gem[i][v], -dink);
+    }
+
+    /// The Vat's slip, as a GemJoin calls it when collateral is sent in (or taken out).
+    function slip(bytes32 ilk, address usr, int256 wad) external auth {
+        gem[ilk][usr] = _add(gem[ilk][usr], wad);
+    }
+
+    /// frob(i, u, u, u, dink, 0) for dink >= 0: lock the urn's own free gem. As frob, the urn must stay
+    /// debt-free or at least dusty-free afterwards (Vat/dust); a pure lock needs no safety check.
+    function lock(bytes32 i, address u, uint256 dink) external {
+        require(msg.sender == u || wards[msg.sender] == 1, "VatStandIn/not-allowed-u");
+        Urn storage urn = urns[i][u];
+        gem[i][u] -= dink;
+        urn.ink += dink;
+        require(urn.art == 0 || urn.art * ilks[i].rate >= ilks[i].dust, "Vat/dust");
     }
 
     function rely(address usr) external auth {
@@ -229,6 +262,20 @@ contract OsmStandIn {
     function step(uint16 ts) external auth {
         require(ts > 0, "OsmStandIn/ts-is-zero");
         hop = ts;
+    }
+
+    function stop() external auth {
+        stopped = 1;
+    }
+
+    function start() external auth {
+        stopped = 0;
+    }
+
+    /// The OSM's void: both feeds emptied and the OSM stopped (governance's oracle kill switch).
+    function void() external auth {
+        cur = nxt = Feed(0, 0);
+        stopped = 1;
     }
 
     function pass() public view returns (bool) {
