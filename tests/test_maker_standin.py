@@ -26,13 +26,25 @@ THRESHOLDS = Thresholds(warn=125 * WAD // 100, critical=110 * WAD // 100, target
 class MakerStandInWatcher:
     """The watcher's real read path (ChainClient + run_check) over the stand-in system."""
 
-    def __init__(self, system: MakerStandInSystem, owners: list[str], vaults: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, system: MakerStandInSystem, owners: list[str], vaults: tuple[int, ...] = (), *, get_cdps: bool = True
+    ) -> None:
         w3 = system.w3
         self.client = ChainClient("local", w3.eth.chain_id, [("local", w3)], batch_reader(w3))
         accounts = [Account(o, f"owner{i}") for i, o in enumerate(owners)]
         s = system
         self.reader = MakerReader(
-            "maker", "local", s.manager.address, s.vat.address, s.spotter.address, s.jug.address, accounts, vaults
+            "maker",
+            "local",
+            s.manager.address,
+            s.vat.address,
+            s.spotter.address,
+            s.jug.address,
+            accounts,
+            vaults,
+            dog=s.dog.address,
+            get_cdps=s.get_cdps.address if get_cdps else None,
+            ilk_registry=s.ilk_registry.address,
         )
 
     def check(self) -> CheckResult:
@@ -159,25 +171,37 @@ def _legs(sim: MakerSimulator) -> list:
 
 def _position(sim: MakerSimulator) -> Position:
     """A position built by the reader's own code path from a simulator (no chain)."""
-    from watcher.adapters.maker import _Vault
+    from watcher.adapters.maker import Vault, build_position
     from watcher.model import BlockRef
 
-    reader = MakerReader("maker", "local", GEM, GEM, GEM, GEM, [], dai=DAI)
-    vault = _Vault("0x" + "33" * 20, b"ETH-A".ljust(32, b"\0"))
-    return reader._position(1, vault, "0x" + "44" * 20, sim, BlockRef(1, 0), {})
+    vault = Vault("0x" + "33" * 20, b"ETH-A".ljust(32, b"\0"))
+    return build_position("maker", "local", 1, vault, "0x" + "44" * 20, "me #1", sim, BlockRef(1, 0), {})
+
+
+_PATHS = ((), ("Jug.drip",), ("Spotter.poke",), ("Spotter.poke", "Jug.drip"))
 
 
 def _assert_verdicts(system: MakerStandInSystem, watcher: MakerStandInWatcher) -> list[bool]:
-    """The watcher's verdict per vault equals the stand-in Vat's `spot > 0 and ink*spot < art*rate` at that block."""
+    """The watcher's verdict per vault equals the stand-in's: the Vat's `spot > 0 and ink*spot < art*rate` at that
+    block, and Dog.bark succeeding after the keeper steps the watcher names (or after none of them, when it says not
+    liquidatable).
+    """
     verdicts = []
     for cdp, p in sorted(watcher.positions().items()):
         contract = system.unsafe(cdp, p.block.number)
-        assert p.liquidatable == contract, (cdp, p.details)
+        assert p.details["unsafe_now"] == contract, (cdp, p.details)
         cur = p.details["current_health"]
         assert contract == (p.details["spot"] > 0 and cur is not None and cur < WAD)
-        # The health shown is the worse of now and next: never above the current one.
+        # The health shown is the worst a keeper reaches or the next price brings: never above the current one.
         assert cur is None or (p.health is not None and p.health <= cur)
-        verdicts.append(contract)
+        if p.liquidatable:
+            steps = tuple(p.details["keeper_steps"])
+            assert p.details["bark_reverts"] is None and system.bark_call(cdp, steps=steps) is None, p.details
+            assert "a keeper can liquidate this now" in p.details["note"]
+        else:
+            for steps in _PATHS:
+                assert "Dog/not-unsafe" in (system.bark_call(cdp, steps=steps) or ""), (cdp, steps)
+        verdicts.append(p.liquidatable)
     return verdicts
 
 
@@ -244,6 +268,8 @@ def test_standin_liquidation_price_is_the_boundary(system: MakerStandInSystem) -
     system.set_vault(eth, 3 * WAD + 12345, 3210 * WAD + 987)
     system.set_vault(btc, WAD // 3, 8_000 * WAD)
     system.set_rate("ETH-A", 1_034_567_891_234_567_891_234_567_891)  # a non-round rate exercises the floors
+    for ilk in ("ETH-A", "WBTC-A"):
+        system.set_duty(ilk, RAY)  # no fee accrues between the read and the pokes below: the boundary to the wei
     watcher = MakerStandInWatcher(system, [owner])
     for cdp, p in watcher.positions().items():
         ilk = p.details["ilk"]
@@ -270,6 +296,7 @@ def test_standin_osm_next_price_warns_before_the_vat(system: MakerStandInSystem)
     [owner] = new_owners(1, "osm")
     cdp = system.open("ETH-A", owner)
     system.set_vault(cdp, 10 * WAD, 9_000 * WAD)  # health 13,333.3 / 9,000 = 1.48 at 2000
+    system.set_duty("ETH-A", RAY)  # no fee: the healths below are worked by hand at rate 1
     watcher = MakerStandInWatcher(system, [owner])
     p = watcher.positions()[cdp]
     assert p.details["health_source"] == "current" and level_of(p, THRESHOLDS) == Level.OK
@@ -296,11 +323,13 @@ def test_standin_osm_next_price_warns_before_the_vat(system: MakerStandInSystem)
     system.set_osm("ETH-A", 1650 * WAD, 1300 * WAD)
     p3 = watcher.positions()[cdp]
     assert p3.health is not None and p3.health < WAD and not p3.liquidatable and not system.unsafe(cdp)
-    # A Vat spot lagging the OSM's current value (no poke yet) shows as "poked".
+    # A Vat spot lagging the OSM's current value (no poke yet) shows as "poked", and Spotter.poke is
+    # permissionless: a keeper pokes and barks in one transaction, so the verdict is liquidatable, step named.
     system.set_osm("ETH-A", 1300 * WAD, 1700 * WAD)
     p4 = watcher.positions()[cdp]
     assert p4.details["health_source"] == "poked" and p4.health == p4.details["poked_health"] < WAD
-    assert not p4.liquidatable and not system.unsafe(cdp)
+    assert p4.liquidatable and not system.unsafe(cdp) and p4.details["keeper_steps"] == ["Spotter.poke"]
+    assert "Dog/not-unsafe" in system.bark_call(cdp) and system.bark_call(cdp, steps=("Spotter.poke",)) is None
 
 
 def test_standin_rate_projection_matches_jug_drip(system: MakerStandInSystem) -> None:
@@ -377,7 +406,7 @@ def test_standin_a_swapped_vault_under_an_unchanged_fingerprint_is_noticed(syste
     assert watcher.check().stats["local"].rounds == 1
 
 
-def test_standin_drip_makes_a_vault_liquidatable_before_bark_sees_it(system: MakerStandInSystem) -> None:
+def test_standin_drip_then_bark(system: MakerStandInSystem) -> None:
     [owner] = new_owners(1, "drip")
     # 1 ETH at 2000, mat 1.5 carries 1333.33 DAI; 1333 DAI at rate 1 is safe until ~4%/yr accrues for a month
     cdp = system.open("ETH-A", owner)
@@ -386,11 +415,17 @@ def test_standin_drip_makes_a_vault_liquidatable_before_bark_sees_it(system: Mak
     watcher = MakerStandInWatcher(system, [owner])
     advance_time(system.w3, 30 * 86400)
     [p] = watcher.check().positions
-    assert not p.liquidatable and not system.unsafe(cdp, p.block.number)  # bark's own verdict: the stored rate
-    assert p.details["liquidatable_after_drip"] and p.details["dripped_health"] < WAD  # a keeper drips, then barks
+    # The Vat's stored rate is still safe, so bark alone reverts; Jug.drip is permissionless, and after it bark
+    # succeeds: the verdict the user sees is liquidatable, with the step named.
+    assert not p.details["unsafe_now"] and not system.unsafe(cdp, p.block.number)
+    assert p.liquidatable and p.details["keeper_steps"] == ["Jug.drip"] and p.details["bark_reverts"] is None
+    assert "after Jug.drip" in p.details["note"] and p.details["dripped_health"] < WAD <= p.details["current_health"]
+    assert p.details["health_source"] == "dripped"
+    assert "Dog/not-unsafe" in system.bark_call(cdp, p.block.number)
     system.drip("ETH-A")
-    [p] = watcher.check().positions
-    assert p.liquidatable and system.unsafe(cdp, p.block.number)
+    receipt = system.bark(cdp)
+    assert receipt["status"] == 1 and system.vat_urn(cdp) == (0, 0)  # the whole vault went to auction
+    assert system.clips["ETH-A"].functions.kicks().call() == 1
 
 
 def test_standin_garbage_answer_is_a_read_error(system: MakerStandInSystem) -> None:
