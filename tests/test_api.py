@@ -541,16 +541,16 @@ def test_watcher_run_serves_the_api_beside_the_daemon(world: World, tmp_path: Pa
 def test_advice_is_computed_for_healthy_positions_only_every_history_every(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import watcher.daemon
+    import watcher.engine.publish
 
     calls: list[str] = []
-    real = watcher.daemon.advise
+    real = watcher.engine.publish.advise
 
     def counting(p: Any, target: int) -> Any:
         calls.append(p.key)
         return real(p, target)
 
-    monkeypatch.setattr(watcher.daemon, "advise", counting)
+    monkeypatch.setattr(watcher.engine.publish, "advise", counting)
     monkeypatch.setenv("MW_TEST_TG_TOKEN", BOT_TOKEN)
     cfg = parse_config(
         tomllib.loads(
@@ -584,7 +584,7 @@ def test_an_unreadable_chain_makes_positions_unknown_and_counts_rpc_errors(
     d = make_daemon(cfg, db, clock)
     asyncio.run(d.check_chain("local"))
     c = cfg.chains["local"]
-    d.clients["local"] = ChainClient.from_urls(
+    d.sources["local"].client = ChainClient.from_urls(  # type: ignore[attr-defined]
         "local", c.chain_id, ["http://127.0.0.1:9"], c.multicall, c.call_gas_budget
     )
     for _ in range(2):

@@ -229,14 +229,14 @@ def test_every_rpc_down_is_one_degraded_alert_then_one_recovered(
         d = make_daemon(cfg, db, clock, {"local": live})
         await step(d, clock)
         assert telegram.received == []
-        d.clients["local"] = dead
+        d.sources["local"].client = dead  # type: ignore[attr-defined]
         for _ in range(4):
             await step(d, clock)
         assert texts(telegram) == ["❓ Watcher degraded on local: positions there are UNKNOWN, not healthy."]
         assert Store(db).chain_status()["local"]["degraded"] == 1
         # The price crashes while the watcher is blind; when it reads again it says so, and warns.
         market.set_price("WETH", 1_400 * 10**8)
-        d.clients["local"] = live
+        d.sources["local"].client = live  # type: ignore[attr-defined]
         await step(d, clock)
         await step(d, clock)
         await close(d)

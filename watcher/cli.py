@@ -127,7 +127,8 @@ def channels_for(cfg: Config) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon: scheduled checks, alerts, delivery, until SIGINT or SIGTERM."""
-    from watcher.daemon import Daemon, install_signal_handlers, setup_logging
+    from watcher.daemon import Daemon, install_signal_handlers
+    from watcher.logs import setup_logging
     from watcher.store import Store, open_store
 
     cfg = load_config(args.config)
@@ -182,7 +183,8 @@ def _api_token(cfg: Config) -> str | None:
 def cmd_api(args: argparse.Namespace) -> int:
     """The local HTTP API alone, over the stored state, until SIGINT or SIGTERM."""
     from watcher.api import start_api
-    from watcher.daemon import install_signal_handlers, setup_logging
+    from watcher.daemon import install_signal_handlers
+    from watcher.logs import setup_logging
     from watcher.store import open_store
 
     cfg = load_config(args.config)

@@ -1,0 +1,52 @@
+"""The alerting listener: each position's alert state, the transitions a check makes, and their messages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from watcher.alerts import AlertState, Event, Observation, evaluate
+from watcher.engine.publish import Check, Staged
+from watcher.engine.rules import RuleBook
+from watcher.messages import position_message
+from watcher.model import Position
+from watcher.store import AlertRecord, Store
+
+
+class Alerting:
+    """Evaluates the alert rules on every position read; silenced positions' alerts are stored but not sent."""
+
+    def __init__(self, store: Store, rules: RuleBook, last_history: Mapping[str, tuple[float, int | None, str]]):
+        self.store = store
+        self.rules = rules
+        #: the health last written to history, per position: a message says where the health came from
+        self.last_history = last_history
+        self.states: dict[str, AlertState] = store.alert_states()
+
+    def stage(self, check: Check, staged: Staged) -> None:
+        """Stage every state change and the alerts it raises."""
+        silenced_accounts, silenced_positions = self.store.silenced(check.now)
+        for p in check.result.positions:
+            state = self.states.get(p.key, AlertState())
+            new, events = evaluate(
+                p.key, state, Observation(check.now, p.health, p.liquidatable), self.rules.rules_for(p)
+            )
+            if new != state:
+                staged.states[p.key] = new
+            if not events:
+                continue
+            check.events[p.key] = events
+            for ev in events:
+                staged.alerts.append(self._record(check, p, ev))
+                if p.key in silenced_positions or p.account in silenced_accounts:
+                    staged.muted.add(ev.alert_id)
+
+    def _record(self, check: Check, p: Position, ev: Event) -> AlertRecord:
+        previous = self.last_history.get(p.key)
+        subject, text = position_message(
+            p, ev, check.advice(p), previous[1] if previous else None, self.rules.cfg.thresholds.target
+        )
+        return AlertRecord(ev.alert_id, p.key, ev.kind, ev.level.name.lower(), p.health, ev.at, subject, text)
+
+    def applied(self, staged: Staged) -> None:
+        """Memory follows the committed states."""
+        self.states.update(staged.states)
