@@ -50,6 +50,26 @@ def test_good_config_resolves_deployments(tmp_path: Path) -> None:
     ]
 
 
+def test_protocol_options_reach_the_reader_through_the_config(tmp_path: Path) -> None:
+    """Each protocol's own keys (its registered options model) come out on the deployment and in its reader."""
+    from watcher.check import make_reader
+
+    text = GOOD.replace(
+        "[[accounts]]",
+        '[[deployments]]\nprotocol = "maker"\nchains = ["ethereum"]\nvaults = [7, 9]\n\n'
+        '[[deployments]]\nprotocol = "compound_v3"\nchains = ["ethereum"]\nmarkets = ["usdc", "WETH"]\n\n[[accounts]]',
+        1,
+    )
+    deps = {(d.name, d.market): d for d in resolve_deployments(load_config(write(tmp_path, text)))}
+    maker = deps[("maker", "")]
+    assert maker.vaults == [7, 9] and make_reader(maker, []).vault_ids == [7, 9]
+    assert sorted(m for n, m in deps if n == "compound_v3") == ["USDC", "WETH"]
+    with pytest.raises(ConfigError, match=r"deployments\[2\]\.vaults\[0\]: must be at least 0 \(got -7\)"):
+        load_config(write(tmp_path, text.replace("vaults = [7, 9]", "vaults = [-7]")))
+    with pytest.raises(ConfigError, match=r"deployments\[3\]\.markets\[1\]: no compound_v3 market 'DOGE'"):
+        resolve_deployments(load_config(write(tmp_path, text.replace('"WETH"]', '"DOGE"]'))))
+
+
 def test_example_config_is_valid() -> None:
     cfg = load_config(Path(__file__).parent.parent / "config.toml")
     assert {d.name for d in resolve_deployments(cfg)} == {"aave_v3", "spark"}
@@ -97,6 +117,12 @@ def test_example_config_is_valid() -> None:
         (("[chains.ethereum]", '[chains."eth main"]'), "chains: 'eth main' is not a valid name: use 1 to 64 letters"),
         (('protocol = "spark"', 'protocol = "spark"\nname = "a:b"'), "deployments[1].name: 'a:b' is not a valid name"),
         (('protocols = ["spark"]', 'protocols = ["spark"]\n\n[storage]\npath = " "'), "storage.path: is empty"),
+        # a protocol's own keys are its options model's: another protocol's key is a typo here
+        (('protocol = "spark"', 'protocol = "spark"\nvaults = [1]'), "deployments[1].vaults: unknown key (a typo?)"),
+        (
+            ('protocol = "spark"', 'protocol = "spark"\npool_addresses_provider = "0x12"'),
+            "deployments[1].pool_addresses_provider: '0x12' is not a 20-byte hex address",
+        ),
     ],
 )
 def test_bad_config_names_key_and_value(tmp_path: Path, change: tuple[str, str], expected: str) -> None:

@@ -93,10 +93,10 @@ address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
         resolve_deployments(load_config(path))
     path.write_text(base.format(markets="discover = true"))
     [dep] = resolve_deployments(load_config(path))
-    assert dep.markets == [] and dep.discover_from == 18883124  # Morpho's deployment block, from protocols/
+    assert dep.markets == [] and dep.discover_from_block == 18883124  # Morpho's deployment block, from protocols/
     path.write_text(base.format(markets="discover = true\ndiscover_from_block = 20000000"))
     [dep] = resolve_deployments(load_config(path))
-    assert dep.discover_from == 20_000_000
+    assert dep.discover_from_block == 20_000_000
     path.write_text(base.format(markets='markets = ["0x1234"]'))
     with pytest.raises(ConfigError, match=r"deployments\[0\]\.markets\[0\]: '0x1234' is not a market id"):
         resolve_deployments(load_config(path))

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.adapters.base import Account, Call, ReadError
+from watcher.config import ProtocolOptions
 from watcher.model import WAD, BlockRef, Position
 from watcher.registry import ChainProtocol, register
 
@@ -63,12 +64,24 @@ class ToyReader:
         return out
 
 
+class ToyOptions(ProtocolOptions):
+    """The toy's own [[deployments]] key: a label for every account it reads."""
+
+    account_label: str = ""
+
+
 def make_reader(dep: Any, accounts: Sequence[Account]) -> ToyReader:
     """The toy's reader for a resolved deployment."""
+    if dep.account_label:
+        accounts = [Account(a.address, dep.account_label) for a in accounts]
     return ToyReader(dep.name, dep.chain, dep.address, accounts)
 
 
-register(ChainProtocol("toy_lend", "pool", make_reader, protocol_file=Path(__file__).with_name("toy_lend.toml")))
+register(
+    ChainProtocol(
+        "toy_lend", "pool", make_reader, protocol_file=Path(__file__).with_name("toy_lend.toml"), options=ToyOptions
+    )
+)
 '''
 
 
@@ -90,7 +103,19 @@ def test_a_protocol_added_by_one_module_and_one_file_is_configured_read_and_aler
     s = run_setup
     env = _plugin(s)
     parts = s.parts()
-    parts["deployments"] = [{"protocol": "toy_lend", "name": "toy", "chains": ["local"]}]
+    parts["deployments"] = [{"protocol": "toy_lend", "name": "toy", "chains": ["local"], "account_lable": "x"}]
+    typo = write_toml(s.tmp_path / "typo.toml", parts)
+    done = subprocess.run(
+        [sys.executable, "-m", "watcher.cli", "check", "--config", str(typo)],
+        cwd=REPO_ROOT,
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # the toy's own keys are its options model's: a typo in one is named like any other key's
+    assert done.returncode == 2 and "deployments[0].account_lable: unknown key (a typo?)" in done.stderr, done.stderr
+    parts["deployments"] = [{"protocol": "toy_lend", "name": "toy", "chains": ["local"], "account_label": "treasury"}]
     cfg = write_toml(s.tmp_path / "toy.toml", parts)
     w = WatcherProcess(cfg, env=env)
     s._procs.append(w)
@@ -100,7 +125,7 @@ def test_a_protocol_added_by_one_module_and_one_file_is_configured_read_and_aler
     assert doc["protocol"] == "toy" and doc["account"] == s.borrower
     set_price(s.market, "WETH", 1_400)
     got = wait_for(lambda: [r for r in s.telegram.received if "LIQUIDATABLE" in r.text], 10, what="the alert")
-    assert " · user0 · toy on local" in got[0].text.splitlines()[0], got[0].text
+    assert " · treasury · toy on local" in got[0].text.splitlines()[0], got[0].text
 
 
 def test_a_plugin_that_cannot_be_imported_is_one_line_and_exit_2(run_setup: RunSetup) -> None:

@@ -20,6 +20,12 @@ from typing import Any
 PLUGINS_ENV = "MARGIN_WATCHER_PLUGINS"
 
 
+#: a protocols/ file's deployment entry: its name and its keys
+Entry = tuple[str, dict[str, Any]]
+#: what a settle hook returns: per entry kept, its name, its keys and the Deployment fields it settles
+Settled = list[tuple[str, dict[str, Any], dict[str, Any]]]
+
+
 @dataclass(frozen=True)
 class ChainProtocol:
     """A protocol read on a chain."""
@@ -28,6 +34,11 @@ class ChainProtocol:
     entry_key: str  #: the key naming its entry contract (pool_addresses_provider, comet, ...)
     make_reader: Callable[[Any, list[Any]], Any]  #: (resolved Deployment, accounts) -> Reader
     protocol_file: Path | None = None  #: a plugin's protocols file; the built-ins' are in protocols/
+    #: its own [[deployments]] keys: a watcher.config.ProtocolOptions model (None: it takes none)
+    options: type[Any] | None = None
+    #: (options, protocols/ entries on the chain, watcher.config.Where) -> [(entry name, entry, Deployment fields)]:
+    #: picks entries (Compound's markets by name) and settles the options per entry; None takes every entry as is
+    settle: Callable[[Any, list[Entry], Any], Settled] | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,10 @@ class VenueProtocol:
 
     adapter: str
     make_reader: Callable[[Any, list[Any]], Any]  #: (resolved Venue, accounts) -> VenueReader
+    #: an account's address as the venue spells it, checked (ValueError names the problem); None takes it as given
+    address: Callable[[str], str] | None = None
+    #: a venue of EVM addresses: with no accounts of its own it watches the [[accounts]] that list it (or all)
+    evm_accounts: bool = False
 
 
 _CHAIN: dict[str, ChainProtocol] = {}

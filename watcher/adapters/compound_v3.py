@@ -28,11 +28,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
+from pydantic import Field
 
 from watcher.abi import Contract, address_word, symbol_or_prefix, words
 from watcher.adapters.base import Account, Call, TaggedReader
+from watcher.config import ConfigError, ProtocolOptions, Where
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
-from watcher.registry import ChainProtocol, register
+from watcher.registry import ChainProtocol, Entry, register
 
 if TYPE_CHECKING:  # config imports the chain layer; the adapter needs the type only
     from watcher.config import Deployment
@@ -508,4 +510,29 @@ def make_reader(dep: Deployment, accounts: Sequence[Account]) -> CompoundV3Reade
     return CompoundV3Reader(dep.name, dep.chain, dep.address, accounts)
 
 
-register(ChainProtocol("compound_v3", "comet", make_reader))
+class CometOptions(ProtocolOptions):
+    """Compound v3's own [[deployments]] keys."""
+
+    #: the markets (one Comet per base asset) to watch, by their protocols/ names (USDC, WETH ...); default all
+    markets: list[str] = Field(default_factory=list)
+
+
+def settle(
+    options: CometOptions, entries: list[Entry], where: Where
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """The Comets named in `markets` (all when none is named); a name the chain has no Comet for is an error."""
+    picked = entries
+    if options.markets:
+        names = {str(v.get("market", "")).upper() for _, v in entries}
+        for j, m in enumerate(options.markets):
+            if m.upper() not in names:
+                raise ConfigError(
+                    f"{where.key}.markets[{j}]: no {where.protocol} market {m!r} on chains.{where.chain} "
+                    f"(known: {', '.join(sorted(names))})"
+                )
+        wanted = {m.upper() for m in options.markets}
+        picked = [(n, v) for n, v in entries if str(v.get("market", "")).upper() in wanted]
+    return [(n, v, {}) for n, v in picked]
+
+
+register(ChainProtocol("compound_v3", "comet", make_reader, options=CometOptions, settle=settle))

@@ -699,4 +699,4 @@ def make_venue_reader(venue: Any, accounts: Sequence[Account]) -> DydxV4Reader:
     )
 
 
-register(VenueProtocol("dydx_v4", make_venue_reader))
+register(VenueProtocol("dydx_v4", make_venue_reader, address=validate_address))

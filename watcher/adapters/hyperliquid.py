@@ -17,6 +17,7 @@ import aiohttp
 
 from watcher.adapters.base import Account, ReadError
 from watcher.adapters.http import DEFAULT_MAX_BYTES, all_answers, request_json
+from watcher.config.values import evm_address
 from watcher.margin import Tier, hyperliquid_tiers, isolated_liquidation_price, with_deductions
 from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
 from watcher.registry import VenueProtocol, register
@@ -428,4 +429,4 @@ def make_venue_reader(venue: Any, accounts: Sequence[Account]) -> HyperliquidRea
     )
 
 
-register(VenueProtocol("hyperliquid", make_venue_reader))
+register(VenueProtocol("hyperliquid", make_venue_reader, address=evm_address, evm_accounts=True))

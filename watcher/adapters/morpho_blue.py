@@ -14,11 +14,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from eth_utils import keccak, to_checksum_address
+from pydantic import Field
 
 from watcher.abi import Contract, symbol_or_prefix, word
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
+from watcher.config import ConfigError, MarketId, ProtocolOptions, Where
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
-from watcher.registry import ChainProtocol, register
+from watcher.registry import ChainProtocol, Entry, register
 
 MORPHO = Contract("IMorpho")
 ORACLE = Contract("IMorphoOracle")
@@ -359,7 +361,40 @@ class MorphoBlueReader(TaggedReader):
 
 def make_reader(dep: Any, accounts: Sequence[Account]) -> MorphoBlueReader:
     """The reader of a resolved Morpho Blue deployment: its markets, and the block to discover others from."""
-    return MorphoBlueReader(dep.name, dep.chain, dep.address, dep.markets, list(accounts), dep.discover_from)
+    start = dep.discover_from_block if dep.discover else None
+    return MorphoBlueReader(dep.name, dep.chain, dep.address, dep.markets, list(accounts), start)
 
 
-register(ChainProtocol("morpho_blue", "morpho", make_reader))
+class MorphoOptions(ProtocolOptions):
+    """Morpho Blue's own [[deployments]] keys."""
+
+    markets: list[MarketId] = Field(default_factory=list)  #: ids of the markets to watch
+    #: also find the markets the accounts supplied collateral to or borrowed from, scanning the Morpho's logs from
+    #: its deployment block (or from `discover_from_block`)
+    discover: bool = False
+    discover_from_block: int | None = Field(default=None, ge=0)
+
+
+def settle(
+    options: MorphoOptions, entries: list[Entry], where: Where
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Markets to read, and where discovery scans from: the configured block, else the deployment's own."""
+    if not options.markets and not options.discover:
+        raise ConfigError(
+            f"{where.key}.markets: give the ids of the Morpho Blue markets to watch, or set discover = true"
+        )
+    out = []
+    for name, entry in entries:
+        start = None
+        if options.discover:
+            start = options.discover_from_block if options.discover_from_block is not None else entry.get("deployed_at")
+            if not isinstance(start, int):
+                raise ConfigError(
+                    f"{where.key}.discover_from_block: give the block to scan the Morpho's logs from (its "
+                    "deployment block; protocols/ knows it only for the deployments it lists)"
+                )
+        out.append((name, entry, options.model_dump() | {"discover_from_block": start}))
+    return out
+
+
+register(ChainProtocol("morpho_blue", "morpho", make_reader, options=MorphoOptions, settle=settle))

@@ -31,13 +31,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Annotated, Any
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
+from pydantic import Field
 
 from watcher.abi import Contract
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
+from watcher.config.options import ProtocolOptions
 from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
 from watcher.registry import ChainProtocol, register
 from watcher.risk import least_true
@@ -579,4 +581,11 @@ def make_reader(dep: Any, accounts: Sequence[Account]) -> SynthetixPerpsV3Reader
     return SynthetixPerpsV3Reader(dep.name, dep.chain, dep.address, accounts, dep.account_ids)
 
 
-register(ChainProtocol("synthetix_perps_v3", "perps_market_proxy", make_reader))
+class SynthetixPerpsOptions(ProtocolOptions):
+    """Synthetix perps v3's own [[deployments]] keys."""
+
+    #: the perps account (NFT) ids to watch
+    account_ids: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+
+
+register(ChainProtocol("synthetix_perps_v3", "perps_market_proxy", make_reader, options=SynthetixPerpsOptions))

@@ -81,7 +81,7 @@ def _maker(world: World, n: int) -> None:
     for i, owner in enumerate(owners):
         cdp = system.open("ETH-A", owner)
         system.set_vault(cdp, 10 * WAD, (5_000 + 250 * (i % 8)) * WAD)
-    extra = {"vat": system.vat.address, "spot": system.spotter.address, "jug": system.jug.address}
+    extra = system.contracts()
     world._add("maker", "maker", system.manager.address, owners, "stand-in", extra=extra)
 
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any
 
 from eth_utils import to_checksum_address
+from pydantic import Field
 
 from watcher.abi import address_word, symbol_or_prefix
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
@@ -46,6 +47,7 @@ from watcher.adapters.liquity.common import (
     compute_cr,
     word_bool,
 )
+from watcher.config.options import ProtocolOptions
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
 from watcher.registry import ChainProtocol, register
 
@@ -366,7 +368,14 @@ class LiquityV2Reader(TaggedReader):
 
 def make_reader_v2(dep: Any, accounts: Sequence[Account]) -> LiquityV2Reader:
     """A v2 reader for a resolved deployment (its address is the CollateralRegistry; trove ids from `troves`)."""
-    return LiquityV2Reader(dep.name, dep.chain, dep.address, accounts, getattr(dep, "troves", ()))
+    return LiquityV2Reader(dep.name, dep.chain, dep.address, accounts, dep.troves)
 
 
-register(ChainProtocol("liquity_v2", "collateral_registry", make_reader_v2))
+class LiquityV2Options(ProtocolOptions):
+    """Liquity v2's own [[deployments]] keys."""
+
+    #: trove ids to watch besides those the accounts own (an owner's troves cannot be listed cheaply)
+    troves: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+
+
+register(ChainProtocol("liquity_v2", "collateral_registry", make_reader_v2, options=LiquityV2Options))

@@ -17,17 +17,30 @@ debt is DAI (or USDS: the same Vat debt) = ceil(art * rate / RAY) wei, what a fu
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from watcher.adapters.maker.keeper import JUG_DRIP, OSM_POKE, SPOTTER_POKE, Bark, DogState, bark
 from watcher.adapters.maker.math import RAY, ceil_div, drip, ilk_bytes, ilk_name, rpow, spot_of
 from watcher.adapters.maker.position import build_position
 from watcher.adapters.maker.reader import DAI, OSM_CUR_SLOT, OSM_NXT_SLOT, MakerReader, make_reader
 from watcher.adapters.maker.simulator import KeeperView, MakerSimulator
 from watcher.adapters.maker.vaults import Vault
+from watcher.config.options import ProtocolOptions
 from watcher.registry import ChainProtocol, register
 
 _Vault = Vault  # the name tests and older callers use
 
-register(ChainProtocol("maker", "cdp_manager", make_reader))
+
+class MakerOptions(ProtocolOptions):
+    """Maker's own [[deployments]] keys."""
+
+    #: vault (cdp) ids to watch besides those the accounts own
+    vaults: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+
+
+register(ChainProtocol("maker", "cdp_manager", make_reader, options=MakerOptions))
 
 __all__ = [
     "DAI",
