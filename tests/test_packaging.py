@@ -43,3 +43,14 @@ def test_wheel_ships_and_finds_its_data(tmp_path: Path) -> None:
     # the installed wheel finds the same protocols/ files as this checkout
     shipped = sorted(path.stem for path in (ROOT / "protocols").glob("*.toml"))
     assert protocols == shipped and {"aave_v3", "morpho_blue", "spark"} <= set(protocols) and n_functions > 5
+
+
+def test_dev_help_prints_the_commands_and_exits_0() -> None:
+    """`./dev help`, `--help` and `-h` print the command list, nothing of the script; an unknown command is exit 2."""
+    for arg in ("help", "--help", "-h"):
+        run = subprocess.run([str(ROOT / "dev"), arg], capture_output=True, text=True, timeout=30)
+        assert run.returncode == 0, (arg, run.stderr)
+        assert "./dev test" in run.stdout and "./dev demo" in run.stdout
+        assert "set -" not in run.stdout and "#" not in run.stdout, run.stdout
+    bad = subprocess.run([str(ROOT / "dev"), "tset"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "unknown command 'tset'" in bad.stderr and bad.stdout == ""
