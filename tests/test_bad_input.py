@@ -447,3 +447,58 @@ def test_good_names_pass(tmp_path: Path, counter: Counter) -> None:
     code, err, _ = run("check", cfg)
     assert code != 4 and "not a valid name" not in err and "internal error" not in err
     assert counter.hits  # the config was taken: the node was asked
+
+
+# --- 6. secrets given by environment variables that are not set
+
+
+def test_every_unset_variable_is_named_at_once(tmp_path: Path, counter: Counter) -> None:
+    """Three missing variables (two chains' URLs, the Telegram token): one line names all three, nothing is asked."""
+    cfg = run_config(tmp_path, counter)
+    text = cfg.read_text().replace(
+        f"token = {{ file = {toml_str(str(tmp_path / 'good-token'))} }}", 'token = { env = "MW_T_TG_TOKEN" }'
+    )
+    text += """
+[chains.one]
+chain_id = 1
+rpc_urls = [{ env = "MW_T_ONE_URL" }]
+[chains.two]
+chain_id = 8453
+rpc_urls = ["http://127.0.0.1:9", { env = "MW_T_TWO_URL" }]
+
+[[deployments]]
+protocol = "aave_v3"
+chains = ["one", "two"]
+"""
+    cfg.write_text(text)
+    code, err, _ = run("run", cfg)
+    line = assert_one_line(
+        code,
+        err,
+        "environment variables not set: ",
+        "MW_T_ONE_URL (chains.one.rpc_urls[0])",
+        "MW_T_TWO_URL (chains.two.rpc_urls[1])",
+        "MW_T_TG_TOKEN (notify.telegram.token)",
+    )
+    print(line)
+    assert counter.hits == []
+    # `watcher check` needs no notify secret: only the chains' variables are named
+    code, err, _ = run("check", cfg)
+    line = assert_one_line(code, err, "MW_T_ONE_URL", "MW_T_TWO_URL")
+    assert "MW_T_TG_TOKEN" not in line and counter.hits == []
+
+
+def test_the_shipped_config_runs_with_only_eth_rpc_url_set(counter: Counter) -> None:
+    """README step 2: with only ETH_RPC_URL exported, `watcher check` on the shipped config.toml asks that node."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MARGIN_WATCHER_DEBUG", "ETH_RPC_URL", "BASE_RPC_URL")}
+    argv = [sys.executable, "-m", "watcher.cli", "check", "--config", str(ROOT / "config.toml")]
+    unset = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30, env=env)
+    assert_one_line(unset.returncode, unset.stderr, "environment variable not set: ETH_RPC_URL")
+    assert "BASE_RPC_URL" not in unset.stderr and counter.hits == []
+    got = subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=30, env=env | {"ETH_RPC_URL": counter.url}
+    )
+    # the counting node answers 500: a connection problem (exit 2) naming the URL's key, after asking it
+    line = assert_one_line(got.returncode, got.stderr, "chains.ethereum.rpc_urls[0]")
+    print(line)
+    assert counter.hits and "not set" not in line

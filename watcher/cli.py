@@ -14,7 +14,7 @@ from typing import Any
 from watcher import __version__
 from watcher.chain import ChainClient, ChainError
 from watcher.check import CheckResult, build, build_venues, check_chains, check_venues
-from watcher.config import Config, ConfigError, load_config
+from watcher.config import Config, ConfigError, load_config, require_secrets
 from watcher.model import Level
 from watcher.risk import Advice, Thresholds, advise, level_of
 
@@ -73,6 +73,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     readers = build(cfg)
     venues = build_venues(cfg)
+    require_secrets(cfg, {r.chain for r in readers})
 
     async def once() -> CheckResult:
         # chains and venues at once, on one loop: the same async I/O stack as the daemon's
@@ -135,6 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = open_store(cfg.storage.path)  # a bad storage.path stops `watcher run` before any RPC, with one line
     readers = build(cfg)
     venues = build_venues(cfg)
+    require_secrets(cfg, {r.chain for r in readers}, notify=True, api=cfg.api.enabled)
     if cfg.api.enabled:
         _api_token(cfg)  # a bad [api] section stops `watcher run` before any check, with one line
     channels = channels_for(cfg)  # a missing or unreadable notify secret, likewise
@@ -188,6 +190,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from watcher.store import open_store
 
     cfg = load_config(args.config)
+    require_secrets(cfg, api=True)
     _api_token(cfg)
     store = open_store(cfg.storage.path)
     setup_logging()
@@ -213,6 +216,7 @@ def cmd_test_notify(args: argparse.Namespace) -> int:
     from watcher.notify.base import Message
 
     cfg = load_config(args.config)
+    require_secrets(cfg, notify=True)
     channels = channels_for(cfg)
     if not channels:
         print("watcher: error: no [notify] channel is configured", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Configuration: TOML, validated with pydantic; every error names the key and the bad value.
 
 values.py holds the value types and secrets by reference, models.py the tables, options.py each protocol's own
-[[deployments]] keys, deployments.py their resolution against protocols/, load.py the file, errors.py the wording.
+[[deployments]] keys, deployments.py their resolution against protocols/, load.py the file, errors.py the wording,
+secrets.py every secret a command needs, checked at once.
 """
 
 from watcher.config.deployments import Deployment, Venue, Where, resolve_deployments, resolve_venues
@@ -25,6 +26,7 @@ from watcher.config.models import (
     VenueConfig,
 )
 from watcher.config.options import ProtocolOptions
+from watcher.config.secrets import require_secrets
 from watcher.config.values import (
     DEFAULT_MAX_RESPONSE_BYTES,
     MAX_CONFIG_BYTES,
@@ -74,6 +76,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "read_secret_file",
+    "require_secrets",
     "resolve_deployments",
     "resolve_venues",
 ]
