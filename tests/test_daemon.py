@@ -176,8 +176,10 @@ def test_falling_price_each_level_once_repeats_recovery_and_restart(
             "🚨 LIQUIDATABLE (worse)",
         ]
         assert all("ref: aave_local:local:" in r.text for r in telegram.received)
-        liq = telegram.received[-1].text
-        assert "WETH liquidates at $" in liq and "To reach 1.5000: add" in liq and "user0 · aave_local on local" in liq
+        warn, liq = telegram.received[1].text, telegram.received[-1].text
+        assert "WETH liquidates at $" in warn and "safe again" not in warn  # still ahead: a future event
+        assert "WETH safe again above $" in liq and "liquidates at" not in liq  # already past: where it is safe again
+        assert "To reach 1.5000: add" in liq and "user0 · aave_local on local" in liq
 
         # A restart while firing: the new process neither re-sends nor forgets.
         d = make_daemon(cfg, db, clock)

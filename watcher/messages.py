@@ -49,7 +49,12 @@ def position_message(
     if advice is not None and event.kind != "recover":
         for lp in advice.liquidation_prices[:3]:
             move = Decimal(lp.move_ppm) / Decimal(10_000)
-            lines.append(f"{lp.symbol} liquidates at {_money(p, lp.price)} ({move:+.1f}%)")
+            if p.liquidatable:
+                # already past the price: what it names is where the position is safe again, not a future event
+                side = "above" if lp.move_ppm > 0 else "below"
+                lines.append(f"{lp.symbol} safe again {side} {_money(p, lp.price)} ({move:+.1f}%)")
+            else:
+                lines.append(f"{lp.symbol} liquidates at {_money(p, lp.price)} ({move:+.1f}%)")
         acts = [*advice.top_ups[:2], *advice.repayments[:2]]
         fixes = [
             f"{'add' if a.kind == 'supply' else 'repay'} {short(a.amount, a.decimals, 4)} {a.symbol}"
