@@ -3,8 +3,9 @@
 The daemon runs for real (its chain loop, the outbox relay) against Aave v3.0 on loopback anvil mining every
 `--block-time` seconds; a Telegram Bot API stand-in on 127.0.0.1 timestamps each arrival. Each run points the WETH
 feed at a crashed price (one transaction, liquidatable: no confirmation needed), waits for the alert, points it back and
-waits for the recovery. Latency is from the moment the block holding the crash is seen mined (a 5 ms receipt poll) to
-the message's arrival. Modes, side by side in one process and one chain:
+waits for the recovery. Latency is from the moment the block holding the crash is announced (the bench's own
+`newHeads` subscription on anvil's WebSocket, the earliest any client can know of it) to the message's arrival.
+Modes, side by side in one process and one chain:
 
 - interval: `follow_heads = false`, a check every block time (the cadence before heads were followed);
 - poll: following heads by `eth_blockNumber` at the default head_poll (interval / 4, at most 1 s);
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import random
 import statistics
 import sys
@@ -28,6 +31,8 @@ import tomllib
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
+
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -110,14 +115,53 @@ async def wait_for(server: TelegramStandIn, word: str, after: int, timeout: floa
         await asyncio.sleep(0.002)
 
 
-async def mined(node: Anvil, tx: bytes) -> float:
-    """When the transaction's receipt is first seen (5 ms poll)."""
-    while True:
-        try:
-            await asyncio.to_thread(node.w3.eth.get_transaction_receipt, tx)  # type: ignore[arg-type]
-            return time.monotonic()
-        except Exception:
-            await asyncio.sleep(0.005)
+class HeadClock:
+    """When each block was announced on anvil's WebSocket: the reference every mode is measured from.
+
+    A receipt poll is late by its period and its request, so a WebSocket-following daemon could beat it (negative
+    latencies); the announcement is what every client learns the block from at the earliest.
+    """
+
+    def __init__(self, node: Anvil) -> None:
+        self.url = node.url.replace("http://", "ws://")
+        self.seen: dict[int, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def __aenter__(self) -> HeadClock:
+        self._task = asyncio.create_task(self._follow())
+        await asyncio.wait_for(self._ready.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _follow(self) -> None:
+        async with aiohttp.ClientSession() as session, session.ws_connect(self.url) as ws:
+            await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]})
+            await ws.receive_json()
+            self._ready.set()
+            async for msg in ws:
+                at = time.monotonic()
+                head = json.loads(msg.data).get("params", {}).get("result", {})
+                if "number" in head:
+                    self.seen.setdefault(int(head["number"], 16), at)
+
+    async def mined(self, node: Anvil, tx: bytes) -> float:
+        """When the block holding `tx` was announced."""
+        while True:
+            try:
+                receipt = await asyncio.to_thread(node.w3.eth.get_transaction_receipt, tx)  # type: ignore[arg-type]
+                break
+            except Exception:
+                await asyncio.sleep(0.005)
+        number = int(receipt["blockNumber"])
+        while number not in self.seen:
+            await asyncio.sleep(0.001)
+        return self.seen[number]
 
 
 def point(market: AaveMarket, feed: str) -> bytes:
@@ -129,6 +173,7 @@ def point(market: AaveMarket, feed: str) -> bytes:
 
 async def measure(
     node: Anvil,
+    clock: HeadClock,
     market: AaveMarket,
     agg: str,
     user: str,
@@ -157,10 +202,10 @@ async def measure(
             task = asyncio.create_task(daemon.run(stop))
             while daemon.chain_checks["local"] < 1:  # the first check learns the market
                 await asyncio.sleep(0.01)
-            t_block = await mined(node, await asyncio.to_thread(point, market, crash))
+            t_block = await clock.mined(node, await asyncio.to_thread(point, market, crash))
             arrived, seen = await wait_for(server, "LIQUIDATABLE", seen)
             latencies.append(arrived - t_block)
-            await mined(node, await asyncio.to_thread(point, market, calm))
+            await clock.mined(node, await asyncio.to_thread(point, market, calm))
             _, seen = await wait_for(server, "RECOVERED", seen)
             stop.set()
             await task
@@ -222,7 +267,8 @@ async def main_async(args: argparse.Namespace) -> None:
             node.w3.provider.make_request("evm_setIntervalMining", [int(bt)])  # type: ignore[arg-type]
             base = None
             for mode in args.modes.split(","):
-                lat = await measure(node, market, agg, user, feeds, mode, bt, args.runs)
+                async with HeadClock(node) as clock:
+                    lat = await measure(node, clock, market, agg, user, feeds, mode, bt, args.runs)
                 med = statistics.median(lat)
                 base = base if base is not None else med
                 print(
