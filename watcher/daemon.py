@@ -67,7 +67,7 @@ class Daemon:
         self._session: Any = None  #: the aiohttp session venues are read through, made in run()
         self.store = store
         # A locked database must fail a commit quickly (it is retried at the next check), not hold the loop.
-        store.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        store.set_busy_timeout(BUSY_TIMEOUT)
         self.channels = channels
         self.clock = clock
         # Every alert goes to every channel, so a fallback copy only serves rows queued before the other channel was

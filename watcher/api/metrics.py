@@ -14,7 +14,6 @@ from prometheus_client.registry import Collector
 
 from watcher.api.base import SETTINGS, _finite, _raw_json
 from watcher.api.freshness import _freshness
-from watcher.notify import outbox
 from watcher.store import Store
 
 log = logging.getLogger("watcher.api")
@@ -29,7 +28,6 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterable[Any]:
         """Position health, check duration and RPC errors per chain, outbox depth."""
-        db = self.store.db
         status = self.store.chain_status()
         stale = _freshness(self.settings, status, self.settings["clock"]())
         health = GaugeMetricFamily(
@@ -66,7 +64,9 @@ class StoreCollector(Collector):
             if _finite(row.get("last_ok")) is not None:
                 last_ok.add_metric([chain], row["last_ok"])
         yield from (duration, errors, degraded, last_ok)
-        yield GaugeMetricFamily("margin_watcher_outbox_depth", "Messages waiting for delivery", value=outbox.depth(db))
+        yield GaugeMetricFamily(
+            "margin_watcher_outbox_depth", "Messages waiting for delivery", value=self.store.outbox_depth()
+        )
 
 
 async def metrics(request: web.Request) -> web.Response:

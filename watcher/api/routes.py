@@ -31,7 +31,6 @@ from watcher.api.base import (
     parse_time,
 )
 from watcher.api.freshness import _freshness, _stale_doc, _storage
-from watcher.notify import outbox
 from watcher.store import Store
 
 log = logging.getLogger("watcher.api")
@@ -45,7 +44,7 @@ async def health(request: web.Request) -> web.Response:
     storage = _storage(settings["live"])
     try:
         status = store.chain_status()
-        depth = outbox.depth(store.db)
+        depth = store.outbox_depth()
     except sqlite3.Error as exc:
         # The one answer that must still come when the database cannot be read: not ok.
         doc = {

@@ -18,17 +18,9 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from watcher.notify import outbox
 from watcher.notify.base import Channel, Message, PermanentFailure, TemporaryFailure, log
-from watcher.notify.outbox import (
-    OutboxRow,
-    enqueue,
-    mark_delivered,
-    mark_failed,
-    mark_retry,
-    mark_superseded,
-    mark_waiting,
-)
+from watcher.store import outbox
+from watcher.store.outbox import OutboxRow, mark_delivered, mark_superseded
 
 
 @dataclass
@@ -283,7 +275,7 @@ class Relay:
     def _record(self, name: str, state: _ChannelState) -> bool:
         """Write the marks of deliveries already made; False (and the channel waits) if the database refuses."""
         try:
-            with self.db.conn:
+            with outbox.transaction(self.db):
                 for row_id, folded, at in state.unrecorded:
                     mark_delivered(self.db, row_id, at)
                     mark_superseded(self.db, folded, row_id)
@@ -329,10 +321,8 @@ class Relay:
         state.failures += 1
         delay = self.backoff(state.failures, retry_after)
         state.rest_until, state.outage_end = now + delay, now
-        with self.db.conn:
-            mark_retry(self.db, row.id, now, delay, error)
-            # The rows behind it are not tried while the channel rests; the API should still say why they wait.
-            mark_waiting(self.db, row.channel, row.id, error)
+        # The rows behind it are not tried while the channel rests; the API should still say why they wait.
+        outbox.record_retry(self.db, row, now, delay, error)
         report.retried += 1
         log.warning(
             "notify: outbox row %d (alert %s) via %s failed (attempt %d, channel failure %d), next try in %.1f s: %s",
@@ -357,8 +347,7 @@ class Relay:
                 continue
             if outbox.has_copy(self.db, row, target):
                 continue
-            with self.db.conn:
-                new_id = self._enqueue_copy(row, target)
+            new_id = outbox.add_fallback_copy(self.db, row, target)
             report.fell_back += 1
             self._copied_to.add(target)
             self._wake_for(target).set()
@@ -377,14 +366,15 @@ class Relay:
     ) -> None:
         now = self.clock()
         sent = rows[-1]
-        copies: list[tuple[OutboxRow, int]] = []
         # One transaction: the alert is never left both given up on and not handed to the fallback.
-        with self.db.conn:
-            for row in rows:
-                mark_failed(self.db, row.id, now, error, count_attempt=count_attempt and row is sent)
-                target = self.fallback.get(row.channel) if row.fallback_of is None else None
-                if target and not outbox.has_copy(self.db, row, target):
-                    copies.append((row, self._enqueue_copy(row, target)))
+        copies = outbox.give_up(
+            self.db,
+            rows,
+            now,
+            error,
+            lambda row: self.fallback.get(row.channel) if row.fallback_of is None else None,
+            count_attempt=sent if count_attempt else None,
+        )
         for row in rows:
             report.failed += 1
             log.error("notify: outbox row %d (alert %s) via %s failed: %s", row.id, row.alert_id, row.channel, error)
@@ -393,18 +383,6 @@ class Relay:
             target = self.fallback[row.channel]
             self._wake_for(target).set()  # the target's own loop sends the copy now
             log.warning("notify: outbox row %d (alert %s) handed to %s as row %d", row.id, row.alert_id, target, new_id)
-
-    def _enqueue_copy(self, row: OutboxRow, target: str) -> int:
-        # The copy keeps the alert's time, so on its channel it queues by the alert's age, not the copy's.
-        return enqueue(
-            self.db,
-            row.message,
-            target,
-            row.created_at,
-            position=row.position,
-            severity=row.severity,
-            fallback_of=row.id,
-        )
 
     def _channel(self, name: str) -> _ChannelState:
         state = self._state.setdefault(name, _ChannelState())

@@ -1,0 +1,85 @@
+"""The store's tables: created if missing, and columns a newer schema added put on an older file."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from watcher.store import outbox
+
+SCHEMA_VERSION = 2
+
+
+def _add_columns(db: sqlite_utils.Database, table: str, columns: dict[str, type]) -> None:
+    have = set(db[table].columns_dict)
+    for name, kind in columns.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE [{table}] ADD COLUMN [{name}] {'INTEGER' if kind is int else 'REAL'}")
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Bring the file to SCHEMA_VERSION: every table and index, in one transaction, then the outbox's."""
+    with db.atomic():
+        db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        db["alert_state"].create(
+            {"position": str, "state": str, "updated_at": float}, pk="position", if_not_exists=True
+        )
+        db["alerts"].create(
+            {
+                "id": str,
+                "position": str,
+                "kind": str,
+                "level": str,
+                "health": str,
+                "created_at": float,
+                "subject": str,
+                "text": str,
+                "acked_at": float,
+            },
+            pk="id",
+            if_not_exists=True,
+        )
+        db["history"].create(
+            {
+                "position": str,
+                "at": float,
+                "block": int,
+                "block_hash": str,
+                "health": str,
+                "level": str,
+                "collateral": str,
+                "debt": str,
+            },
+            if_not_exists=True,
+        )
+        db["history"].create_index(["position", "at"], if_not_exists=True)
+        db["chain_status"].create(
+            {"chain": str, "degraded": int, "since": float, "reason": str, "last_ok": float, "last_block": int},
+            pk="chain",
+            if_not_exists=True,
+        )
+        db["positions"].create(
+            {
+                "position": str,
+                "protocol": str,
+                "chain": str,
+                "account": str,
+                "label": str,
+                "level": str,
+                "health": str,
+                "doc": str,
+                "updated_at": float,
+                "block": int,
+            },
+            pk="position",
+            if_not_exists=True,
+        )
+        db["silences"].create(
+            {"id": int, "account": str, "position": str, "until": float, "created_at": float},
+            pk="id",
+            if_not_exists=True,
+        )
+        # Columns added in schema 2 to tables that schema 1 already created.
+        _add_columns(db, "alerts", {"silenced": int})
+        _add_columns(db, "chain_status", {"last_check_seconds": float, "rpc_errors": int})
+        db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
+    outbox.ensure_schema(db)
