@@ -26,7 +26,7 @@ from watcher.adapters.aave_math import (
     Market,
     Reserve,
 )
-from watcher.adapters.base import Account, Call, ReadError
+from watcher.adapters.base import Account, Call, ReadError, TaggedReader
 from watcher.model import MAX_UINT256, WAD, BlockRef, Leg, Position
 from watcher.registry import ChainProtocol, register
 
@@ -45,8 +45,10 @@ def _bits(data: int, shift: int, width: int) -> int:
     return (data >> shift) & ((1 << width) - 1)
 
 
-class AaveV3Reader:
+class AaveV3Reader(TaggedReader):
     """Reads one Aave v3 deployment (a PoolAddressesProvider) for a set of accounts."""
+
+    _gas = _CHEAP
 
     def __init__(self, protocol: str, chain: str, provider: str, accounts: Sequence[Account]) -> None:
         self.protocol = protocol
@@ -64,9 +66,6 @@ class AaveV3Reader:
         self.categories: set[int] = set()
         self.price_sources: dict[int, str] = {}
         self.stable_live: set[str] = set()
-        self._plan: list[tuple[Any, ...]] = []
-        self._calls: list[Call] = []
-        self._planned_for: tuple[Any, ...] | None = None
         #: accounts the last parse could not value (a broken price feed), with the reason
         self.skipped: list[tuple[Account, str]] = []
 
@@ -79,10 +78,6 @@ class AaveV3Reader:
         self.categories, self.stable_live = set(), set()
 
     # --- building the round
-
-    def _add(self, tag: tuple[Any, ...], target: str, data: bytes, gas: int = _CHEAP) -> None:
-        self._plan.append(tag)
-        self._calls.append(Call(target, data, gas))
 
     def _knowledge(self) -> tuple[Any, ...]:
         return (
@@ -100,11 +95,8 @@ class AaveV3Reader:
 
     def calls(self) -> list[Call]:
         """The reads for this round, from what earlier rounds learned (the same list while nothing changed)."""
-        key = self._knowledge()
-        if key == self._planned_for:
+        if not self._replan(self._knowledge()):
             return self._calls
-        self._planned_for = key
-        self._plan, self._calls = [], []
         self._add(("pool",), self.provider, PROVIDER.getPool.encode())
         self._add(("oracle",), self.provider, PROVIDER.getPriceOracle.encode())
         pool, oracle = self.pool, self.oracle

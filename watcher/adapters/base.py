@@ -34,16 +34,52 @@ class ReadError(Exception):
     """The chain's answer cannot be trusted: a required call reverted or returned malformed data."""
 
 
-class TaggedReader:
-    """Shared answer handling for readers that tag each call: pair answers with tags, then `_parse` them.
+#: the knowledge key of a reader that has not planned yet: equal to no key a reader can have
+_UNPLANNED = object()
 
-    Subclasses keep `_plan` (one tag per call, in order) and implement `_parse(got, block)`; malformed data of
-    any kind becomes a ReadError naming the deployment, so it reads as unknown, never as healthy.
+
+class TaggedReader:
+    """Shared plan cache and answer handling for readers that tag each call.
+
+    A subclass builds its round in `calls()`: `if self._replan(key):` then `_add` each call with its tag, and
+    returns `self._calls`. `key` is whatever the reader has learned that changes the plan; while it is unchanged
+    the very same list object comes back, so the chain layer (and tests counting calls) see one plan, not a new
+    one each round. `parse` pairs answers with tags and hands them to the subclass's `_parse(got, block)`;
+    malformed data of any kind becomes a ReadError naming the deployment, so it reads as unknown, never healthy.
     """
 
     protocol: str
     chain: str
-    _plan: list[tuple[Any, ...]]
+    #: the gas of a call that names none; readers set their own cheap-read estimate
+    _gas: int = 30_000
+    #: one tag per call, in order, and the calls; empty (and immutable) until the first plan
+    _plan: Sequence[tuple[Any, ...]] = ()
+    _calls: Sequence[Call] = ()
+    _planned_for: object = _UNPLANNED
+
+    def _replan(self, key: object) -> bool:
+        """Whether `key` asks for a new plan; if so the plan is emptied and `key` remembered."""
+        if key == self._planned_for:
+            return False
+        self._new_plan(key)
+        return True
+
+    def _new_plan(self, key: object = _UNPLANNED) -> None:
+        """Start an empty plan for `key` (by default one no later `_replan` matches, so it plans afresh)."""
+        self._planned_for = key
+        self._plan, self._calls = [], []
+
+    def _add(
+        self, tag: tuple[Any, ...], target: str, data: bytes, gas: int | None = None, slot: int | None = None
+    ) -> None:
+        """Append one call to the plan under `tag` (the reader's own gas estimate unless `gas` is given)."""
+        self._add_call(tag, Call(target, data, self._gas if gas is None else gas, slot))
+
+    def _add_call(self, tag: tuple[Any, ...], call: Call) -> None:
+        """Append a call built elsewhere (e.g. by a helper that plans its own reads)."""
+        assert isinstance(self._plan, list) and isinstance(self._calls, list), "_add before _replan"
+        self._plan.append(tag)
+        self._calls.append(call)
 
     def parse(self, results: Sequence[tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
         """Positions at `block`, or None when this round showed that another one is needed."""

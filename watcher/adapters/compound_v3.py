@@ -279,6 +279,8 @@ class CometSimulator:
 class CompoundV3Reader(TaggedReader):
     """Reads one Comet market for a set of accounts, in one batch per check."""
 
+    _gas = _CHEAP
+
     def __init__(
         self,
         protocol: str,
@@ -303,13 +305,6 @@ class CompoundV3Reader(TaggedReader):
         self.infos: tuple[CometAsset, ...] = ()
         self.base_feed: str | None = None
         self.base_token: str | None = None
-        self._plan: list[tuple[Any, ...]] = []
-        self._calls: list[Call] = []
-        self._planned_for: tuple[Any, ...] | None = None
-
-    def _add(self, tag: tuple[Any, ...], data: bytes, gas: int = _CHEAP, target: str | None = None) -> None:
-        self._plan.append(tag)
-        self._calls.append(Call(target or self.comet, data, gas))
 
     def _unnamed(self) -> tuple[str, ...]:
         """Tokens whose symbol is still to be read."""
@@ -322,10 +317,8 @@ class CompoundV3Reader(TaggedReader):
         ready = self.base_feed is not None and len(self.infos) == self.num_assets
         unnamed = self._unnamed() if ready else ()
         key = (self.num_assets, self.infos, self.base_feed, self.base_token, unnamed)
-        if key == self._planned_for:
+        if not self._replan(key):
             return self._calls
-        self._planned_for = key
-        self._plan, self._calls = [], []
         for tag, data in (
             (("num",), COMET.numAssets.encode()),
             (("totals",), COMET.totalsBasic.encode()),
@@ -333,23 +326,25 @@ class CompoundV3Reader(TaggedReader):
             (("base",), COMET.baseToken.encode()),
             (("feed",), COMET.baseTokenPriceFeed.encode()),
         ):
-            self._add(tag, data)
+            self._add(tag, self.comet, data)
         for i in range(self.num_assets or 0):
-            self._add(("info", i), COMET.getAssetInfo.encode(i))
+            self._add(("info", i), self.comet, COMET.getAssetInfo.encode(i))
         if not ready:
             return self._calls  # the feeds and assets are known only after the first round
         # Immutables in a Comet implementation, but an upgrade swaps the implementation: read every check.
         for view in RATE_VIEWS:
-            self._add(("rate", view), getattr(COMET, view).encode())
+            self._add(("rate", view), self.comet, getattr(COMET, view).encode())
         for token in unnamed:
-            self._add(("sym", token), ERC20.symbol.encode(), _PRICE, token)
+            self._add(("sym", token), token, ERC20.symbol.encode(), _PRICE)
         assert self.base_feed is not None
         for feed in dict.fromkeys([self.base_feed, *(a.price_feed for a in self.infos)]):
-            self._add(("price", feed), COMET.getPrice.encode(feed), _PRICE)
+            self._add(("price", feed), self.comet, COMET.getPrice.encode(feed), _PRICE)
         for acct in self.accounts:
-            self._add(("user", acct.address), COMET.userBasic.encode(acct.address))
+            self._add(("user", acct.address), self.comet, COMET.userBasic.encode(acct.address))
             for a in self.infos:
-                self._add(("coll", acct.address, a.asset), COMET.userCollateral.encode(acct.address, a.asset))
+                self._add(
+                    ("coll", acct.address, a.asset), self.comet, COMET.userCollateral.encode(acct.address, a.asset)
+                )
         return self._calls
 
     def _parse(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:

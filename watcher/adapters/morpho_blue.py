@@ -177,6 +177,8 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 class MorphoBlueReader(TaggedReader):
     """Reads Morpho Blue markets (by id) for a set of accounts, in one batch per check."""
 
+    _gas = _CHEAP
+
     def __init__(
         self,
         protocol: str,
@@ -208,9 +210,6 @@ class MorphoBlueReader(TaggedReader):
         # borrowRateView takes the market struct, which is read in the same batch: the call carries the struct
         # the last round saw, and a round that finds the market changed asks again at the same block.
         self.markets: dict[str, tuple[int, ...]] = {}
-        self._plan: list[tuple[Any, ...]] = []
-        self._calls: list[Call] = []
-        self._planned_for: tuple[Any, ...] | None = None
 
     async def discover(self, client: Any, head: int) -> None:
         """Add the markets the accounts entered since the last scan (eth_getLogs, at most every rescan_seconds)."""
@@ -238,17 +237,11 @@ class MorphoBlueReader(TaggedReader):
                 self.market_ids.append(mid)
         self.scanned_to, self._scanned_at = head, now
 
-    def _add(self, tag: tuple[Any, ...], target: str, data: bytes, gas: int = _CHEAP) -> None:
-        self._plan.append(tag)
-        self._calls.append(Call(target, data, gas))
-
     def calls(self) -> list[Call]:
         """The reads for this round; the same list object while nothing new was learned."""
         key = (tuple(sorted(self.params.items())), tuple(sorted(self.tokens)), tuple(sorted(self.markets.items())))
-        if key == self._planned_for:
+        if not self._replan(key):
             return self._calls
-        self._planned_for = key
-        self._plan, self._calls = [], []
         for mid in self.market_ids:
             idn = int(mid, 16)
             self._add(("params", mid), self.morpho, MORPHO.idToMarketParams.encode(idn))

@@ -302,6 +302,8 @@ class SynthetixAccountSimulator:
 class SynthetixPerpsV3Reader(TaggedReader):
     """Reads Synthetix perps v3 accounts (by NFT id) from one PerpsMarketProxy, in one batch per check."""
 
+    _gas = _CHEAP
+
     def __init__(
         self, protocol: str, chain: str, proxy_address: str, accounts: Sequence[Account], account_ids: Sequence[int]
     ) -> None:
@@ -315,18 +317,10 @@ class SynthetixPerpsV3Reader(TaggedReader):
         # Learned at the first check and re-read every check: each account's open markets and collateral types,
         # the oracle manager and the keeper-cost node; a change asks once more at the same block.
         self.learned: tuple[Any, ...] | None = None
-        self._plan: list[tuple[Any, ...]] = []
-        self._calls: list[Call] = []
-        self._planned_for: tuple[Any, ...] | None = None
         self._symbols: dict[int, str] = {}
 
-    def _add(self, tag: tuple[Any, ...], data: bytes, gas: int = _CHEAP, target: str | None = None) -> None:
-        self._plan.append(tag)
-        self._calls.append(Call(target or self.proxy, data, gas))
-
     def _slot(self, tag: tuple[Any, ...], slot: int) -> None:
-        self._plan.append(tag)
-        self._calls.append(Call(self.proxy, b"", 0, slot=slot))
+        self._add(tag, self.proxy, b"", 0, slot)
 
     def _markets(self) -> list[int]:
         assert self.learned is not None
@@ -335,48 +329,48 @@ class SynthetixPerpsV3Reader(TaggedReader):
 
     def calls(self) -> list[Call]:
         """The reads for this round; the same list object while nothing new was learned."""
-        if self.learned == self._planned_for and self._calls:
+        if not self._replan(self.learned):
             return self._calls
-        self._planned_for = self.learned
-        self._plan, self._calls = [], []
         for i in self.account_ids:
-            self._add(("open", i), PROXY.getAccountOpenPositions.encode(i))
-            self._add(("colls", i), PROXY.getAccountCollateralIds.encode(i))
+            self._add(("open", i), self.proxy, PROXY.getAccountOpenPositions.encode(i))
+            self._add(("colls", i), self.proxy, PROXY.getAccountCollateralIds.encode(i))
         self._slot(("oracle",), FACTORY_SLOT)
-        self._add(("node",), PROXY.getKeeperCostNodeId.encode())
+        self._add(("node",), self.proxy, PROXY.getKeeperCostNodeId.encode())
         if self.learned is None:
             return self._calls
         opens, colls, oracle, node = self.learned
-        self._add(("guards",), PROXY.getKeeperRewardGuards.encode())
-        self._add(("cratio",), PROXY.getCollateralLiquidateRewardRatio.encode())
-        self._add(("flagged",), PROXY.flaggedAccounts.encode(), _HEAVY)
+        self._add(("guards",), self.proxy, PROXY.getKeeperRewardGuards.encode())
+        self._add(("cratio",), self.proxy, PROXY.getCollateralLiquidateRewardRatio.encode())
+        self._add(("flagged",), self.proxy, PROXY.flaggedAccounts.encode(), _HEAVY)
         for k in range(3):
             self._slot(("ir", k), INTEREST_SLOT + k)
         cost = NODE.processWithRuntime.encode(
             node, _KEYS, [(0).to_bytes(32, "big"), _LIQUIDATE.to_bytes(32, "big"), *_KEYS[2:]]
         )
-        self._add(("lcost",), cost, _HEAVY, oracle)
+        self._add(("lcost",), oracle, cost, _HEAVY)
         for m in self._markets():
             for name in ("indexPrice", "getLiquidationParameters", "getFundingParameters", "getLockedOiRatio"):
-                self._add((name, m), getattr(PROXY, name).encode(m), _HEAVY if name == "indexPrice" else _CHEAP)
+                self._add(
+                    (name, m), self.proxy, getattr(PROXY, name).encode(m), _HEAVY if name == "indexPrice" else _CHEAP
+                )
             for name in ("getOrderFees", "getMaxLiquidationParameters", "currentFundingRate", "skew"):
-                self._add((name, m), getattr(PROXY, name).encode(m))
+                self._add((name, m), self.proxy, getattr(PROXY, name).encode(m))
             if m not in self._symbols:
-                self._add(("metadata", m), PROXY.metadata.encode(m))
+                self._add(("metadata", m), self.proxy, PROXY.metadata.encode(m))
             for k in (5, 6, 7):  # lastFundingRate, lastFundingValue, lastFundingTime
                 self._slot(("mkt", m, k), market_slot(m) + k)
         for i, ms, cs in zip(self.account_ids, opens, colls, strict=True):
-            self._add(("owner", i), PROXY.getAccountOwner.encode(i))
+            self._add(("owner", i), self.proxy, PROXY.getAccountOwner.encode(i))
             for name in ("getAvailableMargin", "getRequiredMargins"):
-                self._add((name, i), getattr(PROXY, name).encode(i), _HEAVY * (1 + len(ms)))
-            self._add(("tcv", i), PROXY.totalCollateralValue.encode(i), _HEAVY)
-            self._add(("debt", i), PROXY.debt.encode(i))
+                self._add((name, i), self.proxy, getattr(PROXY, name).encode(i), _HEAVY * (1 + len(ms)))
+            self._add(("tcv", i), self.proxy, PROXY.totalCollateralValue.encode(i), _HEAVY)
+            self._add(("debt", i), self.proxy, PROXY.debt.encode(i))
             # KeeperCosts.getFlagKeeperCosts: one updated feed per non-snxUSD collateral and per open position.
             feeds = len([c for c in cs if c != 0]) + len(ms)
             values = [feeds.to_bytes(32, "big"), _FLAG.to_bytes(32, "big"), *_KEYS[2:]]
-            self._add(("fcost", i), NODE.processWithRuntime.encode(node, _KEYS, values), _HEAVY, oracle)
+            self._add(("fcost", i), oracle, NODE.processWithRuntime.encode(node, _KEYS, values), _HEAVY)
             for m in ms:
-                self._add(("pos", i, m), PROXY.getOpenPosition.encode(i, m), _HEAVY)
+                self._add(("pos", i, m), self.proxy, PROXY.getOpenPosition.encode(i, m), _HEAVY)
                 base = position_slot(m, i)
                 self._slot(("pslot", i, m, 1), base + 1)
                 self._slot(("pslot", i, m, 2), base + 2)

@@ -70,9 +70,6 @@ class GmxV2Reader(TaggedReader):
         self.account_markets: dict[str, tuple[str, ...]] = {}
         #: account -> {token: price} its planned getAccountPositionInfoList passes; its answer is priced by them
         self.asked: dict[str, dict[str, int]] = {}
-        self._plan: list[tuple[Any, ...]] = []
-        self._calls: list[Call] = []
-        self._planned_for: Any = None
         #: a round whose infos were priced off the block's feeds: its block, answers, and the accounts to ask again
         self._held: tuple[BlockRef, Answers, tuple[str, ...]] | None = None
 
@@ -84,10 +81,6 @@ class GmxV2Reader(TaggedReader):
             if m is not None:
                 out.update(dict.fromkeys((m.index, m.long, m.short)))
         return list(out)
-
-    def _add(self, tag: tuple[Any, ...], target: str, data: bytes, gas: int = 30_000) -> None:
-        self._plan.append(tag)
-        self._calls.append(Call(target, data, gas))
 
     def _uint(self, key: bytes) -> None:
         tag = ("uint", key)
@@ -105,10 +98,8 @@ class GmxV2Reader(TaggedReader):
             tuple(self.prices.items()),
             tuple(self.account_markets.items()),
         )
-        if state == self._planned_for:
+        if not self._replan(state):
             return self._calls
-        self._planned_for = state
-        self._plan, self._calls = [], []
         ds = self.data_store
         for acct in self.accounts:
             self._add(
@@ -154,8 +145,7 @@ class GmxV2Reader(TaggedReader):
 
     def _reprice_calls(self, accounts: tuple[str, ...]) -> list[Call]:
         """The second round of a check after a price move: the feeds' answers again, and the infos at their prices."""
-        self._planned_for = None  # the full plan is rebuilt next time
-        self._plan, self._calls = [], []
+        self._new_plan()  # with no key: the full plan is rebuilt next time
         for t in self._tokens():
             if t in self.feeds:
                 self._add(("answer", t), self.feeds[t][0], FEED.latestRoundData.encode(), 50_000)

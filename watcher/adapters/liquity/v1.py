@@ -53,6 +53,8 @@ SP_MAX_GAS = 60_000
 class LiquityV1Reader(TaggedReader):
     """Reads Liquity v1 troves of a set of accounts, in one batch per check after the first."""
 
+    _gas = CHEAP
+
     def __init__(self, protocol: str, chain: str, trove_manager: str, accounts: Sequence[Account]) -> None:
         self.protocol = protocol
         self.chain = chain
@@ -63,20 +65,11 @@ class LiquityV1Reader(TaggedReader):
         self.learned: tuple[str, str, str] | None = None
         #: whether that Stability Pool answers getMaxAmountToOffset (the current source's rule); None until asked
         self.sp_has_max: bool | None = None
-        self._plan: list[tuple[Any, ...]] = []
-        self._calls: list[Call] = []
-        self._planned_for: object = ()
-
-    def _add(self, tag: tuple[Any, ...], target: str, data: bytes, gas: int = CHEAP) -> None:
-        self._plan.append(tag)
-        self._calls.append(Call(target, data, gas))
 
     def calls(self) -> list[Call]:
         """The reads for this round; the same list object while nothing new was learned."""
-        if self._planned_for == (self.learned, self.sp_has_max):
+        if not self._replan((self.learned, self.sp_has_max)):
             return self._calls
-        self._planned_for = (self.learned, self.sp_has_max)
-        self._plan, self._calls = [], []
         tm = self.trove_manager
         for name in (
             "MCR",

@@ -130,6 +130,8 @@ class V2Branch:
 class LiquityV2Reader(TaggedReader):
     """Reads Liquity v2 troves (configured ids, on every branch) in one batch per check after the first."""
 
+    _gas = CHEAP
+
     def __init__(
         self,
         protocol: str,
@@ -150,24 +152,14 @@ class LiquityV2Reader(TaggedReader):
         self.branches: tuple[V2Branch, ...] = ()
         #: (branch index, trove id) -> status last seen; data is read only where the trove is live
         self.status: dict[tuple[int, int], int] = {}
-        self._plan: list[tuple[Any, ...]] = []
-        self._calls: list[Call] = []
-        self._planned_for: object = None
-
-    def _add(self, tag: tuple[Any, ...], target: str, data: bytes, gas: int = CHEAP) -> None:
-        self._plan.append(tag)
-        self._calls.append(Call(target, data, gas))
 
     def _key(self) -> object:
         return (self.count, self.branches, tuple(sorted(self.status.items())))
 
     def calls(self) -> list[Call]:
         """The reads for this round; the same list object while nothing new was learned."""
-        key = (self._key(), tuple(sorted(self.symbols)))
-        if key == self._planned_for:
+        if not self._replan((self._key(), tuple(sorted(self.symbols)))):
             return self._calls
-        self._planned_for = key
-        self._plan, self._calls = [], []
         self._add(("count",), self.registry, V2_CR.totalCollaterals.encode())
         self._add(("bold",), self.registry, V2_CR.boldToken.encode())
         for i in range(self.count or 0):

@@ -45,6 +45,8 @@ _ZERO = "0x" + "00" * 20
 class MakerReader(TaggedReader):
     """Reads Maker vaults of a set of owners (through the DssCdpManager) and of configured vault ids."""
 
+    _gas = _CHEAP
+
     def __init__(
         self,
         protocol: str,
@@ -88,15 +90,8 @@ class MakerReader(TaggedReader):
         # asked again: a reverting read would cost the check a second eth_call to find out which call failed.
         self._is_osm: dict[str, bool] = {}
         self._version = 0
-        self._planned = -1
-        self._plan: list[tuple[Any, ...]] = []
-        self._calls: list[Call] = []
 
     # --- planning
-
-    def _add(self, tag: tuple[Any, ...], target: str, data: bytes, gas: int = _CHEAP, slot: int | None = None) -> None:
-        self._plan.append(tag)
-        self._calls.append(Call(target, data, gas, slot))
 
     def _ids(self) -> list[int]:
         """Every vault id to value: owners' (as far as known) then configured ones, without repeats."""
@@ -104,14 +99,11 @@ class MakerReader(TaggedReader):
 
     def calls(self) -> list[Call]:
         """The reads for this round; the same list object while nothing new was learned."""
-        if self._planned == self._version:
+        if not self._replan(self._version):
             return self._calls
-        self._planned = self._version
-        self._plan, self._calls = [], []
         m = self.manager
         for tag, call in self.lists.plan():
-            self._plan.append(tag)
-            self._calls.append(call)
+            self._add_call(tag, call)
         ids = self._ids()
         for cdp in ids:
             if cdp not in self._vaults:
