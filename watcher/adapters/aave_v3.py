@@ -13,6 +13,7 @@ previous check saw and, if an account changed, asks for another round at the sam
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -43,6 +44,32 @@ _CHEAP, _BALANCE, _RESERVE = 8_000, 8_000, 30_000
 
 def _bits(data: int, shift: int, width: int) -> int:
     return (data >> shift) & ((1 << width) - 1)
+
+
+#: tags whose answer is one word of one account's own state
+_USER_WORDS = frozenset(("ucfg", "uem", "sa", "sv", "ss"))
+
+
+@dataclass(slots=True)
+class _UserAnswers:
+    """One account's answers in a round; None until read (the round was planned before the Pool was known)."""
+
+    config: int | None = None  #: getUserConfiguration: two bits (borrowing, collateral) per reserve id
+    emode: int | None = None  #: getUserEMode: the eMode category, 0 for none
+    scaled_a: dict[int, int] = field(default_factory=dict)  #: reserve id -> scaled aToken balance
+    scaled_v: dict[int, int] = field(default_factory=dict)  #: reserve id -> scaled variable debt
+    stable: dict[int, int] = field(default_factory=dict)  #: reserve id -> stable debt balance
+    pool_view: bytes | None = None  #: getUserAccountData, asked only of revisions the tests have not verified
+
+    def take(self, kind: str, rest: tuple[Any, ...], value: int) -> None:
+        """Store the word answered to the call tagged (kind, user, *rest)."""
+        if kind == "ucfg":
+            self.config = value
+        elif kind == "uem":
+            self.emode = value
+        else:
+            by_id = {"sa": self.scaled_a, "sv": self.scaled_v, "ss": self.stable}[kind]
+            by_id[rest[0]] = value
 
 
 class AaveV3Reader(TaggedReader):
@@ -149,40 +176,36 @@ class AaveV3Reader(TaggedReader):
 
     # --- reading the answers
 
-    def parse(self, results: Sequence[tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
+    def _parse(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
         """Positions at `block`, or None when this round showed an assumption to be stale."""
-        if len(results) != len(self._plan):
-            raise ReadError(f"{self.protocol}/{self.chain}: expected {len(self._plan)} answers, got {len(results)}")
-        got: dict[tuple[Any, ...], bytes] = {}
-        users: dict[str, list[Any]] = {a.address: [None, None, {}, {}, {}, None] for a in self.accounts}
-        slot = {"ucfg": 0, "uem": 1, "sa": 2, "sv": 3, "ss": 4}
-        for tag, (ok, data) in zip(self._plan, results, strict=True):
+        raw, users = self._split(got)
+        return self._positions(raw, users, block)
+
+    def _split(
+        self, got: dict[tuple[Any, ...], tuple[bool, bytes]]
+    ) -> tuple[dict[tuple[Any, ...], bytes], dict[str, _UserAnswers]]:
+        """The market's answers by tag, and each account's own; a revert is fatal except for symbols and prices."""
+        raw: dict[tuple[Any, ...], bytes] = {}
+        users = {a.address: _UserAnswers() for a in self.accounts}
+        for tag, (ok, data) in got.items():
             kind = tag[0]
             if not ok:
                 if kind not in ("sym", "price"):
                     raise ReadError(f"{self.protocol}/{self.chain}: call {kind} {tag[1:]} reverted")
-                data = b""
+                data = b""  # a broken feed or symbol makes only what uses it unknown
             if kind == "guad":
-                users[tag[1]][5] = data
+                users[tag[1]].pool_view = data
                 continue
-            k = slot.get(kind)
-            if k is None:
-                got[tag] = data
+            if kind not in _USER_WORDS:
+                raw[tag] = data
                 continue
             if len(data) < 32:
                 raise ReadError(f"{self.protocol}/{self.chain}: call {kind} {tag[1:]} returned {len(data)} bytes")
-            value = int.from_bytes(data[:32], "big")
-            if k < 2:
-                users[tag[1]][k] = value
-            else:
-                users[tag[1]][k][tag[2]] = value
-        try:
-            return self._parse(got, users, block)
-        except (ValueError, KeyError, IndexError, OverflowError, TypeError) as exc:
-            raise ReadError(f"{self.protocol}/{self.chain}: malformed answer: {type(exc).__name__}: {exc}") from None
+            users[tag[1]].take(kind, tag[2:], int.from_bytes(data[:32], "big"))
+        return raw, users
 
-    def _parse(
-        self, got: dict[tuple[Any, ...], bytes], users: dict[str, list[Any]], block: BlockRef
+    def _positions(
+        self, got: dict[tuple[Any, ...], bytes], users: dict[str, _UserAnswers], block: BlockRef
     ) -> list[Position] | None:
         fresh = True
         pool, oracle = word_address(got[("pool",)]), word_address(got[("oracle",)])
@@ -239,7 +262,7 @@ class AaveV3Reader(TaggedReader):
                 fresh = False
             self.stable_live = live
         for acct in self.accounts:
-            cfg, cat = users[acct.address][0], users[acct.address][1]
+            cfg, cat = users[acct.address].config, users[acct.address].emode
             if cfg is None or cat is None:
                 return None  # the pool was not known when this round was planned
             known = self.user_config.get(acct.address)
@@ -277,14 +300,16 @@ class AaveV3Reader(TaggedReader):
         out = []
         self.skipped = []
         for acct in self.accounts:
-            cfg, cat, sa, sv, ss, pool_view = users[acct.address]
+            u = users[acct.address]
+            cfg, cat = u.config, u.emode
+            assert cfg is not None and cat is not None  # checked above: None returned before valuing anyone
             broken = [r.symbol for r in by_id.values() if (cfg >> (2 * r.id)) & 3 and prices.get(r.asset) is None]
             if broken or cat in broken_categories:
                 what = ", ".join(broken) or f"eMode category {cat}'s price source"
                 self.skipped.append((acct, f"{self.protocol}/{self.chain}: the oracle price of {what} reverted"))
                 continue
-            sim = AaveSimulator(market, cfg, cat, sa, sv, ss, block.timestamp)
-            out.append(self._position(acct, sim, block, pool_view))
+            sim = AaveSimulator(market, cfg, cat, u.scaled_a, u.scaled_v, u.stable, block.timestamp)
+            out.append(self._position(acct, sim, block, u.pool_view))
         return out
 
     def _position(self, acct: Account, sim: AaveSimulator, block: BlockRef, pool_view: bytes | None) -> Position:
