@@ -18,7 +18,7 @@ import pytest
 import requests
 from web3 import Web3
 
-from tests.aave_helpers import batch_reader
+from tests.aave_helpers import batch_reader, local_client
 from watcher.adapters.base import Account, Call, ReadError
 from watcher.adapters.morpho_blue import BORROW_TOPIC, SUPPLY_COLLATERAL_TOPIC, MorphoBlueReader
 from watcher.chain import ChainClient, HttpTransport
@@ -55,7 +55,7 @@ class StubReader:
 @pytest.mark.parametrize("fail_in", ["parse", "calls"])
 def test_an_unexpected_error_in_one_reader_leaves_it_unknown_and_the_others_read(chain: Web3, fail_in: str) -> None:
     agg = batch_reader(chain)
-    client = ChainClient("local", chain.eth.chain_id, [("local", chain)], agg)
+    client = local_client(chain, agg)
     broken, fine = StubReader("broken", "local", agg, fail_in), StubReader("fine", "local", agg)
     result = run_check({"local": client}, [broken, fine])  # raised ZeroDivisionError / ValueError before the fix
     assert fine.parsed == 1
