@@ -136,5 +136,15 @@ OPENAPI: dict[str, Any] = {
         "/silences/{id}": {"delete": _op("End a silence now; answers it", ("id",), write=True, integer_id=True)},
         "/metrics": {"get": _op("Prometheus metrics", content="text/plain")},
         "/openapi.json": {"get": _op("This description")},
+        "/": {
+            "get": _op("The dashboard (HTML): positions grouped by level, a banner when degraded", content="text/html")
+        },
+        "/ui/positions/{id}": {
+            "get": _op(
+                "The dashboard page of one position (HTML): history charts, alerts, silences",
+                ("id",),
+                content="text/html",
+            )
+        },
     },
 }

@@ -38,6 +38,12 @@ log = logging.getLogger("watcher.api")
 
 async def health(request: web.Request) -> web.Response:
     """The watcher's own liveness and, per chain, its last good read and lag."""
+    doc, status = health_doc(request)
+    return _json(doc, request, status)
+
+
+def health_doc(request: web.Request) -> tuple[dict[str, Any], int]:
+    """The /health document and its HTTP status (the dashboard's banner reads the same)."""
     settings = request.app[SETTINGS]
     store = request.app[STORE]
     now = settings["clock"]()
@@ -52,7 +58,7 @@ async def health(request: web.Request) -> web.Response:
             "now": now,
             "storage": {**(storage or {}), "ok": False, "error": f"cannot read the database: {str(exc)[:200]}"},
         }
-        return _json(doc, request, 503)
+        return doc, 503
     stale = _freshness(settings, status, now)
     chains = {}
     for name in sorted(set(status) | set(settings["bounds"])):
@@ -103,7 +109,7 @@ async def health(request: web.Request) -> web.Response:
         doc["storage"] = storage
     if notify:
         doc["notify"] = notify
-    return _json(doc, request)
+    return doc, 200
 
 
 async def positions(request: web.Request) -> web.Response:
