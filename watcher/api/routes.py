@@ -30,6 +30,7 @@ from watcher.api.base import (
     _text,
     parse_time,
 )
+from watcher.api.export import alerts_csv, history_csv, wants_csv
 from watcher.api.freshness import _freshness, _stale_doc, _storage
 from watcher.store import Store
 
@@ -152,11 +153,14 @@ async def position(request: web.Request) -> web.Response:
 
 async def history(request: web.Request) -> web.Response:
     """A position's stored readings since a time (unix seconds or ISO-8601), oldest first."""
-    q = _query(request, ("since", "limit"))
+    q = _query(request, ("since", "limit", "format"))
     since = parse_time(q["since"], "since") if "since" in q else 0.0
     limit = _limit(q, MAX_LIMIT)
+    as_csv = wants_csv(q)
     key, _ = _position_doc(request)
     rows = request.app[STORE].position_history(key, since, limit)
+    if as_csv:
+        return history_csv(request, key, rows)
     out = [
         {
             "at": at,
@@ -197,13 +201,16 @@ def _alerts(store: Store, where: str = "", args: Iterable[Any] = (), limit: int 
 
 async def alerts(request: web.Request) -> web.Response:
     """Recent alerts, newest first, with their delivery status per channel; ?open=true keeps the open ones."""
-    q = _query(request, ("open", "limit", "position"))
+    q = _query(request, ("open", "limit", "position", "format"))
     if q.get("open", "false") not in ("true", "false"):
         raise BadRequest("open: expected true or false")
+    as_csv = wants_csv(q)
     where, args = ("position = ?", [q["position"]]) if "position" in q else ("", [])
     found = _alerts(request.app[STORE], where, args, _limit(q))
     if q.get("open") == "true":
         found = [a for a in found if a["open"]]
+    if as_csv:
+        return alerts_csv(request, found)
     return _json({"alerts": found}, request)
 
 
