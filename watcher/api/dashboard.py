@@ -45,12 +45,14 @@ th,td{border:1px solid #dde1e6;padding:4px 8px;text-align:left;vertical-align:to
 .banner{background:#b42318;color:#fff;padding:10px 20px}.banner ul{margin:4px 0 0}
 .level-liquidatable h2,.lv-liquidatable{color:#b42318}.level-critical h2,.lv-critical{color:#c4320a}
 .level-warn h2,.lv-warn{color:#b54708}.level-unknown h2,.lv-unknown{color:#475467}.lv-ok{color:#067647}
-.muted,.empty{color:#667085}.num{font-variant-numeric:tabular-nums;white-space:nowrap}
+.muted,.empty{color:#667085}.num{font-variant-numeric:tabular-nums;overflow-wrap:anywhere}td.health{white-space:nowrap}
+ul{margin:0;padding-left:18px}
 .chart{background:#fff;border:1px solid #dde1e6;display:block;margin:6px 0}
 .frame{fill:none;stroke:#dde1e6}.axis,.rule-label{font-size:11px;fill:#475467}
 .line{fill:none;stroke-width:2}.point{stroke:#fff;stroke-width:1}
 .health{stroke:#175cd3}circle.health{fill:#175cd3}.collateral{stroke:#067647}circle.collateral{fill:#067647}
 .debt{stroke:#b42318}circle.debt{fill:#b42318}
+.legend{font-size:12px;font-weight:600}.legend-collateral{fill:#067647}.legend-debt{fill:#b42318}
 .rule{stroke-dasharray:5 4;stroke-width:1}.rule-warn{stroke:#b54708}.rule-critical{stroke:#c4320a}
 .rule-liquidation{stroke:#b42318}.rule-target{stroke:#067647}
 """

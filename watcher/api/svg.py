@@ -44,7 +44,7 @@ def _iso(t: float) -> str:
 
 def _short(value: Decimal) -> str:
     """A value for an axis label: a few significant digits (the exact one is in each point's data attributes)."""
-    return f"{value:.4g}" if abs(value) < 10**6 else f"{value:.3e}"
+    return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
 def line_chart(title: str, series: list[Series], rules: Sequence[Rule] = ()) -> str:
@@ -87,6 +87,13 @@ def line_chart(title: str, series: list[Series], rules: Sequence[Rule] = ()) -> 
             f'<text class="rule-label" x="{WIDTH - _RIGHT - 4}" y="{y(r.value)}" dy="-3" text-anchor="end">'
             f"{escape(r.name)} {escape(str(r.value))}</text>"
         )
+    if len(series) > 1:  # a key to the colours, left to right along the top
+        left = _LEFT + 8
+        for s in series:
+            out.append(
+                f'<text class="legend legend-{escape(s.css)}" x="{left}" y="{_TOP + 14}">{escape(s.name)}</text>'
+            )
+            left += 10 + 8 * len(s.name)
     for s in series:
         if not s.points:
             continue
