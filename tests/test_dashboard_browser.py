@@ -46,9 +46,12 @@ PRICES = (1_900, 1_800, 1_700, 1_600, 1_450)  #: WETH steps after $2,000: the bo
 def chromium() -> str:
     """The Chromium binary, or a skip that says why there is none."""
     named = os.environ.get("MARGIN_WATCHER_CHROMIUM")
-    found = named or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found or not Path(found).exists():
-        pytest.skip("no chromium binary (Debian: apt-get install chromium; ./dev test does it as root)")
+    if named:  # ./dev test names the one it found or installed: its absence is a failure, not a skip
+        assert Path(named).exists(), f"MARGIN_WATCHER_CHROMIUM={named} does not exist"
+        return named
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.skip("no chromium binary (Debian: apt-get install chromium; ./dev test does it when run as root)")
     return found
 
 
@@ -75,6 +78,7 @@ def dump_dom(url: str) -> Node:
 
 
 def test_the_dashboard_in_headless_chromium(run_setup: RunSetup, tmp_path: Path) -> None:
+    chromium()  # skip (or fail, when ./dev named one) before starting anything
     s = run_setup
     market = s.market
     safe = market.open_position(None, {"WETH": 10 * 10**18}, {"USDC": 2_000 * 10**6})

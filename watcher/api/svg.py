@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from html import escape
 
 WIDTH, HEIGHT = 720, 260
-_LEFT, _RIGHT, _TOP, _BOTTOM = 70, 16, 14, 34  #: room for the axis labels
+_LEFT, _RIGHT, _TOP, _BOTTOM = 70, 16, 26, 34  #: room for the axis labels (and the legend, above the plot)
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,11 @@ def _iso(t: float) -> str:
 
 
 def _short(value: Decimal) -> str:
-    """A value for an axis label: a few significant digits (the exact one is in each point's data attributes)."""
-    return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    """A value for an axis label, rounded down as the page's health figures are (the exact one is in data-value)."""
+    if abs(value) >= 1000:
+        return f"{value.to_integral_value(ROUND_DOWN):,f}"
+    text = f"{value.quantize(Decimal('0.0001'), ROUND_DOWN):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def line_chart(title: str, series: list[Series], rules: Sequence[Rule] = ()) -> str:
@@ -88,11 +91,9 @@ def line_chart(title: str, series: list[Series], rules: Sequence[Rule] = ()) -> 
             f"{escape(r.name)} {escape(str(r.value))}</text>"
         )
     if len(series) > 1:  # a key to the colours, left to right along the top
-        left = _LEFT + 8
+        left = _LEFT
         for s in series:
-            out.append(
-                f'<text class="legend legend-{escape(s.css)}" x="{left}" y="{_TOP + 14}">{escape(s.name)}</text>'
-            )
+            out.append(f'<text class="legend legend-{escape(s.css)}" x="{left}" y="{_TOP - 8}">{escape(s.name)}</text>')
             left += 10 + 8 * len(s.name)
     for s in series:
         if not s.points:
