@@ -29,7 +29,7 @@ WAD = 10**18
 CHART_READINGS = 500  #: the newest readings a position page charts and lists
 #: No script may run, nothing may be fetched from elsewhere, and no other site may frame the page.
 HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'none';"
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'none';"
     " frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

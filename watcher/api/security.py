@@ -86,18 +86,18 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if token is None:
             return _error(request, 403, "writes need api.token to be configured")
         given = request.headers.get("Authorization", "")
-        page = is_page(request)
-        if page and (password := basic_password(given)) is not None:
-            given = f"Bearer {password}"  # a browser's own login prompt carries the token for the dashboard
+        # A browser's own login prompt carries the token for the dashboard (and the CSV links on its pages). Reads
+        # only: a browser replays Basic credentials on its own, so they must never authorise a write.
+        if request.method in ("GET", "HEAD") and (password := basic_password(given)) is not None:
+            given = f"Bearer {password}"
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            challenge = 'Basic realm="Margin Watcher", charset="UTF-8"' if page else "Bearer"
+            challenge = 'Basic realm="Margin Watcher", charset="UTF-8"' if is_page(request) else "Bearer"
             return _error(request, 401, "missing or wrong bearer token", {"WWW-Authenticate": challenge})
     return await handler(request)
 
 
 def is_page(request: web.Request) -> bool:
-    """A read of a dashboard page: the only requests that may send the token by HTTP Basic auth."""
-    # Reads only: a browser replays Basic credentials on its own, so they must never authorise a write.
+    """A read of a dashboard page: a 401 there asks the browser for the token by HTTP Basic auth."""
     return request.method in ("GET", "HEAD") and (request.path == "/" or request.path.startswith("/ui/"))
 
 
