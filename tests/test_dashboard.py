@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.dom import Node, parse
-from tests.test_api import API_TOKEN, BOT_TOKEN, Client, Reply, Server, World, key, world, world_config
+from tests.test_api import API_TOKEN, BOT_TOKEN, Client, Reply, Server, World, api_cfg, key, world, world_config
 from tests.test_daemon import Clock, make_daemon
 from watcher.api import make_app, serve
 from watcher.api.dashboard import GROUPS
@@ -102,6 +102,20 @@ def test_position_page_charts_its_history_with_alerts_and_silences(world: World)
     assert alert_ids == [a["id"] for a in found] and alert_ids
     [silence] = dom.find("table", id="silences").find_all("tr", class_="silence")
     assert silence.find_all("td")[0].text == str(made["id"]) and risky in silence.text
+
+
+def test_the_chart_draws_the_positions_own_thresholds(world: World) -> None:
+    # An override for one position: the chart's lines are the thresholds the daemon judges it by.
+    extra = f'\n[[alerts.overrides]]\naccount = "{world.risky}"\nprotocol = "aave_local"\nwarn = 1.4\ncritical = 1.2\n'
+    cfg = api_cfg(world, extra)
+    with Server(world.db, cfg) as server:
+        c = Client(server.port, world.secrets)
+        risky = page(c.get(f"/ui/positions/{key(world, world.risky)}"))
+        safe = page(c.get(f"/ui/positions/{key(world, world.safe)}"))
+    lines = {r.attrs["data-threshold"]: r.attrs["data-value"] for r in risky.find_all("line", class_="rule")}
+    assert lines == {"warn": "1.4", "critical": "1.2", "liquidation": "1"}
+    lines = {r.attrs["data-threshold"]: r.attrs["data-value"] for r in safe.find_all("line", class_="rule")}
+    assert lines == {"warn": "1.25", "critical": "1.1", "liquidation": "1"}
 
 
 def test_a_degraded_chain_shows_a_banner(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -115,7 +115,9 @@ def _banner(request: web.Request) -> str:
 
 def _thresholds(cfg: Config, doc: dict[str, Any]) -> tuple[int, int]:
     """(warn, critical) in WAD for a position, with its [[alerts.overrides]] applied, as the daemon judged it."""
-    who = SimpleNamespace(account=doc.get("account"), protocol=doc.get("protocol"), chain=doc.get("chain"))
+    # A Position's `protocol` is its deployment's name: a document says it as `deployment` where it has one.
+    name = doc.get("deployment") or doc.get("protocol")
+    who = SimpleNamespace(account=doc.get("account"), protocol=name, chain=doc.get("chain"))
     rules = RuleBook(cfg).rules_for(cast(Position, who))  # rules_for reads only these three fields
     return rules.warn, rules.critical
 
@@ -151,6 +153,13 @@ def _advice(doc: dict[str, Any]) -> str:
     return f"<ul>{''.join(items)}</ul>" if items else '<span class="muted">none</span>'
 
 
+def _where(doc: dict[str, Any]) -> str:
+    """Protocol (and the deployment's name where it differs) and chain."""
+    protocol, deployment = doc.get("protocol"), doc.get("deployment")
+    named = f" ({_e(deployment)})" if deployment and deployment != protocol else ""
+    return f"{_e(protocol)}{named}<br>{_e(doc.get('chain'))}"
+
+
 def _row(doc: dict[str, Any]) -> str:
     level = str(doc.get("level"))
     stale = f'<br><span class="muted">{_e(doc.get("stale_reason"))}</span>' if doc.get("stale") else ""
@@ -158,7 +167,7 @@ def _row(doc: dict[str, Any]) -> str:
         f'<tr class="position" data-id="{_e(doc.get("id"))}" data-level="{_e(level)}">'
         f'<td><a href="{_e(_page_link(str(doc.get("id"))))}">{_e(doc.get("label") or doc.get("account"))}</a>'
         f'<br><span class="muted">{_e(doc.get("account"))}</span></td>'
-        f"<td>{_e(doc.get('protocol'))}<br>{_e(doc.get('chain'))}</td>"
+        f"<td>{_where(doc)}</td>"
         f'<td class="num health lv-{_e(level)}" data-health-raw="{_e(doc.get("health_raw"))}">'
         f"{_health_text(doc.get('health_raw'))}{stale}</td>"
         f"<td>{_liquidation_prices(doc)}</td><td>{_advice(doc)}</td></tr>"
