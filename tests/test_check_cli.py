@@ -84,6 +84,10 @@ def test_check_json_and_table_on_anvil(
     doc = json.loads(capsys.readouterr().out)
     by = {p["account"]: p for p in doc["positions"]}
     assert set(by) == {safe, risky} and doc["unknown"] == []
+    # a named deployment: the id starts with its name, `protocol` says which protocol it is
+    assert {(p["protocol"], p["deployment"], p["id"].split(":")[0]) for p in by.values()} == {
+        ("aave_v3", "local_aave", "local_aave")
+    }
     # A fresh watcher learns the market in a few rounds at one block, one eth_call each.
     reads = doc["reads"]["local"]
     assert 1 <= reads["rounds"] <= 4 and reads["eth_calls"] == reads["rounds"]
@@ -205,7 +209,7 @@ def test_malformed_rpc_answer_is_unknown_not_healthy(
     doc = json.loads(capsys.readouterr().out)
     assert doc["positions"] == []
     [unknown] = doc["unknown"]
-    assert unknown["protocol"] == "local_aave" and len(unknown["accounts"]) == 2
+    assert (unknown["protocol"], unknown["deployment"]) == ("aave_v3", "local_aave") and len(unknown["accounts"]) == 2
     assert reason in unknown["reason"]
 
 

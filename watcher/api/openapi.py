@@ -19,9 +19,22 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 _PARAMS: dict[str, dict[str, Any]] = {
-    "id": {"in": "path", "schema": {"type": "string"}, "description": "an id as the API or a message's ref: gave it"},
+    "id": {
+        "in": "path",
+        "schema": {"type": "string"},
+        "description": "deployment:chain:account[:market] as the API gave it; a hex account may be in any case",
+    },
     "account": {"in": "query", "schema": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}},
-    "protocol": {"in": "query", "schema": {"type": "string"}},
+    "protocol": {
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "a protocol (aave_v3) or a deployment's name: the positions of either",
+    },
+    "deployment": {
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "a deployment's name (its protocol where the config names none); ids start with it",
+    },
     "chain": {"in": "query", "schema": {"type": "string"}, "description": "a chain or venue name from the config"},
     "level": {
         "in": "query",
@@ -127,7 +140,7 @@ OPENAPI: dict[str, Any] = {
         "/positions": {
             "get": _op(
                 "Current positions; on a chain not read for too long, level unknown and stale true",
-                ("account", "protocol", "chain", "level"),
+                ("account", "protocol", "deployment", "chain", "level"),
             )
         },
         "/positions/{id}": {"get": _op("One position: legs, liquidation prices, advice", ("id",))},

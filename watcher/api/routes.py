@@ -29,6 +29,7 @@ from watcher.api.base import (
     _show,
     _text,
     parse_time,
+    position_id,
 )
 from watcher.api.export import alerts_csv, history_csv, wants_csv
 from watcher.api.freshness import _freshness, _stale_doc, _storage
@@ -115,15 +116,15 @@ def health_doc(request: web.Request) -> tuple[dict[str, Any], int]:
 
 async def positions(request: web.Request) -> web.Response:
     """Current positions, filtered by account, protocol, chain and level; a stale source's are unknown."""
-    q = _query(request, ("account", "protocol", "chain", "level"))
+    q = _query(request, ("account", "protocol", "deployment", "chain", "level"))
     store = request.app[STORE]
     stale = _freshness(request.app[SETTINGS], store.chain_status(), request.app[SETTINGS]["clock"]())
     filters: dict[str, Any] = {}
     if "account" in q:
         filters["account"] = _account(q["account"])
-    for name in ("protocol", "chain"):
+    for name in ("protocol", "deployment", "chain"):
         if name in q:
-            filters[name] = q[name]
+            filters[name] = _text(q[name], name)
     if "level" in q and q["level"] not in LEVELS:
         raise BadRequest(f"level: {q['level'][:40]!r} is not one of {', '.join(LEVELS)}")
     cutoffs = {name: cutoff for name, (cutoff, _) in stale.items()}
@@ -134,7 +135,7 @@ async def positions(request: web.Request) -> web.Response:
 
 
 def _position_doc(request: web.Request) -> tuple[str, dict[str, Any]]:
-    key = _text(request.match_info["id"], "id")
+    key = position_id(request.match_info["id"])
     store = request.app[STORE]
     row = store.position_doc(key)
     if row is None:
@@ -205,7 +206,7 @@ async def alerts(request: web.Request) -> web.Response:
     if q.get("open", "false") not in ("true", "false"):
         raise BadRequest("open: expected true or false")
     as_csv = wants_csv(q)
-    where, args = ("position = ?", [q["position"]]) if "position" in q else ("", [])
+    where, args = ("position = ?", [position_id(q["position"], "position")]) if "position" in q else ("", [])
     found = _alerts(request.app[STORE], where, args, _limit(q))
     if q.get("open") == "true":
         found = [a for a in found if a["open"]]
@@ -258,7 +259,7 @@ async def add_silence(request: web.Request) -> web.Response:
         position_ = body["position"]
         if not isinstance(position_, str) or not position_:
             raise BadRequest("position: expected a position id string")
-        _text(position_, "position")
+        position_ = position_id(position_, "position")
     if "until" not in body:
         raise BadRequest("until: required (unix seconds or ISO-8601)")
     until, now = parse_time(body["until"], "until"), request.app[SETTINGS]["clock"]()
