@@ -308,6 +308,8 @@ def test_metrics_and_openapi(world: World, client: Client) -> None:
         "/silences/{id}",
         "/metrics",
         "/openapi.json",
+        "/",
+        "/ui/positions/{id}",
     }
 
 

@@ -49,6 +49,11 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "limit": {"in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
     "open": {"in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
     "position": {"in": "query", "schema": {"type": "string"}},
+    "format": {
+        "in": "query",
+        "schema": {"type": "string", "enum": ["json", "csv"]},
+        "description": "csv: text/csv with a header row, amounts as raw integers, times ISO-8601 UTC",
+    },
 }
 _ERROR = {
     "application/json": {
@@ -139,8 +144,10 @@ OPENAPI: dict[str, Any] = {
             )
         },
         "/positions/{id}": {"get": _op("One position: legs, liquidation prices, advice", ("id",))},
-        "/positions/{id}/history": {"get": _op("Stored readings since a time", ("id", "since", "limit"))},
-        "/alerts": {"get": _op("Recent alerts with delivery status per channel", ("open", "position", "limit"))},
+        "/positions/{id}/history": {"get": _op("Stored readings since a time", ("id", "since", "format", "limit"))},
+        "/alerts": {
+            "get": _op("Recent alerts with delivery status per channel", ("open", "position", "format", "limit"))
+        },
         "/alerts/{id}/ack": {"post": _op("Acknowledge an alert", ("id",), write=True)},
         "/silences": {
             "get": _op("Silences in force"),
@@ -149,5 +156,17 @@ OPENAPI: dict[str, Any] = {
         "/silences/{id}": {"delete": _op("End a silence now; answers it", ("id",), write=True, integer_id=True)},
         "/metrics": {"get": _op("Prometheus metrics", content="text/plain")},
         "/openapi.json": {"get": _op("This description")},
+        "/": {
+            "get": _op("The dashboard (HTML): positions grouped by level, a banner when degraded", content="text/html")
+        },
+        "/ui/positions/{id}": {
+            "get": _op(
+                "The dashboard page of one position (HTML): history charts, alerts, silences",
+                ("id",),
+                content="text/html",
+            )
+        },
     },
 }
+for _path in ("/positions/{id}/history", "/alerts"):  # ?format=csv answers these as CSV
+    OPENAPI["paths"][_path]["get"]["responses"]["200"]["content"]["text/csv"] = {}

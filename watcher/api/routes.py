@@ -31,6 +31,7 @@ from watcher.api.base import (
     parse_time,
     position_id,
 )
+from watcher.api.export import alerts_csv, history_csv, wants_csv
 from watcher.api.freshness import _freshness, _stale_doc, _storage
 from watcher.store import Store
 
@@ -39,6 +40,12 @@ log = logging.getLogger("watcher.api")
 
 async def health(request: web.Request) -> web.Response:
     """The watcher's own liveness and, per chain, its last good read and lag."""
+    doc, status = health_doc(request)
+    return _json(doc, request, status)
+
+
+def health_doc(request: web.Request) -> tuple[dict[str, Any], int]:
+    """The /health document and its HTTP status (the dashboard's banner reads the same)."""
     settings = request.app[SETTINGS]
     store = request.app[STORE]
     now = settings["clock"]()
@@ -53,7 +60,7 @@ async def health(request: web.Request) -> web.Response:
             "now": now,
             "storage": {**(storage or {}), "ok": False, "error": f"cannot read the database: {str(exc)[:200]}"},
         }
-        return _json(doc, request, 503)
+        return doc, 503
     stale = _freshness(settings, status, now)
     chains = {}
     for name in sorted(set(status) | set(settings["bounds"])):
@@ -104,7 +111,7 @@ async def health(request: web.Request) -> web.Response:
         doc["storage"] = storage
     if notify:
         doc["notify"] = notify
-    return _json(doc, request)
+    return doc, 200
 
 
 async def positions(request: web.Request) -> web.Response:
@@ -147,11 +154,14 @@ async def position(request: web.Request) -> web.Response:
 
 async def history(request: web.Request) -> web.Response:
     """A position's stored readings since a time (unix seconds or ISO-8601), oldest first."""
-    q = _query(request, ("since", "limit"))
+    q = _query(request, ("since", "limit", "format"))
     since = parse_time(q["since"], "since") if "since" in q else 0.0
     limit = _limit(q, MAX_LIMIT)
+    as_csv = wants_csv(q)
     key, _ = _position_doc(request)
     rows = request.app[STORE].position_history(key, since, limit)
+    if as_csv:
+        return history_csv(request, key, rows)
     out = [
         {
             "at": at,
@@ -192,13 +202,16 @@ def _alerts(store: Store, where: str = "", args: Iterable[Any] = (), limit: int 
 
 async def alerts(request: web.Request) -> web.Response:
     """Recent alerts, newest first, with their delivery status per channel; ?open=true keeps the open ones."""
-    q = _query(request, ("open", "limit", "position"))
+    q = _query(request, ("open", "limit", "position", "format"))
     if q.get("open", "false") not in ("true", "false"):
         raise BadRequest("open: expected true or false")
+    as_csv = wants_csv(q)
     where, args = ("position = ?", [position_id(q["position"], "position")]) if "position" in q else ("", [])
     found = _alerts(request.app[STORE], where, args, _limit(q))
     if q.get("open") == "true":
         found = [a for a in found if a["open"]]
+    if as_csv:
+        return alerts_csv(request, found)
     return _json({"alerts": found}, request)
 
 

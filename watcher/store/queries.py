@@ -63,6 +63,15 @@ class ApiQueries:
             [key, since, limit],
         ).fetchall()
 
+    def recent_history(self, key: str, limit: int) -> list[tuple[Any, ...]]:
+        """The newest `limit` readings of a position, oldest first (same columns as position_history)."""
+        rows = self.db.execute(
+            "select at, block, block_hash, health, level, collateral, debt from history"
+            " where position = ? order by at desc limit ?",
+            [key, limit],
+        ).fetchall()
+        return rows[::-1]
+
     def position_healths(self) -> list[tuple[Any, ...]]:
         """(position, protocol, deployment, chain, account, level, health, updated_at) of every position, by id."""
         return self.db.execute(
