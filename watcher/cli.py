@@ -68,6 +68,7 @@ def exit_code(result: CheckResult, thresholds: Thresholds) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """One pass over every configured position."""
+    from watcher.outlook import Outlook
     from watcher.render import make_console, render_table, result_json
 
     cfg = load_config(args.config)
@@ -75,22 +76,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     venues = build_venues(cfg)
     require_secrets(cfg, {r.chain for r in readers})
 
-    async def once() -> CheckResult:
+    async def once() -> tuple[CheckResult, dict[str, Any]]:
         # chains and venues at once, on one loop: the same async I/O stack as the daemon's
         clients = await connect(cfg, {r.chain for r in readers})
         try:
             chains, off_chain = await asyncio.gather(check_chains(clients, readers), check_venues(venues))
+            chains.merge(off_chain)
+            estimates: dict[str, Any] = {}
+            if args.json and cfg.probability.enabled:
+                outlook = Outlook([int(h) for h in cfg.probability.horizons], cfg.probability.rounds)
+                estimates = await outlook.estimate(chains.positions, clients)
         finally:
             for c in clients.values():
                 await c.close()
-        chains.merge(off_chain)
-        return chains
+        return chains, estimates
 
-    result = asyncio.run(once())
+    result, estimates = asyncio.run(once())
     thresholds = thresholds_of(cfg)
     advices = advise_all(result, thresholds)
     if args.json:
-        print(json.dumps(result_json(result, advices, thresholds, cfg.protocol_of), indent=2))
+        doc = result_json(result, advices, thresholds, cfg.protocol_of)
+        if cfg.probability.enabled:
+            for p in doc["positions"]:
+                p["liquidation_probability"] = [e.as_json() for e in estimates.get(p["id"], ())]
+        print(json.dumps(doc, indent=2))
     else:
         render_table(result, advices, thresholds, make_console())
     return exit_code(result, thresholds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from watcher.abi import Contract, words
@@ -28,47 +29,87 @@ class FeedHistory:
 async def feed_history(
     client: ChainClient, feed: str, block: int, max_rounds: int = 500, stats: ReadStats | None = None
 ) -> FeedHistory:
-    """The feed's last `max_rounds` rounds at `block`: latestRoundData, then getRoundData walking back.
+    """The feed's last `max_rounds` rounds at `block` (see feed_histories); ValueError if it serves no rounds."""
+    got = (await feed_histories(client, [feed], block, max_rounds, stats))[feed]
+    if isinstance(got, str):
+        raise ValueError(f"feed {feed}: {got}")
+    return got
+
+
+async def feed_histories(
+    client: ChainClient, feeds: Sequence[str], block: int, max_rounds: int = 500, stats: ReadStats | None = None
+) -> dict[str, FeedHistory | str]:
+    """Each feed's last `max_rounds` rounds at `block`, walked back together: one eth_call for every feed's
+    latestRoundData, then one for each BATCH rounds further back. A feed that serves no rounds gets the reason.
 
     The walk stays within the current aggregator phase (round ids below its first round belong to an earlier
     aggregator, reached only through the proxy's phaseAggregators) and stops at a round that reverts or answers
     nothing (updatedAt 0), as a feed's very first rounds can. Answers that are not positive are left out: a feed
     answering zero or less is broken, not a price.
     """
-    _, [(ok_d, dec), (ok_l, latest)] = await client.read(
-        [Call(feed, FEED.decimals.encode(), _GAS), Call(feed, FEED.latestRoundData.encode(), _GAS)], block, stats
-    )
-    if not ok_d or not ok_l or len(latest) < 160 or len(dec) < 32:
-        raise ValueError(f"feed {feed}: latestRoundData or decimals reverted at block {block}")
-    round_id, answer, _, updated, _ = words(latest)[:5]
-    phase, first = round_id >> PHASE_SHIFT, round_id & ((1 << PHASE_SHIFT) - 1)
-    got: list[tuple[int, int]] = [(updated, _signed(answer))]
-    stopped = "limit"
-    n = first - 1
-    while len(got) < max_rounds:
-        if n < 1:
-            stopped = "phase start"
-            break
-        ids = list(range(n, max(0, n - min(BATCH, max_rounds - len(got))), -1))
-        _, answers = await client.read(
-            [Call(feed, FEED.getRoundData.encode((phase << PHASE_SHIFT) | i), _GAS) for i in ids], block, stats
-        )
-        for ok, data in answers:
-            if not ok or len(data) < 160 or words(data)[3] == 0:
-                stopped = "missing round"
-                break
-            w = words(data)
-            got.append((w[3], _signed(w[1])))
-        else:
-            n = ids[-1] - 1
+    feeds = list(dict.fromkeys(feeds))
+    calls = [
+        c for f in feeds for c in (Call(f, FEED.decimals.encode(), _GAS), Call(f, FEED.latestRoundData.encode(), _GAS))
+    ]
+    _, answers = await client.read(calls, block, stats)
+    out: dict[str, FeedHistory | str] = {}
+    walks: dict[str, _Walk] = {}
+    for i, f in enumerate(feeds):
+        (ok_d, dec), (ok_l, latest) = answers[2 * i], answers[2 * i + 1]
+        if not ok_d or not ok_l or len(latest) < 160 or len(dec) < 32:
+            out[f] = "latestRoundData or decimals reverted"
             continue
-        break
-    rounds = [(t, a) for t, a in reversed(got) if a > 0]
-    return FeedHistory(feed, rounds, words(dec)[0], stopped)
+        round_id, answer, _, updated, _ = words(latest)[:5]
+        first = round_id & ((1 << PHASE_SHIFT) - 1)
+        walks[f] = _Walk(round_id >> PHASE_SHIFT, first - 1, words(dec)[0], [(updated, _signed(answer))])
+    while True:
+        asked: list[tuple[str, list[int]]] = []
+        for f, w in walks.items():
+            if w.stopped:
+                continue
+            if len(w.got) >= max_rounds:
+                w.stopped = "limit"
+            elif w.next < 1:
+                w.stopped = "phase start"
+            else:
+                asked.append((f, list(range(w.next, max(0, w.next - min(BATCH, max_rounds - len(w.got))), -1))))
+        if not asked:
+            break
+        batch = [
+            Call(f, FEED.getRoundData.encode((walks[f].phase << PHASE_SHIFT) | i), _GAS)
+            for f, ids in asked
+            for i in ids
+        ]
+        _, answers = await client.read(batch, block, stats)
+        it = iter(answers)
+        for f, ids in asked:
+            w = walks[f]
+            for _ in ids:
+                ok, data = next(it)
+                if w.stopped:
+                    continue
+                if not ok or len(data) < 160 or words(data)[3] == 0:
+                    w.stopped = "missing round"
+                    continue
+                r = words(data)
+                w.got.append((r[3], _signed(r[1])))
+            w.next = ids[-1] - 1
+    for f, w in walks.items():
+        out[f] = FeedHistory(f, [(t, a) for t, a in reversed(w.got) if a > 0], w.decimals, w.stopped)
+    return out
+
+
+@dataclass
+class _Walk:
+    phase: int
+    next: int  #: the next round (within the phase) to ask for
+    decimals: int
+    got: list[tuple[int, int]]  #: newest first
+    stopped: str = ""
 
 
 def _signed(w: int) -> int:
     return w - (1 << 256) if w >> 255 else w
 
 
-__all__ = ["FEED", "FeedHistory", "feed_history"]
+__all__ = ["FEED", "FeedHistory", "feed_histories", "feed_history"]

@@ -332,7 +332,12 @@ class AaveV3Reader(TaggedReader):
             if v.debt:
                 debt.append(Leg(r.asset, r.symbol, r.decimals, v.debt, v.price, v.debt_value))
         hf = sim.account(valued)[3]
-        details: dict[str, Any] = {"pool": self.pool, "pool_revision": sim.market.revision, "emode": sim.emode}
+        details: dict[str, Any] = {
+            "pool": self.pool,
+            "oracle": self.oracle,
+            "pool_revision": sim.market.revision,
+            "emode": sim.emode,
+        }
         if pool_view is not None:
             # Unverified revision: the Pool's own getUserAccountData is the verdict; the replay only explains it.
             pool_hf = word(pool_view, 5)

@@ -142,6 +142,23 @@ class AlertsConfig(Strict):
     overrides: list[Override] = []
 
 
+class ProbabilityConfig(Strict):
+    """Liquidation probability from the oracle's price history (watcher/probability.py states the model)."""
+
+    enabled: bool = True
+    #: seconds ahead to estimate for: 1 h, 24 h and 7 d unless given
+    horizons: list[float] = Field(default=[3600.0, 86400.0, 604800.0], min_length=1, max_length=8)
+    rounds: int = Field(default=500, ge=21, le=10_000)  #: feed rounds to walk back for the volatility
+
+    @field_validator("horizons")
+    @classmethod
+    def _horizons(cls, v: list[float]) -> list[float]:
+        for h in v:
+            if not 0 < h <= 366 * 86400:
+                raise ValueError(f"{h:g} is not a horizon from 1 second to 366 days")
+        return sorted(set(v))
+
+
 class StorageConfig(Strict):
     """Where history and alert state live, and how much history is kept."""
 
@@ -295,6 +312,7 @@ class Config(Strict):
     accounts: list[AccountConfig] = []
     alerts: AlertsConfig = AlertsConfig()
     storage: StorageConfig = StorageConfig()
+    probability: ProbabilityConfig = ProbabilityConfig()
     notify: NotifyConfig = NotifyConfig()
     api: ApiConfig = ApiConfig()
 
