@@ -6,6 +6,7 @@ import time
 from decimal import Decimal
 
 from watcher.alerts import Event
+from watcher.forecast_doc import CACHE, forecast_line
 from watcher.model import Level, Position
 from watcher.render import health_text, perp_text, short, top_up_text
 from watcher.risk import Advice, perp_top_ups
@@ -46,6 +47,10 @@ def position_message(
         else f"read {time.strftime('%H:%M:%S', time.gmtime(p.block.timestamp))} UTC"
     )
     lines.append(f"Health {health_text(p.health)}{trend} · {when}")
+    if event.level in (Level.WARN, Level.CRITICAL) and event.kind != "recover":
+        ttl = forecast_line(p, CACHE.get(p))  # under 30 days only: further out it is noise in an alert
+        if ttl:
+            lines.append(ttl)
     if advice is not None and event.kind != "recover":
         for lp in advice.liquidation_prices[:3]:
             move = Decimal(lp.move_ppm) / Decimal(10_000)
