@@ -12,6 +12,7 @@ that shape (funding that can turn in the account's favour) or whose `at_time` do
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
@@ -66,7 +67,7 @@ def verdict(sim: Simulator) -> bool:
 def first_liquidatable(sim: Simulator, start: int, horizon: int = DEFAULT_HORIZON) -> int | None:
     """The least second in [start, start + horizon] at which `verdict` holds; None if it holds at none.
 
-    Gallops from a guess (health extrapolated linearly over a day) and bisects; monotone in time by the argument
+    Gallops from a guess (secant steps on log health) and bisects; monotone in time by the argument
     in the module docstring, and the second found is checked with the one before it.
     """
     end = start + horizon
@@ -76,10 +77,7 @@ def first_liquidatable(sim: Simulator, start: int, horizon: int = DEFAULT_HORIZO
 
     if liq(start):
         return start
-    h0, h1 = sim.at_time(start).health(), sim.at_time(start + DAY).health()
-    guess = end
-    if h0 is not None and h1 is not None and h1 < h0:
-        guess = start + max((h0 - WAD) * DAY // (h0 - h1), 1)
+    guess = _guess(sim, start, end)
     t = least_true(liq, guess, start, end)
     if t is None:
         return None
@@ -87,6 +85,28 @@ def first_liquidatable(sim: Simulator, start: int, horizon: int = DEFAULT_HORIZO
     if not liq(t) or liq(t - 1):
         raise AssertionError(f"time search is not at a boundary at {t}")
     return t
+
+
+def _guess(sim: Simulator, start: int, end: int) -> int:
+    """Where health reaches 1, by a few secant steps on log(health): only a starting point for the exact search."""
+    ta, tb = start, start + DAY
+    ha, hb = sim.at_time(ta).health(), sim.at_time(tb).health()
+    if ha is None or hb is None or hb >= ha or ha <= 0 or hb <= 0:
+        return end  # not falling over the first day (or no debt): search from the horizon backwards
+    la, lb = math.log(ha / WAD), math.log(hb / WAD)
+    for _ in range(4):
+        if la == lb:
+            break
+        t = tb - lb * (tb - ta) / (lb - la)
+        if not start < t < end:
+            return end if t >= end else start + 1
+        h = sim.at_time(int(t)).health()
+        if h is None or h <= 0:
+            break
+        ta, la, tb, lb = tb, lb, int(t), math.log(h / WAD)
+        if abs(lb) < 1e-12 or ta == tb:
+            break
+    return min(max(tb, start + 1), end)
 
 
 def _apy_per_second(rate: int, scale: int) -> str:

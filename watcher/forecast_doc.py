@@ -2,14 +2,19 @@
 
 A forecast costs a few dozen replays of the protocol's check; the inputs that decide it (balances, prices, the
 market's stored indexes and rates) rarely all change between two checks. The cache reuses a forecast while they are
-unchanged; for a position at level ok it also reuses one up to `STALE_OK` seconds old when only market state moved
-(an ok position is far from its boundary; warn and worse are always computed on the state just read).
+unchanged; for a position at level ok it also reuses one up to about `STALE_OK` seconds old whatever moved, and
+`watcher run` gives ok positions only `DAEMON_BUDGET_S` of solving per check (the rest keep their older figures,
+`as_of` says from when, or wait a few checks for their first). Warn and worse are always solved on the state just
+read.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable
+import time
+import zlib
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields, is_dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -17,16 +22,18 @@ from typing import Any
 from watcher.forecast import DAY, DEFAULT_HORIZON, Forecast, forecast
 from watcher.model import Position
 
-#: seconds an ok position's forecast may be reused although market state moved
+#: seconds an ok position's forecast may be reused although its inputs moved (each position 0.5x to 1.5x this)
 STALE_OK = 600
+#: seconds of solving per check for ok positions in `watcher run`; the rest reuse older figures or wait
+DAEMON_BUDGET_S = 0.1
 #: fields that only say when, not what: a forecast is in absolute time and does not depend on them
 _TIME_FIELDS = frozenset({"now", "accrue_to", "keeper_rate"})
 _MAX_ENTRIES = 100_000
 log = logging.getLogger("watcher")
 
 
-def fingerprint(sim: Any) -> tuple[Hashable, Hashable] | None:
-    """(everything the forecast depends on, the account's own part of it); None when it cannot be hashed."""
+def fingerprint(sim: Any) -> Hashable | None:
+    """A hash of everything the forecast depends on (all but the time); None when it cannot be hashed."""
     try:
         if type(sim).__name__ == "AaveSimulator":
             m = sim.market
@@ -44,46 +51,68 @@ def fingerprint(sim: Any) -> tuple[Hashable, Hashable] | None:
                 tuple(sorted(sim.scaled_debt.items())),
                 tuple(sorted(sim.stable_debt.items())),
                 tuple(sorted(sim.prices.items())),
-                tuple(r.price for r in used),
             )
-            return hash((m.revision, m.emode.get(sim.emode), tuple(used), own)), hash(own)
+            return hash((m.revision, m.emode.get(sim.emode), tuple(used), own))
         if not is_dataclass(sim):
             return None
-        full = tuple((f.name, getattr(sim, f.name)) for f in fields(sim) if f.name not in _TIME_FIELDS)
-        return hash(full), None
+        return hash(tuple((f.name, getattr(sim, f.name)) for f in fields(sim) if f.name not in _TIME_FIELDS))
     except TypeError:  # a field holds a dict or list: no cache for it, compute each time
         return None
 
 
 class ForecastCache:
-    """The last forecast per position key, with what it was computed from."""
+    """The last forecast per position key, with what it was computed from, and a solving budget per check."""
 
     def __init__(self) -> None:
-        self._kept: dict[str, tuple[tuple[Hashable, Hashable] | None, Forecast]] = {}
-        self.hits = self.misses = 0
+        self._kept: dict[str, tuple[Hashable | None, Hashable, Forecast]] = {}
+        self.hits = self.misses = self.deferred = 0
+        self.budget_s: float | None = None  #: None: solve everything asked (watcher check)
+        self._spent = 0.0
+
+    @contextmanager
+    def budget(self, seconds: float) -> Iterator[None]:
+        """Within this block (one check's documents), ok positions get at most `seconds` of solving."""
+        self.budget_s, self._spent = seconds, 0.0
+        try:
+            yield
+        finally:
+            self.budget_s = None
+
+    def _over_budget(self) -> bool:
+        return self.budget_s is not None and self._spent >= self.budget_s
 
     def get(self, p: Position, ok: bool = False) -> Forecast:
-        """The position's forecast: reused while its inputs are unchanged (or, `ok`, only market state moved)."""
+        """The position's forecast: reused while its inputs are unchanged or, for an ok one, while it is young."""
         key = fingerprint(p.simulator)
         start = p.block.timestamp
+        # what an old forecast must still share to stand in: the same assets on each side, debt or none
+        shape = (tuple(x.asset for x in p.collateral), tuple(x.asset for x in p.debt), p.has_debt)
         kept = self._kept.get(p.key)
-        if kept is not None and key is not None and kept[0] is not None and start >= kept[1].start:
-            same = kept[0][0] == key[0]
-            near = ok and key[1] is not None and kept[0][1] == key[1] and start - kept[1].start <= STALE_OK
-            if same or near:
+        if kept is not None and start >= kept[2].start:
+            f = kept[2]
+            same = key is not None and kept[0] == key
+            passed = f.at is not None and f.at < start
+            # spread ok positions' refreshes over checks: each one's own age limit, between 0.5 and 1.5 STALE_OK
+            young = start - f.start <= STALE_OK * (500 + zlib.crc32(p.key.encode()) % 1000) // 1000
+            if same or (ok and not passed and kept[1] == shape and (young or self._over_budget())):
                 self.hits += 1
-                f = kept[1]
                 # the same state later: the boundary is where it was, unless it has passed (then it is now)
-                return f if f.at is None or f.at >= start else replace(f, at=start)
+                return replace(f, at=start) if passed else f
+        elif kept is None and ok and self._over_budget():
+            self.deferred += 1
+            return Forecast(None, DEFAULT_HORIZON, start, False, "pending: solved within the next checks", None)
         self.misses += 1
+        t0 = time.perf_counter()
         try:
             f = forecast(p)
         except Exception:  # a document without its forecast, rather than no document
             log.exception("forecast failed", extra={"position": p.key})
             return Forecast(None, DEFAULT_HORIZON, start, False, "not computed: the forecast failed", None)
+        finally:
+            self._spent += time.perf_counter() - t0
         if len(self._kept) >= _MAX_ENTRIES:
             self._kept.clear()
-        self._kept[p.key] = (key, f)
+        self._kept[p.key] = (key, shape, f)
         return f
 
 
