@@ -2,7 +2,8 @@
 
 A forecast costs a few dozen replays of the protocol's check; the inputs that decide it (balances, prices, the
 market's stored indexes and rates) rarely all change between two checks. The cache reuses a forecast while they are
-unchanged; for a position at level ok it also reuses one up to about `STALE_OK` seconds old whatever moved, and
+unchanged; for a position at level ok it also reuses one up to about `STALE_OK` seconds old while the account's own
+holdings are unchanged (market state and prices may have moved), and
 `watcher run` gives ok positions only `DAEMON_BUDGET_S` of solving per check (the rest keep their older figures,
 `as_of` says from when, or wait a few checks for their first). Warn and worse are always solved on the state just
 read.
@@ -60,11 +61,32 @@ def fingerprint(sim: Any) -> Hashable | None:
         return None
 
 
+#: per simulator class, what the account itself holds (not the market around it), in units interest does not move
+_HOLDINGS = {
+    "AaveSimulator": lambda s: (
+        s.config,
+        s.emode,
+        tuple(sorted(s.scaled_collateral.items())),
+        tuple(sorted(s.scaled_debt.items())),
+        tuple(sorted(s.stable_debt.items())),
+    ),
+    "CometSimulator": lambda s: (s.principal, s.balances, s.assets_in),
+    "MorphoSimulator": lambda s: (s.market.id, s.borrow_shares, s.collateral),
+    "MakerSimulator": lambda s: (s.ink, s.art),
+}
+
+
+def holdings(sim: Any) -> Hashable | None:
+    """The account's own balances, for reusing an ok position's young forecast; None: never reuse one."""
+    get = _HOLDINGS.get(type(sim).__name__)
+    return None if get is None else get(sim)
+
+
 class ForecastCache:
     """The last forecast per position key, with what it was computed from, and a solving budget per check."""
 
     def __init__(self) -> None:
-        self._kept: dict[str, tuple[Hashable | None, Hashable, Forecast]] = {}
+        self._kept: dict[str, tuple[Hashable | None, Hashable | None, Forecast]] = {}
         self.hits = self.misses = self.deferred = 0
         self.budget_s: float | None = None  #: None: solve everything asked (watcher check)
         self._spent = 0.0
@@ -85,8 +107,8 @@ class ForecastCache:
         """The position's forecast: reused while its inputs are unchanged or, for an ok one, while it is young."""
         key = fingerprint(p.simulator)
         start = p.block.timestamp
-        # what an old forecast must still share to stand in: the same assets on each side, debt or none
-        shape = (tuple(x.asset for x in p.collateral), tuple(x.asset for x in p.debt), p.has_debt)
+        # what an old forecast must still share to stand in: the account's own holdings (a repayment is news)
+        shape = holdings(p.simulator)
         kept = self._kept.get(p.key)
         if kept is not None and start >= kept[2].start:
             f = kept[2]
@@ -94,7 +116,8 @@ class ForecastCache:
             passed = f.at is not None and f.at < start
             # spread ok positions' refreshes over checks: each one's own age limit, between 0.5 and 1.5 STALE_OK
             young = start - f.start <= STALE_OK * (500 + zlib.crc32(p.key.encode()) % 1000) // 1000
-            if same or (ok and not passed and kept[1] == shape and (young or self._over_budget())):
+            stand_in = ok and not passed and shape is not None and kept[1] == shape
+            if same or (stand_in and (young or self._over_budget())):
                 self.hits += 1
                 # the same state later: the boundary is where it was, unless it has passed (then it is now)
                 return replace(f, at=start) if passed else f
@@ -118,6 +141,14 @@ class ForecastCache:
 
 #: one cache per process: `watcher run` reuses forecasts across checks, `watcher check` computes each once
 CACHE = ForecastCache()
+
+
+def ttl_of(p: Position, ok: bool = False) -> int | None:
+    """Seconds from the read block to liquidation at constant prices, for the alert rule; None if none is known."""
+    if not p.has_debt:
+        return None
+    f = CACHE.get(p, ok)
+    return None if f.at is None else max(f.at - p.block.timestamp, 0)
 
 
 def days_text(seconds: int) -> str:

@@ -28,7 +28,12 @@ def _money(p: Position, value: int) -> str:
 
 
 def position_message(
-    p: Position, event: Event, advice: Advice | None, previous: int | None, target: int | None = None
+    p: Position,
+    event: Event,
+    advice: Advice | None,
+    previous: int | None,
+    target: int | None = None,
+    ttl_under: int | None = None,
 ) -> tuple[str, str]:
     """(subject, text) for an alert about a position; `previous` is an earlier health, for the trend."""
     level = event.level.name
@@ -48,7 +53,8 @@ def position_message(
     )
     lines.append(f"Health {health_text(p.health)}{trend} · {when}")
     if event.level in (Level.WARN, Level.CRITICAL) and event.kind != "recover":
-        ttl = forecast_line(p, CACHE.get(p))  # under 30 days only: further out it is noise in an alert
+        # under 30 days (or the warn_days_to_liquidation rule's limit): further out it is noise in an alert
+        ttl = forecast_line(p, CACHE.get(p), max(30 * 86_400, ttl_under or 0))
         if ttl:
             lines.append(ttl)
     if advice is not None and event.kind != "recover":
