@@ -1,6 +1,6 @@
 """Time to liquidation at constant prices on our stand-in contracts (not the protocols' own), judged by their checks:
-Comet's absorb (accrue, then NotLiquidatable or not) and Maker's Jug.drip then Dog.bark, at the predicted second
-and one second earlier. Not-modelled simulators say so and give no time.
+Comet's absorb (accrue, then NotLiquidatable or not), Maker's Jug.drip then Dog.bark and Liquity v2's
+batchLiquidateTroves, at the predicted second and one second earlier. Not-modelled simulators say so and give no time.
 """
 
 from __future__ import annotations
@@ -13,9 +13,13 @@ from web3 import Web3
 
 from tests.aave_helpers import next_block_at
 from tests.test_compound_v3_standin import USDC, WETH, CometStandInWatcher, _absorb_at, _only
+from tests.test_liquity_standin import StandInWatcher, _v2_deployed, v2
 from tests.test_maker_standin import MakerStandInWatcher
+from watcher.adapters.base import Account
+from watcher.adapters.liquity import LiquityV2Reader
 from watcher.devchain.comet import deploy_comet_stand_in, new_addresses
 from watcher.devchain.deploy import revert_snapshot, take_snapshot
+from watcher.devchain.liquity import LiquityV2StandIn, placeholder
 from watcher.devchain.maker import MakerStandInSystem, deploy_maker_stand_in, new_owners
 from watcher.forecast import DAY, forecast
 from watcher.model import WAD, BlockRef, PerpLeg, Position
@@ -82,6 +86,31 @@ def test_maker_bark_succeeds_at_the_predicted_second(maker: MakerStandInSystem) 
     assert 0 < float(f.apy[("debt", p.debt[0].asset)]) < 1
     assert "Dog/not-unsafe" in (_bark_after_drip_at(maker, cdp, f.at - 1) or "")
     assert _bark_after_drip_at(maker, cdp, f.at) is None
+
+
+def test_liquity_v2_trove_liquidates_at_the_predicted_second(v2: LiquityV2StandIn) -> None:
+    v2.set_trove(0, 1_000, placeholder("ttl:whale"), 100_000 * WAD, 200 * WAD)  # not the last trove
+    owner = Account(placeholder("ttl:trove"), "t")
+    # 1 WETH at 2000 carries 1818.18 BOLD at MCR 110%; 1818 BOLD at 50% a year crosses in about two hours
+    v2.set_trove(0, 41, owner.address, 1_818 * WAD, WAD, rate=5 * 10**17)
+    reader = LiquityV2Reader("liquity_v2", "local", v2.collateral_registry.address, [owner], [41])
+    [p] = StandInWatcher(v2.w3, reader).positions().values()
+    assert not p.liquidatable
+    f = forecast(p)
+    assert f.modelled and f.at is not None and 60 < f.at - p.block.timestamp < DAY, f
+    assert f.apy[("debt", p.debt[0].asset)] == "0.5"
+    for at, expected in ((f.at - 1, False), (f.at, True)):
+        snap = take_snapshot(v2.w3)
+        try:
+            next_block_at(v2.w3, at)
+            block = v2.set_price(0, v2.oracle_price(0))  # the same price, in a block at `at`
+            assert v2.w3.eth.get_block(block)["timestamp"] == at
+            assert v2.can_liquidate(0, 41, block) is expected, (at, f.at)
+        finally:
+            revert_snapshot(v2.w3, snap)
+
+
+__all__ = ["_v2_deployed", "v2"]  # the Liquity v2 stand-in fixtures, found by pytest under these names
 
 
 def test_not_modelled_simulators_give_no_time() -> None:
