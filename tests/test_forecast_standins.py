@@ -16,13 +16,13 @@ from tests.test_compound_v3_standin import USDC, WETH, CometStandInWatcher, _abs
 from tests.test_liquity_standin import StandInWatcher, _v2_deployed, v2
 from tests.test_maker_standin import MakerStandInWatcher
 from watcher.adapters.base import Account
-from watcher.adapters.liquity import LiquityV2Reader
+from watcher.adapters.liquity import LiquityV2Reader, LiquityV2Simulator
 from watcher.devchain.comet import deploy_comet_stand_in, new_addresses
 from watcher.devchain.deploy import revert_snapshot, take_snapshot
 from watcher.devchain.liquity import LiquityV2StandIn, placeholder
 from watcher.devchain.maker import MakerStandInSystem, deploy_maker_stand_in, new_owners
 from watcher.forecast import DAY, forecast
-from watcher.model import WAD, BlockRef, PerpLeg, Position
+from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
 
 
 def test_comet_absorb_succeeds_at_the_predicted_second(chain: Web3) -> None:
@@ -111,6 +111,34 @@ def test_liquity_v2_trove_liquidates_at_the_predicted_second(v2: LiquityV2StandI
 
 
 __all__ = ["_v2_deployed", "v2"]  # the Liquity v2 stand-in fixtures, found by pytest under these names
+
+
+def test_liquity_v2_batch_fee_is_refused_not_projected_late() -> None:
+    sim = LiquityV2Simulator(
+        "0x" + "01" * 20,
+        "0x" + "02" * 20,
+        WAD,
+        1_818 * WAD,
+        2_000 * WAD,
+        110 * 10**16,
+        True,
+        2,
+        1_818 * WAD * 5 * 10**17,
+        1_000,
+    )
+    legs = (Leg(sim.token, "WETH", 18, WAD, 2_000 * WAD, 2_000 * WAD, 9090),)
+    debt = (Leg(sim.bold, "BOLD", 18, sim.debt, WAD, sim.debt),)
+
+    def position(details: dict) -> Position:
+        block = BlockRef(1, 1_000)
+        return Position(
+            "liquity_v2", "l", "0x" + "ef" * 20, "b", legs, debt, sim.health(), False, WAD, "USD", block, details, sim
+        )
+
+    plain = forecast(position({"accrued_batch_fee": 0, "annual_interest_rate": 5 * 10**17}))
+    assert plain.modelled and plain.at is not None and plain.at > 1_000
+    batched = forecast(position({"accrued_batch_fee": 3, "annual_interest_rate": 5 * 10**17}))
+    assert not batched.modelled and batched.at is None and "batch management fee" in batched.basis
 
 
 def test_not_modelled_simulators_give_no_time() -> None:

@@ -49,7 +49,7 @@ class _Model:
     debt_value: Callable[[Any], int] | None  #: the debt in base units, as the protocol values it
     apy: Callable[[Position, Any], dict[tuple[str, str], str]] | None = None
     prepare: Callable[[Any], Any] | None = None  #: a cheaper copy for many `at_time` calls
-    refuse: Callable[[Any], str | None] | None = None  #: a reason this one position is not modelled
+    refuse: Callable[[Position, Any], str | None] | None = None  #: a reason this one position is not modelled
 
 
 def verdict(sim: Simulator) -> bool:
@@ -135,7 +135,7 @@ def _aave_prepare(sim: Any) -> Any:
     return replace(sim, market=replace(m, reserves_by_id=used, _rows={}))
 
 
-def _aave_refuse(sim: Any) -> str | None:
+def _aave_refuse(p: Position, sim: Any) -> str | None:
     if any(sim.stable_debt.values()):
         return "not modelled: stable-rate debt's own accrual is not replayed"
     return None
@@ -186,6 +186,13 @@ def _liquity_v2_apy(p: Position, sim: Any) -> dict[tuple[str, str], str]:
     return out
 
 
+def _liquity_v2_refuse(p: Position, sim: Any) -> str | None:
+    if p.details.get("accrued_batch_fee"):
+        # the fee makes the debt grow faster than the time found would say: no time rather than a late one
+        return "not modelled: the trove's batch management fee accrues and is not projected"
+    return None
+
+
 def _maker_debt(sim: Any) -> int:
     return -(-sim.tab() * sim.par // (RAY * RAY))
 
@@ -210,9 +217,10 @@ MODELS: dict[str, _Model] = {
     ),
     "MakerSimulator": _Model("Jug.drip at base + duty from rho", _maker_debt, _maker_apy),
     "LiquityV2Simulator": _Model(
-        "the trove's annual interest on its recorded debt (a batch's management fee is not projected)",
+        "the trove's annual interest on its recorded debt (troves paying a batch management fee are refused)",
         lambda s: s.debt,
         _liquity_v2_apy,
+        refuse=_liquity_v2_refuse,
     ),
     "LiquityV1Simulator": _Model("Liquity v1 charges no interest: nothing drifts", lambda s: s.debt),
 }
@@ -234,7 +242,7 @@ def forecast(position: Position, horizon: int = DEFAULT_HORIZON) -> Forecast:
         why = NOT_MODELLED.get(name, "not modelled: the venue's funding is not projected")
         return Forecast(None, horizon, start, False, why, None)
     apy = model.apy(position, sim) if model.apy else {}
-    refused = model.refuse(sim) if model.refuse else None
+    refused = model.refuse(position, sim) if model.refuse else None
     if refused:
         return Forecast(None, horizon, start, False, refused, None, apy)
     if model.prepare:
