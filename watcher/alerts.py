@@ -22,6 +22,8 @@ class Rules:
     repeat: tuple[float, float, float] = (6 * 3600.0, 1800.0, 300.0)  #: repeat interval while firing, per level
     fall_drop: int = 10 * WAD // 100  #: "falling fast": health dropped by more than this ...
     fall_window: float = 600.0  #: ... within this many seconds
+    #: warn when the time to liquidation at constant prices is at most this many seconds (None: no such rule)
+    warn_ttl: int | None = None
 
     def threshold(self, level: Level) -> int:
         """Health at or below which `level` applies (liquidatable: below 1, the protocol's verdict)."""
@@ -35,6 +37,7 @@ class Observation:
     at: float  #: check time (unix seconds)
     health: int | None  #: WAD; None when there is no debt
     liquidatable: bool  #: the protocol's own verdict
+    ttl: int | None = None  #: seconds to liquidation at constant prices (watcher/forecast.py); None: none known
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +83,18 @@ def classify(health: int | None, liquidatable: bool, warn: int, critical: int) -
     return Level.OK
 
 
+#: a warn raised by the time to liquidation holds until that time is this much (x1/10) longer than the rule's
+TTL_CLEAR_TENTHS = 11
+
+
+def _ttl_warns(obs: Observation, rules: Rules, tenths: int = 10) -> bool:
+    return rules.warn_ttl is not None and obs.ttl is not None and obs.ttl * 10 <= rules.warn_ttl * tenths
+
+
 def raw_level(obs: Observation, rules: Rules) -> Level:
-    """The level the thresholds give, without hysteresis."""
-    return classify(obs.health, obs.liquidatable, rules.warn, rules.critical)
+    """The level the thresholds give, without hysteresis (a near time to liquidation is at least a warn)."""
+    level = classify(obs.health, obs.liquidatable, rules.warn, rules.critical)
+    return max(level, Level.WARN) if _ttl_warns(obs, rules) else level
 
 
 def held_level(current: Level, obs: Observation, rules: Rules) -> Level:
@@ -93,6 +105,8 @@ def held_level(current: Level, obs: Observation, rules: Rules) -> Level:
     for candidate in range(current, level, -1):
         sev = Level(candidate)
         if obs.health <= rules.threshold(sev) + rules.clear_margin:
+            return sev
+        if sev == Level.WARN and _ttl_warns(obs, rules, TTL_CLEAR_TENTHS):
             return sev
     return level
 

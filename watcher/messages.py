@@ -6,6 +6,7 @@ import time
 from decimal import Decimal
 
 from watcher.alerts import Event
+from watcher.forecast_doc import CACHE, forecast_line
 from watcher.model import Level, Position
 from watcher.render import health_text, perp_text, short, top_up_text
 from watcher.risk import Advice, perp_top_ups
@@ -27,7 +28,12 @@ def _money(p: Position, value: int) -> str:
 
 
 def position_message(
-    p: Position, event: Event, advice: Advice | None, previous: int | None, target: int | None = None
+    p: Position,
+    event: Event,
+    advice: Advice | None,
+    previous: int | None,
+    target: int | None = None,
+    ttl_under: int | None = None,
 ) -> tuple[str, str]:
     """(subject, text) for an alert about a position; `previous` is an earlier health, for the trend."""
     level = event.level.name
@@ -46,6 +52,11 @@ def position_message(
         else f"read {time.strftime('%H:%M:%S', time.gmtime(p.block.timestamp))} UTC"
     )
     lines.append(f"Health {health_text(p.health)}{trend} · {when}")
+    if event.level in (Level.WARN, Level.CRITICAL) and event.kind != "recover":
+        # under 30 days (or the warn_days_to_liquidation rule's limit): further out it is noise in an alert
+        ttl = forecast_line(p, CACHE.get(p), max(30 * 86_400, ttl_under or 0))
+        if ttl:
+            lines.append(ttl)
     if advice is not None and event.kind != "recover":
         for lp in advice.liquidation_prices[:3]:
             move = Decimal(lp.move_ppm) / Decimal(10_000)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from watcher.check import CheckResult
+from watcher.forecast_doc import CACHE, add_forecast, days_text
 from watcher.model import WAD, Leg, Level, PerpLeg, Position
 from watcher.risk import Action, Advice, LiquidationPrice, MarginTopUp, Thresholds, level_of, perp_top_ups
 
@@ -146,12 +147,14 @@ def render_table(result: CheckResult, advices: dict[str, Advice], thresholds: Th
                 debt = "\n".join(perp_text(p, leg) for leg in p.perps)
                 ups = perp_top_ups(p, thresholds.target)
                 advice = " and\n".join(top_up_text(p, u) for u in ups) if ups else "-"
+            f = CACHE.get(p, lvl is Level.OK)
+            ttl = f"liq. in {days_text(f.at - p.block.timestamp)}" if f.at is not None and not p.liquidatable else ""
             t.add_row(
                 p.protocol,
                 f"{p.chain} #{p.block.number}" if p.block.number else p.chain,
                 "\n".join(_leg_text(p, leg) for leg in p.collateral) or "-",
                 debt or "-",
-                f"[{_LEVEL_STYLE[lvl]}]{health_text(p.health)} {lvl.word}[/]",
+                f"[{_LEVEL_STYLE[lvl]}]{health_text(p.health)} {lvl.word}[/]" + (f"\n{ttl}" if ttl else ""),
                 lps or "-",
                 advice,
             )
@@ -230,6 +233,7 @@ def position_json(
     starts the id, is the position's own protocol field, which names the deployment.
     """
     doc = _position_json(p, adv, thresholds, protocol)
+    add_forecast(doc, p, ok=doc["level"] == "ok")
     if p.perps:
         decimals = _base_decimals(p)
         doc["perps"] = [perp_json(p, leg) for leg in p.perps]

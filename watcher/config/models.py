@@ -139,6 +139,8 @@ class AlertsConfig(Strict):
     repeat_liquidatable: float = Field(default=300.0, gt=0, le=365 * MAX_INTERVAL)
     falling_drop: Health = Field(default=_health("0.1"))
     falling_window: float = Field(default=600.0, gt=0, le=365 * MAX_INTERVAL)
+    #: warn when interest alone liquidates within this many days at constant prices (None: no such rule)
+    warn_days_to_liquidation: float | None = Field(default=None, gt=0, le=3650)
     overrides: list[Override] = []
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from watcher.alerts import AlertState, Event, Observation, evaluate
+from watcher.alerts import AlertState, Event, Observation, classify, evaluate
 from watcher.engine.publish import Check, Staged
 from watcher.engine.rules import RuleBook
+from watcher.forecast_doc import ttl_of
 from watcher.messages import position_message
-from watcher.model import Position
+from watcher.model import Level, Position
 from watcher.store import AlertRecord, Store
 
 
@@ -27,9 +28,13 @@ class Alerting:
         silenced_accounts, silenced_positions = self.store.silenced(check.now)
         for p in check.result.positions:
             state = self.states.get(p.key, AlertState())
-            new, events = evaluate(
-                p.key, state, Observation(check.now, p.health, p.liquidatable), self.rules.rules_for(p)
-            )
+            rules = self.rules.rules_for(p)
+            ttl = None
+            if rules.warn_ttl is not None:
+                # an ok-by-health position may reuse a young forecast (see forecast_doc); worse ones are solved anew
+                ttl = ttl_of(p, classify(p.health, p.liquidatable, rules.warn, rules.critical) is Level.OK)
+            obs = Observation(check.now, p.health, p.liquidatable, ttl)
+            new, events = evaluate(p.key, state, obs, rules)
             if new != state:
                 staged.states[p.key] = new
             if not events:
@@ -43,7 +48,12 @@ class Alerting:
     def _record(self, check: Check, p: Position, ev: Event) -> AlertRecord:
         previous = self.last_history.get(p.key)
         subject, text = position_message(
-            p, ev, check.advice(p), previous[1] if previous else None, self.rules.cfg.thresholds.target
+            p,
+            ev,
+            check.advice(p),
+            previous[1] if previous else None,
+            self.rules.cfg.thresholds.target,
+            ttl_under=self.rules.rules_for(p).warn_ttl,
         )
         return AlertRecord(ev.alert_id, p.key, ev.kind, ev.level.name.lower(), p.health, ev.at, subject, text)
 

@@ -10,6 +10,8 @@ from watcher.alerts import Observation, raw_level
 from watcher.config import Config
 from watcher.engine.publish import Check, Staged
 from watcher.engine.rules import RuleBook
+from watcher.forecast_doc import CACHE as FORECASTS
+from watcher.forecast_doc import DAEMON_BUDGET_S
 from watcher.model import Position
 from watcher.render import position_json
 from watcher.risk import Advice, Thresholds
@@ -33,6 +35,10 @@ class Documents:
     def stage(self, check: Check, staged: Staged) -> None:
         """Stage a row per position read."""
         self._staged = {}
+        with FORECASTS.budget(DAEMON_BUDGET_S):  # forecasts of ok positions: a bounded share of each check
+            self._stage(check, staged)
+
+    def _stage(self, check: Check, staged: Staged) -> None:
         for p in check.result.positions:
             rules = self.rules.rules_for(p)
             level = raw_level(Observation(check.now, p.health, p.liquidatable), rules).name.lower()

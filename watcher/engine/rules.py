@@ -20,6 +20,7 @@ def rules_from(cfg: Config) -> Rules:
         repeat=(a.repeat_warn, a.repeat_critical, a.repeat_liquidatable),
         fall_drop=a.falling_drop,
         fall_window=a.falling_window,
+        warn_ttl=None if a.warn_days_to_liquidation is None else int(a.warn_days_to_liquidation * 86_400),
     )
 
 
