@@ -123,6 +123,9 @@ def channels_for(cfg: Config) -> dict[str, Any]:
             security=em.security,
             timeout=em.timeout,
         )
+    from watcher.notify.apprise_channel import apprise_channels
+
+    out |= apprise_channels(cfg.notify)
     return out
 
 
