@@ -107,7 +107,9 @@ class HookStandIn:
             self.attempts.append((at, status))
             if status == 200:
                 self.posts.append(Post(req.path, body, dict(req.headers), at))
-        answer = json.dumps({"ok": status == 200}).encode()
+        # ntfy's own error body (its plugin logs `code`, e.g. 40301, not the HTTP status); the json plugin ignores it.
+        doc = {"ok": True} if status == 200 else {"code": status * 100 + 1, "http": status, "error": "refused"}
+        answer = json.dumps(doc).encode()
         try:
             req.send_response(status)
             req.send_header("Content-Type", "application/json")

@@ -80,12 +80,15 @@ def test_json_and_ntfy_posts_carry_the_alert_and_its_ref(run_setup: RunSetup, ho
     no_secret_anywhere(w, ntfy_url)
 
 
-def test_an_outage_of_the_service_is_retried_and_loses_nothing(run_setup: RunSetup, hook: HookStandIn) -> None:
+@pytest.mark.parametrize("plugin", ["json", "ntfy"])
+def test_an_outage_of_the_service_is_retried_and_loses_nothing(
+    run_setup: RunSetup, hook: HookStandIn, plugin: str
+) -> None:
     """The service answers 503 for 4 s: the warn is retried with backoff and arrives after it recovers, once;
     /health says the channel failed meanwhile, and is ok again after the delivery."""
     s = run_setup
     cfg = apprise_config(s, [{"url": {"env": JSON_ENV}}])
-    w = start(s, cfg, {JSON_ENV: hook.json_url()})
+    w = start(s, cfg, {JSON_ENV: hook.json_url() if plugin == "json" else hook.ntfy_url()})
     hook.down(4.0)
     down_at = time.monotonic()
     set_price(s.market, "WETH", 1_700)
@@ -123,16 +126,18 @@ def test_a_hanging_service_is_cut_at_its_timeout_and_holds_no_other_channel(
     assert ref_of(hook.texts()[0]) == ref_of(tg.text)
 
 
+@pytest.mark.parametrize("plugin", ["json", "ntfy"])
 def test_a_permanent_refusal_gives_the_row_up_and_hands_it_to_the_fallback(
-    run_setup: RunSetup, hook: HookStandIn
+    run_setup: RunSetup, hook: HookStandIn, plugin: str
 ) -> None:
-    """The service answers 403 to everything: the row is given up at once (not retried), /alerts and /health say
-    so, and the warn reaches the fallback channel (Telegram, whose own levels leave warn out: delivering wins)."""
+    """The service answers 403 to everything (ntfy with its own code 40301 in the body): the row is given up at once
+    (not retried), /alerts and /health say so, and the warn reaches the fallback channel (Telegram, whose own levels
+    leave warn out: delivering wins)."""
     s = run_setup
     hook.refuse_all(403)
     entry = {"name": "phone", "url": {"env": JSON_ENV}, "fallback": "telegram"}
     cfg = apprise_config(s, [entry], telegram={"levels": ["liquidatable"]})
-    w = start(s, cfg, {JSON_ENV: hook.json_url()})
+    w = start(s, cfg, {JSON_ENV: hook.json_url() if plugin == "json" else hook.ntfy_url()})
     set_price(s.market, "WETH", 1_700)  # warn: only the apprise channel's by routing
     tg = wait_for(lambda: s.telegram.received, 10, what="the fallback copy at Telegram")[0]
     assert "WARN" in tg.text and ref_of(tg.text).endswith(":warn")

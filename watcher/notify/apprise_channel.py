@@ -22,8 +22,9 @@ from watcher.config.errors import ConfigError
 from watcher.config.models import NotifyConfig
 from watcher.notify.base import Message, PermanentFailure, TemporaryFailure, redact, render_text
 
-#: `error=404.` in apprise's warning when a service answered with an HTTP error status.
-_STATUS = re.compile(r"error=(\d{3})\b")
+#: `error=404.` in apprise's warning when a service answered with an HTTP error status; ntfy's plugin logs ntfy's
+#: own five-digit code instead (40301, 42901), whose first three digits are the HTTP status.
+_STATUS = re.compile(r"error=(\d{3})(?:\d{2})?\b")
 #: 4xx that a retry may get past: a timeout on the service's side, and rate limiting.
 _RETRYABLE_4XX = {408, 429}
 
