@@ -132,6 +132,10 @@ def channels_for(cfg: Config) -> dict[str, Any]:
             security=em.security,
             timeout=em.timeout,
         )
+    if cfg.notify.apprise:  # apprise is imported only when it is used: it loads ~100 plugins
+        from watcher.notify.apprise_channel import apprise_channels
+
+        out |= apprise_channels(cfg.notify)
     return out
 
 

@@ -29,7 +29,9 @@ from watcher.engine.rules import RuleBook
 from watcher.engine.sources import ChainSource, Source, VenueSource
 from watcher.model import Position
 from watcher.notify.base import Channel
+from watcher.notify.quiet import quiet_hold
 from watcher.notify.relay import Relay
+from watcher.notify.routing import fallback_map, routing
 from watcher.store import Store
 
 log = logging.getLogger("watcher")
@@ -70,12 +72,18 @@ class Daemon:
         store.set_busy_timeout(BUSY_TIMEOUT)
         self.channels = channels
         self.clock = clock
-        # Every alert goes to every channel, so a fallback copy only serves rows queued before the other channel was
-        # configured (has_copy skips an alert the other channel already has).
-        fallback = {"telegram": "email", "email": "telegram"} if len(channels) == 2 else {}
+        # A fallback copy is made only where the target lacks the alert (has_copy): with routing by levels, that is
+        # also an alert the target's levels left out (delivering beats routing; watcher/notify/routing.py).
+        fallback = fallback_map(cfg.notify, list(channels))
         n = cfg.notify
         self.relay = Relay(
-            store.db, channels, fallback=fallback, retry_initial=n.retry_initial, retry_max=n.retry_max, clock=clock
+            store.db,
+            channels,
+            fallback=fallback,
+            retry_initial=n.retry_initial,
+            retry_max=n.retry_max,
+            clock=clock,
+            hold=quiet_hold(n, list(channels)),
         )
         self.book = RuleBook(cfg)
         self.history = History(store, self.book, cfg.storage)
@@ -90,6 +98,7 @@ class Daemon:
             cfg.thresholds.target,
             clock,
             wake,
+            route=routing(n, list(channels)),
         )
         #: what the API in the same process shows beside the stored state: the database's and the channels' health
         self.live: dict[str, Any] = {"storage": self.publisher.storage, "notify": self.relay.health}

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from watcher.chain import DEFAULT_GAS_BUDGET, MULTICALL3_ADDRESS
+from watcher.config.delivery import AppriseConfig, Delivery, check_channels
 from watcher.config.values import (
     DEFAULT_MAX_RESPONSE_BYTES,
     MAX_INTERVAL,
@@ -180,7 +181,7 @@ class StorageConfig(Strict):
         return v
 
 
-class TelegramConfig(Strict):
+class TelegramConfig(Delivery):
     """Telegram Bot API delivery."""
 
     token: SecretRef
@@ -190,7 +191,7 @@ class TelegramConfig(Strict):
     timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  #: seconds per request, the whole answer included
 
 
-class EmailConfig(Strict):
+class EmailConfig(Delivery):
     """SMTP delivery."""
 
     host: str
@@ -208,6 +209,8 @@ class NotifyConfig(Strict):
 
     telegram: TelegramConfig | None = None
     email: EmailConfig | None = None
+    #: channels through apprise ([[notify.apprise]]), one per URL (watcher/config/delivery.py)
+    apprise: list[AppriseConfig] = []
     #: a failed send is retried after retry_initial seconds, doubling up to retry_max, until it is delivered or a
     #: newer alert for the same position supersedes it: a live alert is never given up
     retry_initial: float = Field(default=2.0, gt=0, le=MAX_INTERVAL)
@@ -217,6 +220,7 @@ class NotifyConfig(Strict):
     def _retry_order(self) -> NotifyConfig:
         if self.retry_max < self.retry_initial:
             raise ValueError("notify.retry_max must be at least notify.retry_initial")
+        check_channels(self)
         return self
 
 

@@ -22,6 +22,7 @@ def _refs(cfg: Config, chains: Iterable[str], notify: bool, api: bool) -> list[t
             out.append(("notify.telegram.token", tg.token))
         if em is not None and em.password is not None:
             out.append(("notify.email.password", em.password))
+        out += [(f"notify.apprise[{i}].url", a.url) for i, a in enumerate(cfg.notify.apprise)]
     if api and cfg.api.token is not None:
         out.append(("api.token", cfg.api.token))
     return out

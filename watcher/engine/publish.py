@@ -13,6 +13,7 @@ from watcher.check import CheckResult
 from watcher.model import Position
 from watcher.risk import Advice, advise
 from watcher.store import AlertRecord, HistoryRow, Store
+from watcher.store.core import Route
 
 log = logging.getLogger("watcher")
 
@@ -80,6 +81,7 @@ class Publisher:
         target: int,
         clock: Callable[[], float],
         on_alerts: Callable[[], None],
+        route: Route | None = None,
     ) -> None:
         self.store = store
         self.listeners = list(listeners)
@@ -87,6 +89,7 @@ class Publisher:
         self.target = target
         self.clock = clock
         self.on_alerts = on_alerts
+        self.route = route  #: which channels get each alert (watcher/notify/routing.py); None: all of them
         self.checks = 0  #: checks committed
         self.commit_failures = 0
         #: the database's own health, shown by the API beside the stored state
@@ -123,6 +126,7 @@ class Publisher:
                 positions=staged.positions,
                 muted=staged.muted,
                 unknown=staged.unknown,
+                route=self.route,
             )
         except (sqlite3.Error, OSError) as exc:
             self.commit_failures += 1

@@ -70,6 +70,7 @@ class Relay:
         retry_max: float = 300.0,
         fallback_after: int = 8,
         clock: Callable[[], float] = time.time,
+        hold: Callable[[str, list[OutboxRow], float], float | None] | None = None,
     ) -> None:
         fallback = dict(fallback or {})
         for source, target in fallback.items():
@@ -90,6 +91,8 @@ class Relay:
         self.retry_max = retry_max
         self.fallback_after = fallback_after
         self.clock = clock
+        #: until when a position's rows on a channel wait without an attempt (quiet hours, watcher/notify/quiet.py)
+        self.hold = hold
         self._state: dict[str, _ChannelState] = {}
         #: per channel, what `/health` shows of it: ok, consecutive failures, the last error, since when
         self.health: dict[str, dict[str, object]] = {
@@ -225,6 +228,8 @@ class Relay:
             waited = [r for r in rows[:-1] if state.failures or r.attempts > 0 or r.created_at <= state.outage_end]
             plan = _Plan(rows[-1], tuple(rows[:-1])) if waited else _Plan(rows[0], ())
             due_at = plan.row.next_attempt_at if plan.row.next_attempt_at is not None else plan.row.created_at
+            if self.hold is not None and (until := self.hold(name, rows, self.clock())) is not None:
+                due_at = max(due_at, until)
             # A position's worst row decides its place, so a mild update never holds a worse one of its position back.
             plans.append(((-max(r.severity for r in rows), rows[0].created_at, rows[0].id), due_at, plan))
         return plans

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,9 @@ from watcher.store import outbox
 from watcher.store.queries import ApiQueries
 from watcher.store.records import AlertRecord, HistoryRow, _state_from_json, _state_to_json
 from watcher.store.schema import migrate
+
+#: Picks the channels (of those given) that get an alert, inside the commit's transaction.
+Route = Callable[[sqlite_utils.Database, AlertRecord, Sequence[str]], Sequence[str]]
 
 
 class Store(ApiQueries):
@@ -103,11 +106,13 @@ class Store(ApiQueries):
         positions: Iterable[dict[str, Any]] = (),
         muted: Collection[str] = (),
         unknown: Iterable[str] = (),
+        route: Route | None = None,
     ) -> list[int]:
         """Write state changes, alerts and their outbox rows (one per channel) in one transaction.
 
         `positions` are rows of the positions table; alerts whose id is in `muted` are stored but not enqueued;
-        positions keyed in `unknown` could not be read, and are marked so.
+        positions keyed in `unknown` could not be read, and are marked so; `route` picks each alert's channels
+        (called in the transaction, so it sees the outbox rows of earlier alerts), default all of them.
         """
         channels = list(channels)
         rows: list[int] = []
@@ -137,7 +142,7 @@ class Store(ApiQueries):
                 )
                 if a.id in muted:
                     continue
-                for ch in channels:
+                for ch in channels if route is None else route(db, a, channels):
                     rows.append(
                         outbox.enqueue(
                             db,
