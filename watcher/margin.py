@@ -1,7 +1,8 @@
 """Tiered maintenance margins for perpetuals: requirements by notional, continuity at tier edges, liquidation price.
 
 Exact arithmetic: notionals are integers in the venue's quote units (e.g. USD scaled by 1e6) and rates are rationals
-(Hyperliquid's tier rate is 1 / (2 * max leverage)), so nothing here rounds until display.
+(Hyperliquid's tier rate is 1 / (2 * max leverage)), so nothing here rounds until display; `fixed_decimal` is that
+display, for the perp venues' details.
 """
 
 from __future__ import annotations
@@ -96,3 +97,13 @@ def isolated_liquidation_price(size: int, entry: Fraction, margin: Fraction, tie
         if in_tier and (best is None or (sign > 0 and p > best) or (sign < 0 and p < best)):
             best = p
     return best
+
+
+def fixed_decimal(x: Fraction | None, places: int = 8) -> str | None:
+    """A Fraction as a rounded decimal string, for JSON-safe display details only (decisions use the Fractions)."""
+    if x is None:
+        return None
+    scaled = round(x * 10**places)
+    sign = "-" if scaled < 0 else ""
+    whole, frac = divmod(abs(scaled), 10**places)
+    return f"{sign}{whole}.{frac:0{places}d}"

@@ -8,6 +8,66 @@ from watcher.store import outbox
 
 SCHEMA_VERSION = 2
 
+#: every table, in creation order: its name, the columns it is created with, its primary key (None: rowid)
+_TABLES: tuple[tuple[str, dict[str, type], str | None], ...] = (
+    ("meta", {"key": str, "value": str}, "key"),
+    ("alert_state", {"position": str, "state": str, "updated_at": float}, "position"),
+    (
+        "alerts",
+        {
+            "id": str,
+            "position": str,
+            "kind": str,
+            "level": str,
+            "health": str,
+            "created_at": float,
+            "subject": str,
+            "text": str,
+            "acked_at": float,
+        },
+        "id",
+    ),
+    (
+        "history",
+        {
+            "position": str,
+            "at": float,
+            "block": int,
+            "block_hash": str,
+            "health": str,
+            "level": str,
+            "collateral": str,
+            "debt": str,
+        },
+        None,
+    ),
+    (
+        "chain_status",
+        {"chain": str, "degraded": int, "since": float, "reason": str, "last_ok": float, "last_block": int},
+        "chain",
+    ),
+    (
+        "positions",
+        {
+            "position": str,
+            "protocol": str,
+            "deployment": str,
+            "chain": str,
+            "account": str,
+            "label": str,
+            "level": str,
+            "health": str,
+            "doc": str,
+            "updated_at": float,
+            "block": int,
+        },
+        "position",
+    ),
+    ("silences", {"id": int, "account": str, "position": str, "until": float, "created_at": float}, "id"),
+)
+#: indexes by table, each made right after its table (so the file's schema reads as it always did)
+_INDEXES: dict[str, list[list[str]]] = {"history": [["position", "at"]]}
+
 
 _SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT"}
 
@@ -26,66 +86,10 @@ def _add_columns(db: sqlite_utils.Database, table: str, columns: dict[str, type]
 def migrate(db: sqlite_utils.Database) -> None:
     """Bring the file to SCHEMA_VERSION: every table and index, in one transaction, then the outbox's."""
     with db.atomic():
-        db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-        db["alert_state"].create(
-            {"position": str, "state": str, "updated_at": float}, pk="position", if_not_exists=True
-        )
-        db["alerts"].create(
-            {
-                "id": str,
-                "position": str,
-                "kind": str,
-                "level": str,
-                "health": str,
-                "created_at": float,
-                "subject": str,
-                "text": str,
-                "acked_at": float,
-            },
-            pk="id",
-            if_not_exists=True,
-        )
-        db["history"].create(
-            {
-                "position": str,
-                "at": float,
-                "block": int,
-                "block_hash": str,
-                "health": str,
-                "level": str,
-                "collateral": str,
-                "debt": str,
-            },
-            if_not_exists=True,
-        )
-        db["history"].create_index(["position", "at"], if_not_exists=True)
-        db["chain_status"].create(
-            {"chain": str, "degraded": int, "since": float, "reason": str, "last_ok": float, "last_block": int},
-            pk="chain",
-            if_not_exists=True,
-        )
-        db["positions"].create(
-            {
-                "position": str,
-                "protocol": str,
-                "deployment": str,
-                "chain": str,
-                "account": str,
-                "label": str,
-                "level": str,
-                "health": str,
-                "doc": str,
-                "updated_at": float,
-                "block": int,
-            },
-            pk="position",
-            if_not_exists=True,
-        )
-        db["silences"].create(
-            {"id": int, "account": str, "position": str, "until": float, "created_at": float},
-            pk="id",
-            if_not_exists=True,
-        )
+        for name, columns, pk in _TABLES:
+            db[name].create(columns, pk=pk, if_not_exists=True)
+            for index in _INDEXES.get(name, []):
+                db[name].create_index(index, if_not_exists=True)
         # Columns added in schema 2 to tables that schema 1 already created.
         _add_columns(db, "alerts", {"silenced": int})
         _add_columns(db, "chain_status", {"last_check_seconds": float, "rpc_errors": int})

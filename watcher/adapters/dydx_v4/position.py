@@ -23,17 +23,8 @@ from watcher.adapters.dydx_v4.valuation import (
     liquidation_price,
     value,
 )
+from watcher.margin import fixed_decimal as _fmt
 from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
-
-
-def _fmt(x: Fraction | None, places: int = 8) -> str | None:
-    """A Fraction as a rounded decimal string, for display details only."""
-    if x is None:
-        return None
-    scaled = round(x * 10**places)
-    sign = "-" if scaled < 0 else ""
-    whole, frac = divmod(abs(scaled), 10**places)
-    return f"{sign}{whole}.{frac:0{places}d}"
 
 
 def position_of(

@@ -49,16 +49,6 @@ def liquidation_price(pos: PerpPosition, market: Market, mark: Fraction, margin:
     return None if p is None else p / per_base
 
 
-def _fmt(x: Fraction | None, places: int = 8) -> str | None:
-    """A Fraction as a rounded decimal string, for JSON-safe details only (decisions use the Fractions)."""
-    if x is None:
-        return None
-    scaled = round(x * 10**places)
-    sign = "-" if scaled < 0 else ""
-    whole, frac = divmod(abs(scaled), 10**places)
-    return f"{sign}{whole}.{frac:0{places}d}"
-
-
 def _ratio_wad(equity: Fraction, req: Fraction) -> int | None:
     """equity / requirement in WAD, floored; None when nothing is required."""
     return None if req <= 0 else (equity * WAD / req).__floor__()

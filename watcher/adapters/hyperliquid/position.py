@@ -10,7 +10,6 @@ from watcher.adapters.base import Account, ReadError
 from watcher.adapters.hyperliquid.margin import (
     _base,
     _ceil,
-    _fmt,
     _ratio_wad,
     _tier_index,
     liquidation_price,
@@ -21,6 +20,7 @@ from watcher.adapters.hyperliquid.parse import (
     USD,
     HyperliquidSnapshot,
 )
+from watcher.margin import fixed_decimal as _fmt
 from watcher.model import BlockRef, Leg, PerpLeg, Position
 
 

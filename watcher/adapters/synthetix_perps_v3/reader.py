@@ -1,54 +1,22 @@
-"""Synthetix perps v3 adapter: PerpsMarketProxy views plus a few storage slots in one batch, canLiquidate replayed.
-
-Synthetix perps accounts are NFT ids (uint128), each one cross-margined account owned by an address. The check the
-watcher replays is LiquidationModule.canLiquidate -> PerpsAccount.isEligibleForLiquidation (synthetix-v3 main):
-
-    liquidatable  iff  flagged  or  requiredMaintenanceMargin + liquidationReward > availableMargin
-
-- availableMargin = discounted collateral value + sum of positions' totalPnl - debt, where Position.getPnl at the index
-  price p is pricePnl = size*(p - latestInteractionPrice)/1e18, accruedFunding = size*(nextFunding(p) -
-  latestInteractionFunding)/1e18 with nextFunding(p) = lastFundingValue + avgRate*elapsed/1e18*p/1e18, minus
-  chargedInterest = (|size|*p/1e18 * lockedOiRatio/1e18) * (nextInterestAccrued - latestInterestAccrued)/1e18.
-  Every division truncates toward zero, as Solidity's does.
-- requiredMaintenanceMargin = sum over positions of PerpsMarketConfiguration.calculateRequiredMargins:
-  imr = (|size|/skewScale)*initialMarginRatio + minimumInitialMarginRatio, mmr = imr * maintenanceMarginScalar,
-  maintenance = (|size|*p/1e18) * mmr/1e18 + minimumPositionMargin (all D18 floors).
-- liquidationReward = keeperReward(max(sum flagRewardRatio*notional, collateralValue*collateralLiquidateRewardRatio),
-  flagCost + liquidateCost, collateralValue) + keeperReward(0, liquidateCost, 0) * (maxLiquidationWindows - 1),
-  with keeperReward(r, c, m) = min(max(minCap(c), r + c), maxCap(m)); keeper costs come from the keeper-cost
-  oracle node (processWithRuntime on the oracle manager), and getRequiredMargins returns maintenance + reward.
-
-The price-dependent state no view serves (each position's latestInteractionPrice/Funding/InterestAccrued, each
-market's lastFundingRate/Value/Time, the InterestRate record, the factory's oracle manager) is read by storage slot at
-Synthetix's namespaced slots. The replay is checked against getOpenPosition, getAvailableMargin and
-getRequiredMargins at the same block: any difference is a ReadError (a layout change must not read as healthy).
-
-Money is USD in D18 (base_unit 1e18); sizes are D18 coins (size_decimals 18); prices D18 USD per coin.
-"""
+"""Synthetix perps v3 reader: the PerpsMarketProxy views and storage slots, planned, parsed and checked."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Annotated, Any
+from typing import Any
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
-from pydantic import Field
 
 from watcher.abi import Contract
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
-from watcher.config.options import ProtocolOptions
-from watcher.model import WAD, BlockRef, Leg, PerpLeg, Position
-from watcher.registry import ChainProtocol, register
-from watcher.risk import least_true
+from watcher.adapters.synthetix_perps_v3.math import D18, MarketState, PositionState, _signed
+from watcher.adapters.synthetix_perps_v3.simulator import SynthetixAccountSimulator
+from watcher.model import BlockRef, Leg, PerpLeg, Position
 
 PROXY = Contract("ISynthetixPerpsMarketProxy")
 NODE = Contract("ISynthetixPerpsOracleNode")
-D18 = 10**18
-YEAR = 31_557_600  #: InterestRate's AVERAGE_SECONDS_PER_YEAR
-DAY = 86_400
 USD = "snxUSD"  #: the collateral leg's asset: available margin in USD (D18)
 _CHEAP, _HEAVY = 20_000, 400_000
 
@@ -72,231 +40,6 @@ def position_slot(market_id: int, account_id: int) -> int:
     return int.from_bytes(
         keccak(abi_encode(["uint256", "uint256"], [account_id, market_slot(market_id) + _POSITIONS])), "big"
     )
-
-
-def _signed(w: int, bits: int = 256) -> int:
-    """A word (or its low `bits`) as a two's complement integer."""
-    w &= (1 << bits) - 1
-    return w - (1 << bits) if w >> (bits - 1) else w
-
-
-def tdiv(a: int, b: int) -> int:
-    """Integer division truncating toward zero, as Solidity's int256 division does."""
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b >= 0) else -q
-
-
-@dataclass(frozen=True, slots=True)
-class MarketState:
-    """One perps market's configuration and funding state, as read at the block."""
-
-    market_id: int
-    symbol: str
-    skew_scale: int
-    initial_margin_ratio: int
-    minimum_initial_margin_ratio: int
-    maintenance_margin_scalar: int
-    flag_reward_ratio: int
-    minimum_position_margin: int
-    locked_oi_ratio: int
-    maker_fee: int
-    taker_fee: int
-    liquidation_multiplier: int
-    liquidation_window_seconds: int
-    last_funding_rate: int
-    last_funding_value: int
-    last_funding_time: int
-    skew: int
-    max_funding_velocity: int
-
-    def funding_rate(self, now: int) -> int:
-        """currentFundingRate: lastFundingRate + velocity * elapsed days, velocity = clamp(skew/skewScale) * max."""
-        velocity = 0
-        if self.skew_scale:
-            p_skew = max(-D18, min(D18, tdiv(self.skew * D18, self.skew_scale)))
-            velocity = tdiv(p_skew * self.max_funding_velocity, D18)
-        return self.last_funding_rate + tdiv(velocity * self.elapsed(now), D18)
-
-    def elapsed(self, now: int) -> int:
-        """proportionalElapsed: days since the last funding update, D18."""
-        return (now - self.last_funding_time) * D18 // DAY
-
-    def margins(self, size: int, price: int) -> tuple[int, int, int]:
-        """calculateRequiredMargins: (maintenance margin, maintenance ratio D18, notional), D18 floors."""
-        if size == 0:
-            return 0, 0, 0
-        impact = 0 if self.skew_scale == 0 else abs(size) * D18 // self.skew_scale
-        imr = impact * self.initial_margin_ratio // D18 + self.minimum_initial_margin_ratio
-        mmr = imr * self.maintenance_margin_scalar // D18
-        notional = abs(size) * price // D18
-        return notional * mmr // D18 + self.minimum_position_margin, mmr, notional
-
-    def windows(self, size_abs: int) -> int:
-        """numberOfLiquidationWindows: ceil(|size| / maxLiquidationAmountInWindow), 0 when that amount is 0."""
-        per = (self.maker_fee + self.taker_fee) * self.skew_scale // D18 * self.liquidation_multiplier // D18
-        per *= self.liquidation_window_seconds
-        return 0 if per == 0 else -(-size_abs // per)
-
-
-@dataclass(frozen=True, slots=True)
-class PositionState:
-    """One open position's stored record (Position.Data)."""
-
-    market_id: int
-    size: int
-    last_price: int
-    last_funding: int
-    last_interest: int
-
-
-@dataclass(frozen=True, slots=True)
-class SynthetixAccountSimulator:
-    """Exact replay of isEligibleForLiquidation for one account, with market prices or collateral changed.
-
-    Keeper costs and collateral values are held at the read block; funding and interest accrue to `now`.
-    """
-
-    account_id: int
-    now: int
-    markets: tuple[MarketState, ...]
-    prices: tuple[int, ...]  #: index price of each market, aligned with `markets`
-    positions: tuple[PositionState, ...]
-    interest: tuple[int, int, int]  #: InterestRate: interestAccrued, interestRate, lastTimestamp
-    collateral_discounted: int  #: what availableMargin counts
-    collateral_value: int  #: totalCollateralValue (undiscounted): the keeper reward's caps and collateral reward
-    debt: int
-    guards: tuple[int, int, int, int]  #: minKeeperRewardUsd, minKeeperProfitRatio, maxKeeperRewardUsd, maxScaling
-    collateral_reward_ratio: int
-    flag_cost: int
-    liquidate_cost: int
-    flagged: bool
-
-    def _market(self, market_id: int) -> tuple[MarketState, int]:
-        for m, p in zip(self.markets, self.prices, strict=True):
-            if m.market_id == market_id:
-                return m, p
-        raise KeyError(f"market {market_id} not read")
-
-    def _next_interest(self) -> int:
-        accrued, rate, last = self.interest
-        elapsed = (self.now - last) * D18 // YEAR
-        return accrued + rate * elapsed // D18
-
-    def pnl(self, pos: PositionState) -> tuple[int, int, int]:
-        """Position.getPnl at the market's price: (totalPnl, accruedFunding, chargedInterest)."""
-        m, price = self._market(pos.market_id)
-        elapsed = m.elapsed(self.now)
-        avg = -tdiv((m.last_funding_rate + m.funding_rate(self.now)) * D18, 2 * D18)
-        next_funding = m.last_funding_value + tdiv(tdiv(avg * elapsed, D18) * price, D18)
-        accrued = tdiv(pos.size * (next_funding - pos.last_funding), D18)
-        price_pnl = tdiv(pos.size * (price - pos.last_price), D18)
-        locked = abs(pos.size) * price // D18 * m.locked_oi_ratio // D18
-        net = self._next_interest() - pos.last_interest
-        if net < 0:
-            raise ValueError("position interest index is ahead of the market's")
-        interest = locked * net // D18
-        return price_pnl + accrued - interest, accrued, interest
-
-    def available(self) -> int:
-        """getAvailableMargin: discounted collateral + PnL - debt."""
-        return self.collateral_discounted - self.debt + sum(self.pnl(p)[0] for p in self.positions)
-
-    def maintenances(self) -> list[tuple[int, int, int]]:
-        """Per position: (maintenance margin, maintenance ratio D18, notional)."""
-        return [self._market(p.market_id)[0].margins(p.size, self._market(p.market_id)[1]) for p in self.positions]
-
-    def _keeper_reward(self, rewards: int, cost: int, margin: int) -> int:
-        min_usd, min_profit, max_usd, max_scaling = self.guards
-        min_cap = max(cost + min_usd, cost * (min_profit + D18) // D18)
-        max_cap = max_usd if margin == 0 else min(margin * max_scaling // D18, max_usd)
-        return min(max(min_cap, rewards + cost), max_cap)
-
-    def reward(self) -> int:
-        """getAccountRequiredMargins' possibleLiquidationReward."""
-        if not self.positions:
-            return 0
-        flag, windows = 0, 0
-        for p in self.positions:
-            m, price = self._market(p.market_id)
-            flag += abs(p.size) * price // D18 * m.flag_reward_ratio // D18
-            windows = max(windows, m.windows(abs(p.size)))
-        collateral_reward = self.collateral_value * self.collateral_reward_ratio // D18
-        out = self._keeper_reward(
-            max(flag, collateral_reward), self.flag_cost + self.liquidate_cost, self.collateral_value
-        )
-        if windows:
-            out += self._keeper_reward(0, self.liquidate_cost, 0) * (windows - 1)
-        return out
-
-    def requirement(self) -> int:
-        """What the check compares with availableMargin: maintenance margins + liquidation reward."""
-        return sum(mm for mm, _, _ in self.maintenances()) + self.reward() if self.positions else 0
-
-    def liquidatable(self) -> bool:
-        """canLiquidate: flagged, or requirement > availableMargin."""
-        return self.flagged or self.requirement() > self.available()
-
-    def health(self) -> int | None:
-        """floor(available * 1e18 / requirement): below 1e18 exactly when the requirement exceeds the margin."""
-        req = self.requirement()
-        return None if req == 0 else self.available() * WAD // req
-
-    def at_time(self, timestamp: int) -> SynthetixAccountSimulator:
-        """The same account with funding and interest accrued to `timestamp` (prices and costs held)."""
-        return replace(self, now=timestamp)
-
-    def with_price(self, asset: str, price: int) -> SynthetixAccountSimulator:
-        """Replace one market's index price; `asset` is the market's symbol or its id."""
-        prices = list(self.prices)
-        for i, m in enumerate(self.markets):
-            if asset in (m.symbol, str(m.market_id)):
-                prices[i] = price
-        return replace(self, prices=tuple(prices))
-
-    def with_supply(self, asset: str, amount: int) -> SynthetixAccountSimulator:
-        """After depositing `amount` snxUSD (D18) as collateral."""
-        return replace(
-            self,
-            collateral_discounted=self.collateral_discounted + amount,
-            collateral_value=self.collateral_value + amount,
-        )
-
-    def with_repay(self, asset: str, amount: int) -> SynthetixAccountSimulator:
-        """After payDebt(amount): the debt falls, never below zero."""
-        return replace(self, debt=self.debt - min(amount, self.debt))
-
-    def liquidation_price(self, market_id: int) -> int | None:
-        """The index price of one market at which canLiquidate turns true, everything else held; None if none does.
-
-        A long is liquidatable at this price and not one unit (1e-18 USD) above; a short at it and not one below.
-        """
-        if self.flagged:
-            return None
-        m, p0 = self._market(market_id)
-        size = next(p.size for p in self.positions if p.market_id == market_id)
-        hi = max(p0, 1) << 64
-
-        key = m.symbol if m.symbol else str(market_id)
-
-        def liq(p: int) -> bool:
-            return self.with_price(key, p).liquidatable()
-
-        def surplus(p: int) -> int:
-            at = self.with_price(key, p)
-            return at.available() - at.requirement()
-
-        # A secant through the margin surplus at the mark and 10% against the position lands within a hair of the
-        # root (the surplus is nearly linear in price), so the exact search that follows gallops a few steps, not ~60.
-        p1 = max(1, p0 * 9 // 10) if size > 0 else p0 * 11 // 10
-        f0, f1 = surplus(p0), surplus(p1)
-        guess = p0 - f0 * (p1 - p0) // (f1 - f0) if f1 != f0 else p0
-        guess = min(max(guess, 1), hi)
-        if size > 0:
-            if not liq(1):
-                return None
-            safe = least_true(lambda p: not liq(p), guess, 1, hi)
-            return None if safe is None else safe - 1
-        return least_true(liq, guess, 1, hi)
 
 
 class SynthetixPerpsV3Reader(TaggedReader):
@@ -573,13 +316,3 @@ class SynthetixPerpsV3Reader(TaggedReader):
 def make_reader(dep: Any, accounts: Sequence[Account]) -> SynthetixPerpsV3Reader:
     """A reader for a resolved Deployment (address = the PerpsMarketProxy, account_ids = the NFT ids to watch)."""
     return SynthetixPerpsV3Reader(dep.name, dep.chain, dep.address, accounts, dep.account_ids)
-
-
-class SynthetixPerpsOptions(ProtocolOptions):
-    """Synthetix perps v3's own [[deployments]] keys."""
-
-    #: the perps account (NFT) ids to watch
-    account_ids: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
-
-
-register(ChainProtocol("synthetix_perps_v3", "perps_market_proxy", make_reader, options=SynthetixPerpsOptions))
