@@ -1,0 +1,84 @@
+"""The command listener against a broken getUpdates, under `watcher run --config`: alerts still go out, it recovers.
+
+getUpdates down (HTTP 502), hanging (read, never answered), answering garbage (not JSON) or the wrong shape (a
+result that is not a list), and updates whose fields are junk: each while a position turns critical. The alert must
+reach the chat as usual, the daemon must live on, and once getUpdates works again a command is answered.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests import run_harness
+from tests.run_harness import TOKEN, RunSetup, set_price, wait_for
+from tests.test_telegram_commands import CHAT, ask, commands_on, log_text, started
+
+run_market = run_harness.run_market
+run_setup = run_harness.run_setup
+telegram_standin = run_harness.telegram_standin
+
+POLL_TIMEOUT = 1  #: notify.telegram.poll_timeout in these tests
+TIMEOUT = 2.0  #: notify.telegram.timeout
+BACKOFF_MAX = 2.0  #: notify.retry_max in the harness's config: the listener's longest wait between failed polls
+#: a critical alert reaches the chat within this many seconds of the price change (as without the fault)
+ALERT_BOUND = 10.0
+
+
+@pytest.mark.parametrize("fault", ["down", "hang", "garbage", "wrong"])
+def test_a_broken_get_updates_never_holds_back_an_alert_and_the_listener_recovers(
+    run_setup: RunSetup, fault: str
+) -> None:
+    """While getUpdates fails the critical alert is delivered; after the fault, /status is answered again."""
+    s = run_setup
+    w = started(s, commands_on())
+    assert ask(s, "/status").startswith("✅ user0")
+    s.telegram.updates.fault(fault)
+    began = time.monotonic()
+    set_price(s.market, "WETH", 1_500)  # health 1.03: critical
+    changed = time.monotonic()
+    alert = wait_for(
+        lambda: [r for r in s.telegram.received if r.chat_id == CHAT and r.text.startswith("🔴 CRITICAL")],
+        ALERT_BOUND,
+        what=f"the critical alert while getUpdates is {fault}",
+    )[0]
+    print(f"{fault}: critical alert {alert.at - changed:.2f} s after the price change")
+    # the listener keeps trying through the fault, backing off, without dying
+    polls = wait_for(lambda: s.telegram.updates.polls_since(began)[1:], 15, what=f"a second poll while {fault}")
+    assert w.alive()
+    assert w.logs("telegram commands: getUpdates failed"), w.logs()
+    if fault == "hang":
+        first, second = s.telegram.updates.polls_since(began)[:2]
+        gap = second.at - first.at
+        print(f"hang: a hung poll was cut and the next one sent {gap:.2f} s later")
+        # cut at poll_timeout + timeout (the configured deadline), then at most the longest backoff
+        assert POLL_TIMEOUT + TIMEOUT - 0.2 <= gap <= POLL_TIMEOUT + TIMEOUT + BACKOFF_MAX + 1.5, gap
+    else:
+        assert all(p.timeout == POLL_TIMEOUT for p in polls), polls
+    s.telegram.updates.clear()
+    cleared = time.monotonic()
+    status = ask(s, "/status", timeout=POLL_TIMEOUT + TIMEOUT + BACKOFF_MAX + 5)
+    print(f"{fault}: /status answered {time.monotonic() - cleared:.2f} s after the fault cleared")
+    assert status.startswith("🔴 user0 · aave_local on local · health 1.03") and status.endswith(" · critical"), status
+    assert TOKEN not in log_text(w)
+
+
+def test_junk_updates_are_skipped_and_the_next_command_is_answered(run_setup: RunSetup) -> None:
+    """Updates with a message that is not an object, a chat without an id, a text that is a number: all skipped."""
+    s = run_setup
+    w = started(s, commands_on())
+    q = s.telegram.updates
+    chat = {"id": int(CHAT)}
+    for junk in (
+        {"update_id": q.reserve_id(), "message": "not an object"},
+        {"update_id": q.reserve_id(), "message": {"chat": "x", "text": "/status"}},
+        {"update_id": q.reserve_id(), "message": {"chat": chat, "text": 17}},
+        {"update_id": q.reserve_id(), "message": {"chat": {"id": True}, "text": "/status"}},
+        {"update_id": q.reserve_id(), "edited_message": {"chat": chat, "text": "/status"}},
+        {"update_id": -5, "message": {"chat": chat, "text": "/status"}},
+    ):
+        q.push_raw(junk)
+    assert ask(s, "/help").startswith("Margin Watcher commands:")
+    assert len(s.telegram.sent_to(CHAT)) == 1  # nothing answered the junk
+    assert w.alive()
