@@ -47,6 +47,7 @@ class UpdateQueue:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
         self._release: asyncio.Event | None = None
+        self._closing = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the stand-in's event loop (called there, before serving)."""
@@ -98,8 +99,10 @@ class UpdateQueue:
             self._loop.call_soon_threadsafe(self._release.set)
 
     def release(self) -> None:
-        """Cut held polls (the stand-in is stopping)."""
+        """End every poll now, held or waiting (the stand-in is stopping)."""
+        self._closing = True
         self.clear()
+        self._wake()
 
     def polls_since(self, at: float) -> list[Poll]:
         """The polls that arrived at or after monotonic time `at`."""
@@ -160,7 +163,7 @@ class UpdateQueue:
                     self._updates = [u for u in self._updates if not _below(u, offset)]
                 ready = self._updates[:limit]
             remaining = deadline - time.monotonic()
-            if ready or remaining <= 0:
+            if ready or remaining <= 0 or self._closing:
                 break
             assert self._changed is not None
             self._changed.clear()

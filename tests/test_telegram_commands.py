@@ -7,12 +7,16 @@ user's messages over getUpdates and recording every sendMessage per chat; state 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from tests import run_harness
-from tests.run_harness import TOKEN, RunSetup, WatcherProcess, ref_of, set_price, wait_for
+from tests.run_harness import REPO_ROOT, TOKEN, RunSetup, WatcherProcess, child_env, ref_of, set_price, wait_for
 
 # The harness's fixtures, found by pytest under these names.
 run_market = run_harness.run_market
@@ -165,3 +169,33 @@ def test_a_restart_does_not_answer_a_command_twice(run_setup: RunSetup) -> None:
         s.telegram.sent_to(CHAT)[0]
     ]
     assert w2.alive()
+
+
+@pytest.mark.parametrize(
+    ("telegram", "expected"),
+    [
+        ({"commands": True, "poll_timeout": 90}, "notify.telegram.poll_timeout: must be at most 50 (got 90)"),
+        (
+            {"commands": "maybe"},
+            "notify.telegram.commands: must be a valid boolean, unable to interpret input (got 'maybe')",
+        ),
+        ({"commands": True, "command_chats": [""]}, "notify.telegram.command_chats[0]"),
+    ],
+)
+def test_bad_command_keys_stop_watcher_run_with_one_line(
+    run_setup: RunSetup, telegram: dict[str, Any], expected: str
+) -> None:
+    """A bad value under [notify.telegram] is named, with the key, before the daemon starts (exit code 2)."""
+    s = run_setup
+    config = s.write_config({"notify": {"telegram": telegram}})
+    done = subprocess.run(
+        [sys.executable, "-m", "watcher.cli", "run", "--config", str(config)],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
