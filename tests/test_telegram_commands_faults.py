@@ -13,6 +13,7 @@ import pytest
 
 from tests import run_harness
 from tests.run_harness import TOKEN, RunSetup, set_price, wait_for
+from tests.test_faults_run import DbFault
 from tests.test_telegram_commands import CHAT, ask, commands_on, log_text, started
 
 run_market = run_harness.run_market
@@ -81,4 +82,35 @@ def test_junk_updates_are_skipped_and_the_next_command_is_answered(run_setup: Ru
         q.push_raw(junk)
     assert ask(s, "/help").startswith("Margin Watcher commands:")
     assert len(s.telegram.sent_to(CHAT)) == 1  # nothing answered the junk
+    assert w.alive()
+
+
+def test_updates_without_a_usable_id_do_not_make_the_listener_spin(run_setup: RunSetup) -> None:
+    """A getUpdates that keeps handing out items it cannot confirm is polled at the backoff pace, not in a loop."""
+    s = run_setup
+    w = started(s, commands_on())
+    s.telegram.updates.push_raw("not an update")  # no update_id: no offset confirms it, it comes back every time
+    began = time.monotonic()
+    time.sleep(4.0)
+    polls = s.telegram.updates.polls_since(began)
+    print(f"junk: {len(polls)} polls in 4 s")
+    assert 1 <= len(polls) <= 4.0 / BACKOFF_MAX + 2, polls
+    assert w.logs("telegram commands: getUpdates answered no usable update") and w.alive()
+    set_price(s.market, "WETH", 1_500)
+    wait_for(lambda: [t for t in s.telegram.sent_to(CHAT) if t.startswith("🔴 CRITICAL")], ALERT_BOUND, what="alert")
+
+
+def test_a_locked_database_makes_mute_answer_that_it_failed(run_setup: RunSetup) -> None:
+    """Another writer holds the database: /mute says the database refused it; once free, /mute works."""
+    s = run_setup
+    w = started(s, commands_on())
+    fault = DbFault("locked", s.db_path)
+    try:
+        fault.apply()
+        answer = ask(s, "/mute all 1h")
+    finally:
+        fault.clear()
+    assert answer == "/mute failed: the database refused it (database is locked); try again", answer
+    assert ask(s, "/mute all 1h").startswith("🔕 Muted all accounts until ")
+    assert [x["account"] for x in w.get("/silences")["silences"]] == [s.borrower]
     assert w.alive()

@@ -164,7 +164,10 @@ class CommandListener:
             return
         try:
             answer = self.commands.answer(command)
-        except Exception as exc:  # the store failing (locked, full) is an answer too, not a dead listener
+        except sqlite3.Error as exc:  # the store failing (locked, full) is an answer too, not a dead listener
+            log.warning("telegram command failed", extra={"command": command.name[:32], "error": str(exc)[:200]})
+            answer = f"/{command.name[:32]} failed: the database refused it ({str(exc)[:200]}); try again"
+        except Exception as exc:  # a bug of ours: one line to the user, the listener lives on
             log.exception("telegram command failed", extra={"command": command.name[:32]})
             answer = f"/{command.name[:32]} failed: {type(exc).__name__}; see the watcher's log"
         log.info("telegram command", extra={"command": command.name[:32], "chat": chat_id, "update": update_id})
