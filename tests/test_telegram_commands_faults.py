@@ -82,6 +82,7 @@ def test_junk_updates_are_skipped_and_the_next_command_is_answered(run_setup: Ru
         q.push_raw(junk)
     assert ask(s, "/help").startswith("Margin Watcher commands:")
     assert len(s.telegram.sent_to(CHAT)) == 1  # nothing answered the junk
+    assert ask(s, "/ack \ud800") == "argument: not valid UTF-8"  # JSON's lone surrogate escape
     assert w.alive()
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from eth_utils import is_hex_address
 
-from watcher.api.base import BadRequest, _account, check_silence_until
+from watcher.api.base import BadRequest, _account, _text, check_silence_until
 from watcher.api.freshness import _bounds, _freshness, _stale_doc
 from watcher.config import Config
 from watcher.notify.command_texts import position_text, sort_key, status_line
@@ -79,7 +79,10 @@ def parse_shocks(args: list[str]) -> dict[str, Fraction]:
 
 
 def simulate_answer(shocks: dict[str, Fraction]) -> str:
-    """The answer to /simulate for the parsed shocks: the seam where the what-if engine (watcher.whatif) plugs in."""
+    """The answer to /simulate for the parsed shocks ({"ETH": Fraction(-1, 5)} for `ETH -20%`).
+
+    The seam for the what-if engine (watcher/whatif.py): replace this body, or pass `simulate=` to Commands.
+    """
     wanted = ", ".join(f"{s} {float(p) * 100:+g}%" for s, p in shocks.items())
     return f"/simulate ({wanted}) is not available yet: the what-if engine is not part of this version."
 
@@ -105,7 +108,13 @@ def parse(text: str) -> Parsed | None:
 class Commands:
     """Answers commands from the store: reads what the API serves, writes silences and acks as the API does."""
 
-    def __init__(self, store: Store, cfg: Config, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cfg: Config,
+        clock: Callable[[], float] = time.time,
+        simulate: Callable[[dict[str, Fraction]], str] = simulate_answer,
+    ) -> None:
         self.store = store
         self.cfg = cfg
         self.clock = clock
@@ -116,7 +125,7 @@ class Commands:
             "start": lambda _: HELP,
             "status": self.status,
             "position": self.position,
-            "simulate": lambda args: simulate_answer(parse_shocks(args)),
+            "simulate": lambda args: simulate(parse_shocks(args)),
             "mute": self.mute,
             "unmute": self.unmute,
             "ack": self.ack,
@@ -128,6 +137,8 @@ class Commands:
         if handler is None:
             return f"unknown command /{command.name[:40]}; /help lists them"
         try:
+            for arg in command.args:
+                _text(arg, "argument")  # a lone surrogate (JSON "\ud800") cannot reach SQLite: named, not a crash
             text = handler(command.args)
         except CommandError as exc:
             text = str(exc)
