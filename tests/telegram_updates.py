@@ -6,7 +6,8 @@ confirms (forgets) every update below it, as Telegram does. Faults for the liste
 - `fault("down")`: every poll gets HTTP 502 with Telegram's error JSON;
 - `fault("hang")`: every poll is read and never answered (the connection stays open);
 - `fault("garbage")`: every poll gets a 200 whose body is not JSON (a proxy's page);
-- `fault("wrong")`: every poll gets a 200 with `ok: true` and a `result` that is not a list.
+- `fault("wrong")`: every poll gets a 200 with `ok: true` and a `result` that is not a list;
+- `fault("flood")`: every poll gets a 429 with `parameters.retry_after` = FLOOD_WAIT.
 Every poll is recorded in `polls` (arrival time, offset, timeout, status answered; 0 for none).
 """
 
@@ -21,7 +22,9 @@ from typing import Any
 
 from aiohttp import web
 
-FAULTS = ("down", "hang", "garbage", "wrong")
+FAULTS = ("down", "hang", "garbage", "wrong", "flood")
+#: the retry_after of the "flood" fault's 429, in seconds
+FLOOD_WAIT = 3
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,15 @@ class UpdateQueue:
         if kind == "down":
             self._record(at, offset, timeout, 502)
             return web.json_response({"ok": False, "error_code": 502, "description": "Bad Gateway"}, status=502)
+        if kind == "flood":
+            self._record(at, offset, timeout, 429)
+            body = {
+                "ok": False,
+                "error_code": 429,
+                "description": f"Too Many Requests: retry after {FLOOD_WAIT}",
+                "parameters": {"retry_after": FLOOD_WAIT},
+            }
+            return web.json_response(body, status=429)
         if kind == "garbage":
             self._record(at, offset, timeout, 200)
             return web.Response(text="<html><body>502 upstream sad</body></html>", content_type="text/html")

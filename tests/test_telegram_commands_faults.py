@@ -1,18 +1,21 @@
 """The command listener against a broken getUpdates, under `watcher run --config`: alerts still go out, it recovers.
 
-getUpdates down (HTTP 502), hanging (read, never answered), answering garbage (not JSON) or the wrong shape (a
-result that is not a list), and updates whose fields are junk: each while a position turns critical. The alert must
-reach the chat as usual, the daemon must live on, and once getUpdates works again a command is answered.
+getUpdates down (HTTP 502), hanging (read, never answered), answering garbage (not JSON), the wrong shape (a result
+that is not a list) or 429 with a flood wait, and updates whose fields are junk: each while a position turns
+critical. The alert must reach the chat as usual, the daemon must live on, and once getUpdates works again a command
+is answered.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
 
 from tests import run_harness
 from tests.run_harness import TOKEN, RunSetup, set_price, wait_for
+from tests.telegram_updates import FLOOD_WAIT
 from tests.test_faults_run import DbFault
 from tests.test_telegram_commands import CHAT, ask, commands_on, log_text, started
 
@@ -27,7 +30,7 @@ BACKOFF_MAX = 2.0  #: notify.retry_max in the harness's config: the listener's l
 ALERT_BOUND = 10.0
 
 
-@pytest.mark.parametrize("fault", ["down", "hang", "garbage", "wrong"])
+@pytest.mark.parametrize("fault", ["down", "hang", "garbage", "wrong", "flood"])
 def test_a_broken_get_updates_never_holds_back_an_alert_and_the_listener_recovers(
     run_setup: RunSetup, fault: str
 ) -> None:
@@ -57,6 +60,12 @@ def test_a_broken_get_updates_never_holds_back_an_alert_and_the_listener_recover
         assert POLL_TIMEOUT + TIMEOUT - 0.2 <= gap <= POLL_TIMEOUT + TIMEOUT + BACKOFF_MAX + 1.5, gap
     else:
         assert all(p.timeout == POLL_TIMEOUT for p in polls), polls
+    if fault == "flood":
+        # Telegram's flood wait on getUpdates is honoured (and it never held back the alert above)
+        seen = s.telegram.updates.polls_since(began)
+        gaps = [b.at - a.at for a, b in itertools.pairwise(seen)]
+        print(f"flood: polls {', '.join(f'{g:.2f}' for g in gaps)} s apart (retry_after {FLOOD_WAIT} s)")
+        assert gaps and min(gaps) >= FLOOD_WAIT - 0.1, gaps
     s.telegram.updates.clear()
     cleared = time.monotonic()
     status = ask(s, "/status", timeout=POLL_TIMEOUT + TIMEOUT + BACKOFF_MAX + 5)

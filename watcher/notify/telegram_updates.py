@@ -28,6 +28,8 @@ OFFSET_KEY = "telegram_update_offset"
 BATCH = 20
 #: a command sent longer ago than this (the watcher was down) is not run: a "/mute 2h" from yesterday is stale
 MAX_COMMAND_AGE = 600.0
+#: the longest 429 flood wait honoured before polling again (a larger one is a broken proxy, not Telegram)
+MAX_FLOOD_WAIT = 3600.0
 
 
 class CommandListener:
@@ -104,6 +106,9 @@ class CommandListener:
                 self.failures += 1
                 # A refusal (401 bad token, 409 a webhook or another poller) will not pass soon: wait the longest.
                 wait = self.backoff_max if isinstance(exc, PermanentFailure) else delay
+                if isinstance(exc, TemporaryFailure) and exc.retry_after is not None:
+                    # a 429's flood wait is Telegram's to set; asking sooner only lengthens it
+                    wait = max(wait, min(exc.retry_after, MAX_FLOOD_WAIT))
                 log.warning("telegram commands: getUpdates failed", extra={"error": str(exc), "retry_in": wait})
                 delay = min(self.backoff_max, delay * 2)
                 with contextlib.suppress(TimeoutError):
