@@ -26,12 +26,18 @@ def batch_reader(w3: Web3) -> str:
     return known[0]
 
 
+def local_client(w3: Web3, multicall: str | None = None, name: str = "local", **settings: object) -> ChainClient:
+    """The watcher's chain client over a local node, batching through `multicall` (default: our BatchReader)."""
+    agg = multicall if multicall is not None else batch_reader(w3)
+    return ChainClient(name, w3.eth.chain_id, [(name, w3)], agg, **settings)  # type: ignore[arg-type]
+
+
 class Watcher:
     """The watcher's real read path over one local market."""
 
     def __init__(self, market: AaveMarket, users: list[str]) -> None:
         self.market = market
-        self.client = ChainClient("local", market.w3.eth.chain_id, [("local", market.w3)], batch_reader(market.w3))
+        self.client = local_client(market.w3)
         self.reader = AaveV3Reader("aave_v3", "local", market.addresses_provider, [Account(u, u[:8]) for u in users])
 
     def check(self) -> CheckResult:

@@ -12,7 +12,6 @@ repository this file lives in, so the same tests run against any checkout.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
@@ -30,10 +29,10 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import pytest
-import tomlkit
 from web3 import Web3
 
 from tests.aave_helpers import batch_reader
+from tests.configs import DELETE, merge, write_toml
 from tests.notify_servers import TelegramStandIn, free_port
 from watcher.devchain.aave import AaveMarket, PositionSpec, deploy_aave
 from watcher.devchain.anvil import Anvil
@@ -42,32 +41,11 @@ from watcher.devchain.deploy import mine, revert_snapshot, take_snapshot
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "123456:RUN-HARNESS-SECRET-TOKEN"
 TOKEN_ENV = "MW_TEST_TG_TOKEN"
-#: An override value that removes the key from the config.
-DELETE = object()
 
 T = TypeVar("T")
 
 
 # --- configs -----------------------------------------------------------------------------------------------------
-
-
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of `base` with `overrides` merged in: dicts merge key by key, DELETE removes, anything else wins."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if value is DELETE:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def write_toml(path: Path, data: dict[str, Any]) -> Path:
-    """Write `data` as a TOML file; returns the path."""
-    path.write_text(tomlkit.dumps(data))
-    return path
 
 
 def config_port(config: Path) -> int:

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.aave_helpers import batch_reader
-from watcher.chain import ChainClient
+from tests.aave_helpers import local_client
 from watcher.check import run_check
 from watcher.devchain.anvil import Anvil
 from watcher.devchain.deploy import revert_snapshot, take_snapshot
@@ -27,7 +26,7 @@ def world(anvil: Anvil) -> Iterator[World]:
 
 def test_all_protocols_in_one_eth_call_per_check(world: World) -> None:
     w3 = world.w3
-    client = ChainClient("local", w3.eth.chain_id, [("local", w3)], batch_reader(w3))
+    client = local_client(w3)
     readers = world.readers()
     first = run_check({"local": client}, readers)  # learns markets, vaults, branches and feeds: a few rounds
     assert not first.unreadable, first.unreadable

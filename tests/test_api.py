@@ -225,9 +225,19 @@ def test_health_positions_and_history(world: World, client: Client) -> None:
     [ok] = client.get(f"/positions?account={world.safe.lower()}&protocol=aave_local&chain=local").json()["positions"]
     assert ok["level"] == "ok"
     assert client.get("/positions?chain=elsewhere").json()["positions"] == []
+    # The id starts with the deployment's name; ?protocol= finds it by its protocol as well as by that name.
+    both = {key(world, world.safe), key(world, world.risky)}
+    for query in ("protocol=aave_v3", "protocol=aave_local", "deployment=aave_local"):
+        assert {d["id"] for d in client.get(f"/positions?{query}").json()["positions"]} == both, query
+    assert client.get("/positions?deployment=aave_v3").json()["positions"] == []
+    assert {(d["protocol"], d["deployment"]) for d in docs} == {("aave_v3", "aave_local")}
 
     one = client.get(f"/positions/{key(world, world.risky)}").json()
     assert one["id"] == key(world, world.risky) and one["debt"][0]["symbol"] == "USDC"
+    # An address pasted lower case (as explorers print it) names the same position.
+    assert client.get(f"/positions/{key(world, world.risky.lower())}").json()["id"] == key(world, world.risky)
+    lower_history = client.get(f"/positions/{key(world, world.risky.lower())}/history").json()
+    assert lower_history["position"] == key(world, world.risky) and len(lower_history["history"]) == 2
     lp = next(lp for lp in one["liquidation_prices"] if lp["symbol"] == "WETH")
     assert lp["direction"] == "down" and int(lp["price_raw"]) > 1_400 * 10**8
     assert one["advice"]["top_ups"] and one["advice_at"] == world.clock.t - 60
@@ -252,6 +262,8 @@ def test_alerts_with_delivery_status_and_ack(world: World, client: Client) -> No
     # Nothing listens on the email port: the row waits for a retry and says why.
     assert by_channel["email"]["status"] == "pending" and by_channel["email"]["last_error"]
     assert liq["id"] in [a["id"] for a in client.get("/alerts?open=true").json()["alerts"]]
+    lower = client.get(f"/alerts?position={key(world, world.risky.lower())}").json()["alerts"]
+    assert liq["id"] in [a["id"] for a in lower] and {a["position"] for a in lower} == {key(world, world.risky)}
 
     acked = client.post(f"/alerts/{liq['id']}/ack", token=API_TOKEN)
     assert acked.status == 200 and acked.json()["acked_at"] is not None and acked.json()["open"] is False
@@ -270,7 +282,8 @@ def test_metrics_and_openapi(world: World, client: Client) -> None:
     assert risky.value == pytest.approx(int(stored["health"]) / 10**18, rel=1e-12) and risky.value < 1
     assert risky.labels == {
         "position": key(world, world.risky),
-        "protocol": "aave_local",
+        "protocol": "aave_v3",
+        "deployment": "aave_local",
         "chain": "local",
         "account": world.risky,
     }
@@ -295,6 +308,8 @@ def test_metrics_and_openapi(world: World, client: Client) -> None:
         "/silences/{id}",
         "/metrics",
         "/openapi.json",
+        "/",
+        "/ui/positions/{id}",
     }
 
 

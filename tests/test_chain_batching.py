@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from web3 import Web3
 
-from tests.aave_helpers import Watcher, batch_reader
+from tests.aave_helpers import Watcher, batch_reader, local_client
 from watcher.abi import MULTICALL3, Contract
 from watcher.adapters.base import Call
 from watcher.chain import ChainClient, ChainError, ReadStats
@@ -78,7 +78,7 @@ def test_refused_batch_is_split_and_nothing_is_lost(aave_market: AaveMarket) -> 
 
 def test_a_reverting_call_falls_back_to_aggregate3_and_is_named(chain: Web3) -> None:
     agg = batch_reader(chain)
-    client = ChainClient("local", chain.eth.chain_id, [("local", chain)], agg)
+    client = local_client(chain, agg)
     pool = Contract("IPool")
     calls = [
         Call(agg, MULTICALL3.getBlockNumber.encode()),
@@ -127,7 +127,7 @@ def _storage(w3: Web3, address: str, slot: int, block: int) -> bytes:
 def test_storage_reads_ride_in_the_eth_call_request_and_keep_their_place(aave_market: AaveMarket) -> None:
     w3 = aave_market.w3
     agg = batch_reader(w3)
-    client = ChainClient("local", w3.eth.chain_id, [("local", w3)], agg)
+    client = local_client(w3, agg)
     counting = Counting(client.endpoints[0].transport)
     client.endpoints[0].transport = counting
     provider = aave_market.addresses_provider

@@ -15,39 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.aave_helpers import batch_reader
+from tests.configs import accounts, check_config, local_chain
 from watcher.cli import main
 from watcher.devchain.aave import AaveMarket, deploy_aave
 from watcher.devchain.anvil import Anvil
 from watcher.devchain.deploy import revert_snapshot, take_snapshot
 from watcher.model import WAD
-
-CONFIG = """
-[thresholds]
-warn = 1.25
-critical = 1.1
-target = 1.5
-
-[chains.local]
-chain_id = {chain_id}
-rpc_urls = ["{url}"]
-multicall = "{multicall}"
-# anvil mines only on transactions: its head ages between tests and is not a stuck node
-max_block_age = 86400
-
-[[deployments]]
-protocol = "aave_v3"
-name = "local_aave"
-chains = ["local"]
-pool_addresses_provider = "{provider}"
-
-[[accounts]]
-address = "{safe}"
-label = "safe one"
-
-[[accounts]]
-address = "{risky}"
-label = "risky one"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +32,13 @@ def anvil_market(anvil: Anvil) -> Iterator[AaveMarket]:
     revert_snapshot(w3, snap)
 
 
-def write_config(tmp_path: Path, **kw: object) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(CONFIG.format(**kw))
-    return path
+def write_config(
+    tmp_path: Path, *, chain_id: int, url: str, multicall: str, provider: str, safe: str, risky: str
+) -> Path:
+    """The config of these tests: one Aave deployment on chains.local, a safe and a risky account."""
+    deployment = {"protocol": "aave_v3", "name": "local_aave", "pool_addresses_provider": provider}
+    watched = accounts([safe, risky], ["safe one", "risky one"])
+    return check_config(tmp_path / "config.toml", local_chain(chain_id, url, multicall), deployment, watched)
 
 
 def test_check_json_and_table_on_anvil(
@@ -84,6 +60,10 @@ def test_check_json_and_table_on_anvil(
     doc = json.loads(capsys.readouterr().out)
     by = {p["account"]: p for p in doc["positions"]}
     assert set(by) == {safe, risky} and doc["unknown"] == []
+    # a named deployment: the id starts with its name, `protocol` says which protocol it is
+    assert {(p["protocol"], p["deployment"], p["id"].split(":")[0]) for p in by.values()} == {
+        ("aave_v3", "local_aave", "local_aave")
+    }
     # A fresh watcher learns the market in a few rounds at one block, one eth_call each.
     reads = doc["reads"]["local"]
     assert 1 <= reads["rounds"] <= 4 and reads["eth_calls"] == reads["rounds"]
@@ -205,7 +185,7 @@ def test_malformed_rpc_answer_is_unknown_not_healthy(
     doc = json.loads(capsys.readouterr().out)
     assert doc["positions"] == []
     [unknown] = doc["unknown"]
-    assert unknown["protocol"] == "local_aave" and len(unknown["accounts"]) == 2
+    assert (unknown["protocol"], unknown["deployment"]) == ("aave_v3", "local_aave") and len(unknown["accounts"]) == 2
     assert reason in unknown["reason"]
 
 

@@ -7,7 +7,7 @@ import pytest
 from eth_abi import encode
 from web3 import Web3
 
-from tests.aave_helpers import batch_reader
+from tests.aave_helpers import local_client
 from watcher.abi import decode_symbol
 from watcher.adapters.base import Account
 from watcher.adapters.compound_v3 import (
@@ -19,7 +19,6 @@ from watcher.adapters.compound_v3 import (
     make_reader,
     utilization,
 )
-from watcher.chain import ChainClient
 from watcher.check import CheckResult, run_check
 from watcher.config import parse_config, resolve_deployments
 from watcher.devchain.comet import (
@@ -46,7 +45,7 @@ class CometStandInWatcher:
 
     def __init__(self, market: CometStandInMarket, users: list[str], *more: CometStandInMarket) -> None:
         w3 = market.w3
-        self.client = ChainClient("local", w3.eth.chain_id, [("local", w3)], batch_reader(w3))
+        self.client = local_client(w3)
         accounts = [Account(u, u[:8]) for u in users]
         # No symbols given: the reader asks the stand-in tokens' symbol().
         self.readers = [CompoundV3Reader("compound_v3", "local", m.comet.address, accounts) for m in (market, *more)]

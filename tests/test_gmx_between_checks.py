@@ -14,7 +14,7 @@ from typing import Any
 
 from web3 import Web3
 
-from tests.aave_helpers import batch_reader, latest_timestamp
+from tests.aave_helpers import latest_timestamp, local_client
 from watcher.adapters.base import Account
 from watcher.adapters.gmx_v2 import (
     FLOAT,
@@ -24,7 +24,7 @@ from watcher.adapters.gmx_v2 import (
     open_interest_key,
     pool_amount_key,
 )
-from watcher.chain import ChainClient, ChainError
+from watcher.chain import ChainError
 from watcher.check import CheckResult, run_check
 from watcher.devchain.comet import new_addresses
 from watcher.devchain.gmx import MARKETS, GmxStandIn, deploy_gmx_stand_in
@@ -119,7 +119,7 @@ class KeptReader:
         w3 = gmx.w3
         self.gmx = gmx
         self.users = users
-        self.client = ChainClient("local", w3.eth.chain_id, [("local", w3)], batch_reader(w3))
+        self.client = local_client(w3)
         self.reader = self.fresh_reader()
 
     def fresh_reader(self) -> GmxV2Reader:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.aave_helpers import batch_reader
+from tests.configs import accounts, check_config, local_chain
 from tests.notify_servers import TelegramStandIn
 from tests.test_daemon import TOKEN, Clock, close, make_daemon, step, texts
 from tests.test_gmx_between_checks import open_legs
@@ -39,42 +40,31 @@ def telegram() -> Iterator[TelegramStandIn]:
     server.stop()
 
 
-def gmx_config(anvil: Anvil, gmx: GmxStandIn, users: list[str], telegram: TelegramStandIn, db: Path) -> str:
+def gmx_config(
+    anvil: Anvil, gmx: GmxStandIn, users: list[str], telegram: TelegramStandIn, db: Path, path: Path
+) -> Path:
     """A config file watching `users` on the stand-in's Reader and DataStore, alerting by Telegram."""
-    accounts = "\n".join(f'[[accounts]]\naddress = "{u}"\nlabel = "user{i}"\n' for i, u in enumerate(users))
-    return f"""
-[thresholds]
-warn = 1.25
-critical = 1.1
-target = 1.5
-
-[chains.local]
-chain_id = {anvil.chain_id}
-rpc_urls = ["{anvil.url}"]
-multicall = "{batch_reader(anvil.w3)}"
-max_block_age = 86400
-
-[[deployments]]
-protocol = "gmx_v2"
-name = "gmx_local"
-chains = ["local"]
-address = "{gmx.reader.address}"
-contracts = {{ data_store = "{gmx.data_store.address}" }}
-
-{accounts}
-
-[alerts]
-confirm_warn = 1
-
-[notify.telegram]
-token = {{ env = "MW_TEST_TG_TOKEN" }}
-chat_id = "42"
-base_url = "{telegram.base_url}"
-min_interval = 0
-
-[storage]
-path = "{db}"
-"""
+    deployment = {
+        "protocol": "gmx_v2",
+        "name": "gmx_local",
+        "address": gmx.reader.address,
+        "contracts": {"data_store": gmx.data_store.address},
+    }
+    telegram_table = {
+        "token": {"env": "MW_TEST_TG_TOKEN"},
+        "chat_id": "42",
+        "base_url": telegram.base_url,
+        "min_interval": 0,
+    }
+    return check_config(
+        path,
+        local_chain(anvil.chain_id, anvil.url, batch_reader(anvil.w3)),
+        deployment,
+        accounts(users),
+        alerts={"confirm_warn": 1},
+        notify={"telegram": telegram_table},
+        storage={"path": str(db)},
+    )
 
 
 def test_daemon_alerts_a_gmx_liquidation_on_the_first_check_after_the_move(
@@ -84,8 +74,7 @@ def test_daemon_alerts_a_gmx_liquidation_on_the_first_check_after_the_move(
     users = new_addresses(4, "gmx-daemon")
     open_legs(gmx, users)
     db = tmp_path / "watcher.db"
-    path = tmp_path / "config.toml"
-    path.write_text(gmx_config(anvil, gmx, users, telegram, db))
+    path = gmx_config(anvil, gmx, users, telegram, db, tmp_path / "config.toml")
     cfg = parse_config(tomllib.loads(path.read_text()))
     clock = Clock()
 

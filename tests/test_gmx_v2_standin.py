@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from web3 import Web3
 
-from tests.aave_helpers import batch_reader, latest_timestamp, next_block_at
+from tests.aave_helpers import latest_timestamp, local_client, next_block_at
 from watcher.adapters.base import Account, ReadError
 from watcher.adapters.gmx_v2 import (
     FLOAT,
@@ -21,7 +21,6 @@ from watcher.adapters.gmx_v2 import (
     position_key,
     token_key,
 )
-from watcher.chain import ChainClient
 from watcher.check import CheckResult, run_check
 from watcher.devchain.comet import new_addresses
 from watcher.devchain.gmx import (
@@ -46,7 +45,7 @@ class StandInWatcher:
 
     def __init__(self, gmx: GmxStandIn, users: list[str]) -> None:
         w3 = gmx.w3
-        self.client = ChainClient("local", w3.eth.chain_id, [("local", w3)], batch_reader(w3))
+        self.client = local_client(w3)
         accounts = [Account(u, u[:8]) for u in users]
         self.reader = GmxV2Reader(
             "gmx_v2", "local", gmx.reader.address, gmx.data_store.address, accounts, symbols=gmx.symbols()

@@ -18,11 +18,11 @@ import pytest
 import requests
 from web3 import Web3
 
-from tests.aave_helpers import batch_reader
+from tests.aave_helpers import batch_reader, local_client
 from watcher.adapters.base import Account, Call, ReadError
-from watcher.adapters.morpho_blue import SUPPLY_COLLATERAL_TOPIC, MorphoBlueReader
+from watcher.adapters.morpho_blue import BORROW_TOPIC, SUPPLY_COLLATERAL_TOPIC, MorphoBlueReader
 from watcher.chain import ChainClient, HttpTransport
-from watcher.check import check_venues, run_check
+from watcher.check import check_venues, read_logs, run_check
 from watcher.devchain.anvil import Anvil
 from watcher.model import BlockRef, Position
 
@@ -55,7 +55,7 @@ class StubReader:
 @pytest.mark.parametrize("fail_in", ["parse", "calls"])
 def test_an_unexpected_error_in_one_reader_leaves_it_unknown_and_the_others_read(chain: Web3, fail_in: str) -> None:
     agg = batch_reader(chain)
-    client = ChainClient("local", chain.eth.chain_id, [("local", chain)], agg)
+    client = local_client(chain, agg)
     broken, fine = StubReader("broken", "local", agg, fail_in), StubReader("fine", "local", agg)
     result = run_check({"local": client}, [broken, fine])  # raised ZeroDivisionError / ValueError before the fix
     assert fine.parsed == 1
@@ -83,11 +83,11 @@ def test_a_malformed_morpho_event_is_a_read_error_and_does_not_poison_the_market
     owner = "0x" + ALICE.address[2:].rjust(64, "0")
     bad = LogsClient([{"topics": [SUPPLY_COLLATERAL_TOPIC, good, owner, owner]}, {"topics": ["0x", bad_id, owner]}])
     with pytest.raises(ReadError, match="malformed Morpho event"):
-        asyncio.run(reader.discover(bad, 100))
+        asyncio.run(read_logs(reader, bad, 100))
     assert reader.scanned_to is None  # scanned again next time
     assert all(len(m) == 66 for m in reader.market_ids)
     reader.calls()  # raised ValueError on int("0xzz...", 16) before the fix: every later check crashed
-    asyncio.run(reader.discover(LogsClient([{"topics": [SUPPLY_COLLATERAL_TOPIC, good, owner, owner]}]), 100))
+    asyncio.run(read_logs(reader, LogsClient([{"topics": [SUPPLY_COLLATERAL_TOPIC, good, owner, owner]}]), 100))
     assert reader.market_ids == [good] and reader.scanned_to == 100
 
 
@@ -225,3 +225,34 @@ def test_a_failing_advice_costs_neither_the_alert_nor_the_commit(tmp_path: Any) 
     assert (alert["kind"], alert["level"]) == ("fire", "critical")  # health 1.05: critical, sent despite the bug
     [row] = list(daemon.store.db.query("select level from positions"))
     assert row["level"] == "critical"
+
+
+class RecordingLogsClient:
+    """A chain client that records every eth_getLogs query and answers each with one event of a market id."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, list[Any], int, int]] = []
+
+    async def get_logs(self, address: str, topics: list[Any], from_block: int, to_block: int) -> list[dict[str, Any]]:
+        self.asked.append((address, topics, from_block, to_block))
+        mid = "0x" + f"{len(self.asked):02x}" * 32
+        return [{"topics": [topics[0], mid, topics[2] or "0x"]}]
+
+
+def test_morpho_discovery_is_log_queries_run_by_the_check_not_the_reader() -> None:
+    """The reader only says which logs it needs; the check runs them through the chain client and hands them back."""
+    reader = MorphoBlueReader("morpho_blue", "local", "0x" + "cc" * 20, [], [ALICE], 50, rescan_seconds=3600)
+    client = RecordingLogsClient()
+    asyncio.run(read_logs(reader, client, 100))
+    owner = "0x" + ALICE.address[2:].lower().rjust(64, "0")
+    # eth_getLogs' own JSON shape: lists for alternatives, None for any topic
+    assert [(a, t, lo, hi) for a, t, lo, hi in client.asked] == [
+        (reader.morpho, [SUPPLY_COLLATERAL_TOPIC, None, None, [owner]], 50, 100),
+        (reader.morpho, [BORROW_TOPIC, None, [owner]], 50, 100),
+    ]
+    assert reader.market_ids == ["0x" + "01" * 32, "0x" + "02" * 32] and reader.scanned_to == 100
+    asyncio.run(read_logs(reader, client, 101))  # within rescan_seconds: nothing is asked
+    assert len(client.asked) == 2
+    plain = StubReader("stub", "local", "0x" + "dd" * 20)  # a reader without log queries is never asked for them
+    asyncio.run(read_logs(plain, client, 102))
+    assert len(client.asked) == 2

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from web3 import Web3
 
-from tests.aave_helpers import batch_reader, latest_timestamp, next_block_at
+from tests.aave_helpers import latest_timestamp, local_client, next_block_at
 from watcher.abi import Contract
 from watcher.adapters.base import Account, ReadError
 from watcher.adapters.liquity import (
@@ -21,7 +21,6 @@ from watcher.adapters.liquity import (
     make_reader_v1,
     make_reader_v2,
 )
-from watcher.chain import ChainClient
 from watcher.check import CheckResult, run_check
 from watcher.devchain.deploy import revert_snapshot, take_snapshot
 from watcher.devchain.liquity import (
@@ -74,7 +73,7 @@ class StandInWatcher:
     """The watcher's real read path (ChainClient + run_check) over one reader."""
 
     def __init__(self, w3: Web3, reader: Any) -> None:
-        self.client = ChainClient("local", w3.eth.chain_id, [("local", w3)], batch_reader(w3))
+        self.client = local_client(w3)
         self.reader = reader
 
     def check(self) -> CheckResult:

@@ -14,6 +14,7 @@ import pytest
 from web3 import Web3
 
 from tests.aave_helpers import batch_reader
+from tests.configs import accounts, check_config, local_chain
 from tests.run_harness import check_json
 from tests.test_liquity_standin import StandInWatcher, _answers, _plan, _v1_reader_ready
 from watcher.adapters.base import Account, ReadError
@@ -264,29 +265,6 @@ def test_one_eth_call_per_check_under_both_rules(v1: LiquityV1StandIn) -> None:
 
 # ------------------------------------------------------------------------------------------------ as a user runs it
 
-CONFIG = """
-[thresholds]
-warn = 1.25
-critical = 1.1
-target = 1.5
-
-[chains.local]
-chain_id = {chain_id}
-rpc_urls = ["{url}"]
-multicall = "{multicall}"
-max_block_age = 86400
-
-[[deployments]]
-protocol = "liquity_v1"
-name = "fork"
-chains = ["local"]
-address = "{trove_manager}"
-
-[[accounts]]
-address = "{trove}"
-label = "trove"
-"""
-
 
 def test_watcher_check_json_under_both_rules(anvil: Anvil, tmp_path: Path) -> None:
     # A fork on anvil, pool = debt + 0.5 LUSD, Recovery Mode: `watcher check --json` (a process, from a config file)
@@ -301,15 +279,10 @@ def test_watcher_check_json_under_both_rules(anvil: Anvil, tmp_path: Path) -> No
             acct = _place(v1, DEBT)
             v1.set_price(1_400 * WAD)
             block = v1.set_stability_pool(DEBT + WAD // 2)
-            cfg = tmp_path / f"rule-{current}.toml"
-            cfg.write_text(
-                CONFIG.format(
-                    chain_id=anvil.chain_id,
-                    url=anvil.url,
-                    multicall=multicall,
-                    trove_manager=v1.trove_manager.address,
-                    trove=acct.address,
-                )
+            deployment = {"protocol": "liquity_v1", "name": "fork", "address": v1.trove_manager.address}
+            chain = local_chain(anvil.chain_id, anvil.url, multicall)
+            cfg = check_config(
+                tmp_path / f"rule-{current}.toml", chain, deployment, accounts([acct.address], ["trove"])
             )
             run = check_json(cfg)
             assert run.code == 1, run.stderr  # critical or liquidatable either way

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.aave_helpers import batch_reader
+from tests.configs import accounts, check_config, local_chain
 from tests.run_harness import check_json
 from tests.test_maker_standin import THRESHOLDS, MakerStandInWatcher
 from watcher.adapters.maker import JUG_DRIP, OSM_POKE, SPOTTER_POKE, DogState, MakerSimulator, spot_of
@@ -171,31 +172,6 @@ def test_top_up_in_gem_join_units(system: MakerStandInSystem) -> None:
     assert after.details["ink"] == WAD + 27_500_001 * 10**10 and after.health == up.health_after >= THRESHOLDS.target
 
 
-CONFIG = """
-[thresholds]
-warn = 1.25
-critical = 1.1
-target = 1.5
-
-[chains.local]
-chain_id = {chain_id}
-rpc_urls = ["{url}"]
-multicall = "{multicall}"
-max_block_age = 86400
-
-[[deployments]]
-protocol = "maker"
-name = "stand-in"
-chains = ["local"]
-address = "{manager}"
-contracts = {{ {contracts} }}
-
-[[accounts]]
-address = "{owner}"
-label = "vaults"
-"""
-
-
 def test_watcher_check_json_names_steps_pauses_and_token_units(anvil: Anvil, tmp_path: Path) -> None:
     # As a user runs it: a config file and `watcher check --json` as a process, against the stand-in on anvil.
     snap = take_snapshot(anvil.w3)
@@ -215,14 +191,14 @@ def _check_json_case(anvil: Anvil, tmp_path: Path) -> None:
         system.set_vault(cdp, ink, art)
     system.set_price("ETH-A", 1400 * WAD)
     system.set_breaker("ETH-A", 1)  # ETH-A's Clipper breaker on: both ETH-A vaults wait
-    contracts = ", ".join(f'{k} = "{v}"' for k, v in system.contracts().items())
-    cfg = tmp_path / "maker.toml"
-    cfg.write_text(
-        CONFIG.format(
-            chain_id=anvil.chain_id, url=anvil.url, multicall=multicall, manager=system.manager.address,
-            contracts=contracts, owner=owner,
-        )
-    )  # fmt: skip
+    deployment = {
+        "protocol": "maker",
+        "name": "stand-in",
+        "address": system.manager.address,
+        "contracts": system.contracts(),
+    }
+    chain = local_chain(anvil.chain_id, anvil.url, multicall)
+    cfg = check_config(tmp_path / "maker.toml", chain, deployment, accounts([owner], ["vaults"]))
     run = check_json(cfg)
     assert run.code == 1 and run.doc is not None, run.stderr
     by_cdp = {p["details"]["cdp"]: p for p in run.doc["positions"]}

@@ -9,10 +9,9 @@ from dataclasses import replace
 import pytest
 from web3 import Web3
 
-from tests.aave_helpers import batch_reader
+from tests.aave_helpers import local_client
 from watcher.adapters.base import Account, ReadError
 from watcher.adapters.maker import MakerReader, MakerSimulator, drip, rpow, spot_of
-from watcher.chain import ChainClient
 from watcher.check import CheckResult, run_check
 from watcher.devchain.deploy import advance_time, revert_snapshot, take_snapshot
 from watcher.devchain.maker import RAD, RAY, WAD, MakerStandInSystem, deploy_maker_stand_in, new_owners
@@ -30,7 +29,7 @@ class MakerStandInWatcher:
         self, system: MakerStandInSystem, owners: list[str], vaults: tuple[int, ...] = (), *, get_cdps: bool = True
     ) -> None:
         w3 = system.w3
-        self.client = ChainClient("local", w3.eth.chain_id, [("local", w3)], batch_reader(w3))
+        self.client = local_client(w3)
         accounts = [Account(o, f"owner{i}") for i, o in enumerate(owners)]
         s = system
         self.reader = MakerReader(

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from web3 import Web3
 
-from tests.aave_helpers import batch_reader, latest_timestamp, next_block_at
+from tests.aave_helpers import latest_timestamp, local_client, next_block_at
 from watcher.adapters.base import Account
 from watcher.adapters.morpho_blue import MorphoBlueReader, MorphoSimulator
-from watcher.chain import ChainClient
 from watcher.check import CheckResult, run_check
 from watcher.devchain.deploy import advance_time, revert_snapshot, take_snapshot
 from watcher.devchain.morpho import MorphoMarket, deploy_morpho
@@ -22,7 +21,7 @@ class MorphoWatcher:
 
     def __init__(self, market: MorphoMarket, users: list[str]) -> None:
         w3 = market.w3
-        self.client = ChainClient("local", w3.eth.chain_id, [("local", w3)], batch_reader(w3))
+        self.client = local_client(w3)
         accounts = [Account(u, u[:8]) for u in users]
         self.reader = MorphoBlueReader("morpho_blue", "local", market.morpho.address, [market.market_id], accounts)
 
@@ -153,7 +152,7 @@ def test_markets_are_discovered_from_the_accounts_events(chain: Web3) -> None:
     market.open_position(borrower, WETH, 1_000 * USDC)
     market.open_position(collateral_only, WETH, 0)
     w3 = market.w3
-    client = ChainClient("local", w3.eth.chain_id, [("local", w3)], batch_reader(w3))
+    client = local_client(w3)
     accounts = [Account(u, u[:8]) for u in (borrower, collateral_only, outsider, late)]
     # no market configured: the reader scans Morpho's SupplyCollateral and Borrow logs for the accounts
     reader = MorphoBlueReader("morpho_blue", "local", market.morpho.address, [], accounts, 0, rescan_seconds=0)

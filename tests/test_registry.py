@@ -122,7 +122,8 @@ def test_a_protocol_added_by_one_module_and_one_file_is_configured_read_and_aler
     w.start()
     wait_for(lambda: [p["level"] for p in w.get("/positions")["positions"]] == ["ok"], 30, what="the toy read")
     [doc] = w.get("/positions")["positions"]
-    assert doc["protocol"] == "toy" and doc["account"] == s.borrower
+    assert (doc["protocol"], doc["deployment"]) == ("toy_lend", "toy") and doc["id"].startswith("toy:")
+    assert doc["account"] == s.borrower
     set_price(s.market, "WETH", 1_400)
     got = wait_for(lambda: [r for r in s.telegram.received if "LIQUIDATABLE" in r.text], 10, what="the alert")
     assert " · treasury · toy on local" in got[0].text.splitlines()[0], got[0].text

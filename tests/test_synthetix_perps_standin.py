@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from tests.aave_helpers import batch_reader, next_block_at
+from tests.aave_helpers import local_client, next_block_at
 from watcher.adapters.base import Account, ReadError
 from watcher.adapters.synthetix_perps_v3 import (
     MarketState,
@@ -16,7 +16,6 @@ from watcher.adapters.synthetix_perps_v3 import (
     SynthetixPerpsV3Reader,
     make_reader,
 )
-from watcher.chain import ChainClient
 from watcher.check import CheckResult, run_check
 from watcher.devchain.deploy import revert_snapshot, take_snapshot
 from watcher.devchain.synthetix import (
@@ -67,7 +66,7 @@ class StandInWatcher:
 
     def __init__(self, market: SynthetixStandInMarket, ids: list[int]) -> None:
         w3 = market.w3
-        self.client = ChainClient("local", w3.eth.chain_id, [("local", w3)], batch_reader(w3))
+        self.client = local_client(w3)
         owners = owner_addresses(3)
         self.reader = SynthetixPerpsV3Reader(
             "synthetix_perps_v3", "local", market.proxy.address, [Account(owners[0], "alice")], ids

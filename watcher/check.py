@@ -11,12 +11,28 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.adapters.base import Account, Reader, ReadError, VenueReader
+from watcher.adapters.base import Account, LogReader, Reader, ReadError, VenueReader
 from watcher.chain import ChainClient, ChainError, ReadStats, redact_url
 from watcher.config import Config, ConfigError, Deployment, resolve_deployments, resolve_venues
 from watcher.model import BlockRef, Position
 
 MAX_ROUNDS = 12  #: first checks learn markets, vaults and feeds round by round (a Maker owner walks 2 vaults a round)
+
+
+async def read_logs(reader: Reader, client: ChainClient, head: int) -> None:
+    """Run a log-reading reader's eth_getLogs queries through `client` and hand it the answers; others: nothing."""
+    if not isinstance(reader, LogReader):
+        return
+    queries = reader.log_queries(head)
+    if not queries:
+        return
+    logs = [await client.get_logs(q.address, _topics(q.topics), q.from_block, q.to_block) for q in queries]
+    reader.take_logs(head, logs)
+
+
+def _topics(topics: tuple[Any, ...]) -> list[Any]:
+    # eth_getLogs wants JSON lists where a LogQuery, being hashable, holds tuples
+    return [list(t) if isinstance(t, tuple) else t for t in topics]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,12 +182,8 @@ async def check_chain(
         return
     pending = []
     for r in readers:
-        discover = getattr(r, "discover", None)
-        if discover is None:
-            pending.append(r)
-            continue
         try:
-            await discover(client, number)  # markets an account entered since the last scan (eth_getLogs)
+            await read_logs(r, client, number)  # e.g. markets an account entered since the last scan
         except Exception as exc:  # a bad log must not stop the other readers of the chain, nor read as healthy
             why = str(exc) if isinstance(exc, (ChainError, ReadError)) else f"unexpected {type(exc).__name__}: {exc}"
             reason = f"{r.protocol}/{r.chain}: market discovery failed: {why}"

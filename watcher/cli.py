@@ -90,7 +90,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     thresholds = thresholds_of(cfg)
     advices = advise_all(result, thresholds)
     if args.json:
-        print(json.dumps(result_json(result, advices, thresholds), indent=2))
+        print(json.dumps(result_json(result, advices, thresholds, cfg.protocol_of), indent=2))
     else:
         render_table(result, advices, thresholds, make_console())
     return exit_code(result, thresholds)

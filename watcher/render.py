@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
 from typing import Any
@@ -220,9 +221,15 @@ def perp_json(p: Position, leg: PerpLeg) -> dict[str, Any]:
     }
 
 
-def position_json(p: Position, adv: Advice | None, thresholds: Thresholds) -> dict[str, Any]:
-    """A position as a JSON-ready dict: raw integers beside decimal strings."""
-    doc = _position_json(p, adv, thresholds)
+def position_json(
+    p: Position, adv: Advice | None, thresholds: Thresholds, protocol: str | None = None
+) -> dict[str, Any]:
+    """A position as a JSON-ready dict: raw integers beside decimal strings.
+
+    `protocol` is the protocols/ file the deployment came from (`Config.protocol_of`); `deployment`, the name that
+    starts the id, is the position's own protocol field, which names the deployment.
+    """
+    doc = _position_json(p, adv, thresholds, protocol)
     if p.perps:
         decimals = _base_decimals(p)
         doc["perps"] = [perp_json(p, leg) for leg in p.perps]
@@ -239,10 +246,11 @@ def position_json(p: Position, adv: Advice | None, thresholds: Thresholds) -> di
     return doc
 
 
-def _position_json(p: Position, adv: Advice | None, thresholds: Thresholds) -> dict[str, Any]:
+def _position_json(p: Position, adv: Advice | None, thresholds: Thresholds, protocol: str | None) -> dict[str, Any]:
     return {
         "id": p.key,
-        "protocol": p.protocol,
+        "protocol": protocol or p.protocol,
+        "deployment": p.protocol,
         "chain": p.chain,
         "account": p.account,
         "label": p.label,
@@ -280,17 +288,29 @@ def _position_json(p: Position, adv: Advice | None, thresholds: Thresholds) -> d
     }
 
 
-def result_json(result: CheckResult, advices: dict[str, Advice], thresholds: Thresholds) -> dict[str, Any]:
-    """The whole check as a JSON-ready dict."""
+def result_json(
+    result: CheckResult,
+    advices: dict[str, Advice],
+    thresholds: Thresholds,
+    protocol_of: Callable[[str], str] | None = None,
+) -> dict[str, Any]:
+    """The whole check as a JSON-ready dict; `protocol_of` maps a deployment's name to its protocol."""
+    family = protocol_of or (lambda name: name)
     return {
         "thresholds": {
             "warn_raw": thresholds.warn,
             "critical_raw": thresholds.critical,
             "target_raw": thresholds.target,
         },
-        "positions": [position_json(p, advices.get(p.key), thresholds) for p in result.positions],
+        "positions": [position_json(p, advices.get(p.key), thresholds, family(p.protocol)) for p in result.positions],
         "unknown": [
-            {"protocol": u.protocol, "chain": u.chain, "accounts": [a.address for a in u.accounts], "reason": u.reason}
+            {
+                "protocol": family(u.protocol),
+                "deployment": u.protocol,
+                "chain": u.chain,
+                "accounts": [a.address for a in u.accounts],
+                "reason": u.reason,
+            }
             for u in result.unreadable
         ],
         "reads": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from watcher.abi import words
 from watcher.model import BlockRef, Position
@@ -20,6 +20,17 @@ class Call:
     #: a storage read instead of a call: the 32-byte word at this slot of `target` (data is ignored); for state no
     #: view function serves to us, such as an OSM's whitelisted next price
     slot: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    """One eth_getLogs a reader needs before it plans its round; the check runs it through the chain client."""
+
+    address: str  #: the contract whose events are asked for
+    #: per position a topic, a list of alternatives, or None for any (eth_getLogs' own shape)
+    topics: tuple[str | tuple[str, ...] | None, ...]
+    from_block: int
+    to_block: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +128,24 @@ class Reader(Protocol):
 
     def parse(self, results: Sequence[tuple[bool, bytes]], block: BlockRef) -> list[Position] | None:
         """Positions from the answers, or None when an assumption failed and another round is needed."""
+        ...
+
+
+@runtime_checkable
+class LogReader(Protocol):
+    """A reader that learns from event logs too (Morpho's market discovery); pure like every reader.
+
+    Before each check's first round the check asks `log_queries(head)`, runs them through the chain client (the same
+    deadlines, size caps, failover and range splitting as every read) and hands the answers to `take_logs`, in the
+    order asked. A reader with nothing to ask returns no queries.
+    """
+
+    def log_queries(self, head: int) -> list[LogQuery]:
+        """The eth_getLogs queries this check needs up to block `head`, or none."""
+        ...
+
+    def take_logs(self, head: int, logs: Sequence[list[dict[str, Any]]]) -> None:
+        """Learn from the answers to `log_queries(head)`; ReadError when one cannot be trusted."""
         ...
 
 

@@ -17,7 +17,7 @@ from eth_utils import keccak, to_checksum_address
 from pydantic import Field
 
 from watcher.abi import Contract, symbol_or_prefix, word
-from watcher.adapters.base import Account, Call, ReadError, TaggedReader
+from watcher.adapters.base import Account, Call, LogQuery, ReadError, TaggedReader
 from watcher.config import ConfigError, MarketId, ProtocolOptions, Where
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
 from watcher.registry import ChainProtocol, Entry, register
@@ -211,31 +211,38 @@ class MorphoBlueReader(TaggedReader):
         # the last round saw, and a round that finds the market changed asks again at the same block.
         self.markets: dict[str, tuple[int, ...]] = {}
 
-    async def discover(self, client: Any, head: int) -> None:
-        """Add the markets the accounts entered since the last scan (eth_getLogs, at most every rescan_seconds)."""
+    def log_queries(self, head: int) -> list[LogQuery]:
+        """The event scans that find markets the accounts entered since the last scan (at most every rescan_seconds)."""
         if self.discover_from is None or not self.accounts:
-            return
+            return []
         now = time.monotonic()
         if self.scanned_to is not None and (now - self._scanned_at < self.rescan_seconds or head <= self.scanned_to):
-            return
+            return []
         # each rescan overlaps the last by REORG_BLOCKS: an event a reorg moved into scanned blocks is still found
         start = (
             self.discover_from
             if self.scanned_to is None
             else max(self.discover_from, self.scanned_to + 1 - REORG_BLOCKS)
         )
-        who = ["0x" + a.address[2:].lower().rjust(64, "0") for a in self.accounts]
-        logs = await client.get_logs(self.morpho, [SUPPLY_COLLATERAL_TOPIC, None, None, who], start, head)
-        logs += await client.get_logs(self.morpho, [BORROW_TOPIC, None, who], start, head)
-        for log in logs:
-            topics = log.get("topics")
+        who = tuple("0x" + a.address[2:].lower().rjust(64, "0") for a in self.accounts)
+        return [
+            LogQuery(self.morpho, (SUPPLY_COLLATERAL_TOPIC, None, None, who), start, head),
+            LogQuery(self.morpho, (BORROW_TOPIC, None, who), start, head),
+        ]
+
+    def take_logs(self, head: int, logs: Sequence[list[dict[str, Any]]]) -> None:
+        """Add the markets named by the scans' events; a malformed event is a ReadError and nothing is learned."""
+        found: list[str] = []
+        for log in (entry for answer in logs for entry in answer):
+            topics = log.get("topics") if isinstance(log, dict) else None
             # the id must be a whole bytes32: a malformed one kept in market_ids would break every later check
             if not isinstance(topics, list) or len(topics) < 3 or not _is_word(topics[1]):
                 raise ReadError(f"{self.protocol}/{self.chain}: eth_getLogs answered a malformed Morpho event")
-            mid = topics[1].lower()
+            found.append(topics[1].lower())
+        for mid in found:
             if mid not in self.market_ids:
                 self.market_ids.append(mid)
-        self.scanned_to, self._scanned_at = head, now
+        self.scanned_to, self._scanned_at = head, time.monotonic()
 
     def calls(self) -> list[Call]:
         """The reads for this round; the same list object while nothing new was learned."""

@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from watcher.api.base import MAX_BODY, SETTINGS, STORE, parse_time, whole_number
+from watcher.api.dashboard import index, position_page
 from watcher.api.freshness import _bounds
 from watcher.api.guard import GUARD, connections, install
 from watcher.api.metrics import StoreCollector, metrics
@@ -63,6 +64,7 @@ def make_app(
         "clock": clock,
         "started": clock(),
         "bounds": _bounds(cfg),
+        "config": cfg,  # the dashboard draws each position's thresholds
         "limits": {
             "header_timeout": cfg.api.header_timeout,
             "body_timeout": cfg.api.body_timeout,
@@ -85,6 +87,8 @@ def make_app(
     app.router.add_delete("/silences/{id}", delete_silence)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/", index)
+    app.router.add_get("/ui/positions/{id}", position_page)
     return app
 
 

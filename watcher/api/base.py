@@ -144,6 +144,15 @@ def check_silence_until(
         raise BadRequest(f"{name}: {shown} is more than {MAX_SILENCE_DAYS} days ahead{hint}")
 
 
+def position_id(value: str, name: str = "id") -> str:
+    """A position id as stored: `deployment:chain:account[:market]`, with a hex account in its checksum case."""
+    parts = _text(value, name).split(":")
+    # ids are stored with the EIP-55 address; a user pasting it lower case (as explorers print it) means the same one
+    if len(parts) >= 3 and is_hex_address(parts[2]):
+        parts[2] = to_checksum_address(parts[2])
+    return ":".join(parts)
+
+
 def whole_number(raw: str, name: str, lo: int, hi: int) -> int:
     """A parameter that must be a whole number from lo to hi, in ASCII digits; a 400 naming `name` otherwise."""
     if not _DIGITS.fullmatch(raw) or not lo <= int(raw) <= hi:

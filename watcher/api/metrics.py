@@ -33,13 +33,13 @@ class StoreCollector(Collector):
         health = GaugeMetricFamily(
             "margin_watcher_position_health",
             "Health factor of a position (+Inf without debt); unknown and stale positions are left out",
-            labels=["position", "protocol", "chain", "account"],
+            labels=["position", "protocol", "deployment", "chain", "account"],
         )
-        for key, protocol, chain, account, level, h, updated_at in self.store.position_healths():
+        for key, protocol, deployment, chain, account, level, h, updated_at in self.store.position_healths():
             too_old = chain in stale and (_finite(updated_at) or 0.0) < stale[chain][0]
             if level != "unknown" and not too_old:
                 value = float("inf") if h is None else float(Decimal(int(h)).scaleb(-18))
-                health.add_metric([key, protocol, chain, account], value)
+                health.add_metric([key, protocol, deployment, chain, account], value)
         yield health
         duration = GaugeMetricFamily(
             "margin_watcher_check_duration_seconds", "Duration of the last check of a chain", labels=["chain"]

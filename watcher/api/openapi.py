@@ -19,9 +19,22 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 _PARAMS: dict[str, dict[str, Any]] = {
-    "id": {"in": "path", "schema": {"type": "string"}, "description": "an id as the API or a message's ref: gave it"},
+    "id": {
+        "in": "path",
+        "schema": {"type": "string"},
+        "description": "deployment:chain:account[:market] as the API gave it; a hex account may be in any case",
+    },
     "account": {"in": "query", "schema": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}},
-    "protocol": {"in": "query", "schema": {"type": "string"}},
+    "protocol": {
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "a protocol (aave_v3) or a deployment's name: the positions of either",
+    },
+    "deployment": {
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "a deployment's name (its protocol where the config names none); ids start with it",
+    },
     "chain": {"in": "query", "schema": {"type": "string"}, "description": "a chain or venue name from the config"},
     "level": {
         "in": "query",
@@ -36,6 +49,11 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "limit": {"in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
     "open": {"in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
     "position": {"in": "query", "schema": {"type": "string"}},
+    "format": {
+        "in": "query",
+        "schema": {"type": "string", "enum": ["json", "csv"]},
+        "description": "csv: text/csv with a header row, amounts as raw integers, times ISO-8601 UTC",
+    },
 }
 _ERROR = {
     "application/json": {
@@ -122,12 +140,14 @@ OPENAPI: dict[str, Any] = {
         "/positions": {
             "get": _op(
                 "Current positions; on a chain not read for too long, level unknown and stale true",
-                ("account", "protocol", "chain", "level"),
+                ("account", "protocol", "deployment", "chain", "level"),
             )
         },
         "/positions/{id}": {"get": _op("One position: legs, liquidation prices, advice", ("id",))},
-        "/positions/{id}/history": {"get": _op("Stored readings since a time", ("id", "since", "limit"))},
-        "/alerts": {"get": _op("Recent alerts with delivery status per channel", ("open", "position", "limit"))},
+        "/positions/{id}/history": {"get": _op("Stored readings since a time", ("id", "since", "format", "limit"))},
+        "/alerts": {
+            "get": _op("Recent alerts with delivery status per channel", ("open", "position", "format", "limit"))
+        },
         "/alerts/{id}/ack": {"post": _op("Acknowledge an alert", ("id",), write=True)},
         "/silences": {
             "get": _op("Silences in force"),
@@ -136,5 +156,17 @@ OPENAPI: dict[str, Any] = {
         "/silences/{id}": {"delete": _op("End a silence now; answers it", ("id",), write=True, integer_id=True)},
         "/metrics": {"get": _op("Prometheus metrics", content="text/plain")},
         "/openapi.json": {"get": _op("This description")},
+        "/": {
+            "get": _op("The dashboard (HTML): positions grouped by level, a banner when degraded", content="text/html")
+        },
+        "/ui/positions/{id}": {
+            "get": _op(
+                "The dashboard page of one position (HTML): history charts, alerts, silences",
+                ("id",),
+                content="text/html",
+            )
+        },
     },
 }
+for _path in ("/positions/{id}/history", "/alerts"):  # ?format=csv answers these as CSV
+    OPENAPI["paths"][_path]["get"]["responses"]["200"]["content"]["text/csv"] = {}

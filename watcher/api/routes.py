@@ -29,7 +29,9 @@ from watcher.api.base import (
     _text,
     check_silence_until,
     parse_time,
+    position_id,
 )
+from watcher.api.export import alerts_csv, history_csv, wants_csv
 from watcher.api.freshness import _freshness, _stale_doc, _storage
 from watcher.store import Store
 
@@ -38,6 +40,12 @@ log = logging.getLogger("watcher.api")
 
 async def health(request: web.Request) -> web.Response:
     """The watcher's own liveness and, per chain, its last good read and lag."""
+    doc, status = health_doc(request)
+    return _json(doc, request, status)
+
+
+def health_doc(request: web.Request) -> tuple[dict[str, Any], int]:
+    """The /health document and its HTTP status (the dashboard's banner reads the same)."""
     settings = request.app[SETTINGS]
     store = request.app[STORE]
     now = settings["clock"]()
@@ -52,7 +60,7 @@ async def health(request: web.Request) -> web.Response:
             "now": now,
             "storage": {**(storage or {}), "ok": False, "error": f"cannot read the database: {str(exc)[:200]}"},
         }
-        return _json(doc, request, 503)
+        return doc, 503
     stale = _freshness(settings, status, now)
     chains = {}
     for name in sorted(set(status) | set(settings["bounds"])):
@@ -103,20 +111,20 @@ async def health(request: web.Request) -> web.Response:
         doc["storage"] = storage
     if notify:
         doc["notify"] = notify
-    return _json(doc, request)
+    return doc, 200
 
 
 async def positions(request: web.Request) -> web.Response:
     """Current positions, filtered by account, protocol, chain and level; a stale source's are unknown."""
-    q = _query(request, ("account", "protocol", "chain", "level"))
+    q = _query(request, ("account", "protocol", "deployment", "chain", "level"))
     store = request.app[STORE]
     stale = _freshness(request.app[SETTINGS], store.chain_status(), request.app[SETTINGS]["clock"]())
     filters: dict[str, Any] = {}
     if "account" in q:
         filters["account"] = _account(q["account"])
-    for name in ("protocol", "chain"):
+    for name in ("protocol", "deployment", "chain"):
         if name in q:
-            filters[name] = q[name]
+            filters[name] = _text(q[name], name)
     if "level" in q and q["level"] not in LEVELS:
         raise BadRequest(f"level: {q['level'][:40]!r} is not one of {', '.join(LEVELS)}")
     cutoffs = {name: cutoff for name, (cutoff, _) in stale.items()}
@@ -127,7 +135,7 @@ async def positions(request: web.Request) -> web.Response:
 
 
 def _position_doc(request: web.Request) -> tuple[str, dict[str, Any]]:
-    key = _text(request.match_info["id"], "id")
+    key = position_id(request.match_info["id"])
     store = request.app[STORE]
     row = store.position_doc(key)
     if row is None:
@@ -146,11 +154,14 @@ async def position(request: web.Request) -> web.Response:
 
 async def history(request: web.Request) -> web.Response:
     """A position's stored readings since a time (unix seconds or ISO-8601), oldest first."""
-    q = _query(request, ("since", "limit"))
+    q = _query(request, ("since", "limit", "format"))
     since = parse_time(q["since"], "since") if "since" in q else 0.0
     limit = _limit(q, MAX_LIMIT)
+    as_csv = wants_csv(q)
     key, _ = _position_doc(request)
     rows = request.app[STORE].position_history(key, since, limit)
+    if as_csv:
+        return history_csv(request, key, rows)
     out = [
         {
             "at": at,
@@ -191,13 +202,16 @@ def _alerts(store: Store, where: str = "", args: Iterable[Any] = (), limit: int 
 
 async def alerts(request: web.Request) -> web.Response:
     """Recent alerts, newest first, with their delivery status per channel; ?open=true keeps the open ones."""
-    q = _query(request, ("open", "limit", "position"))
+    q = _query(request, ("open", "limit", "position", "format"))
     if q.get("open", "false") not in ("true", "false"):
         raise BadRequest("open: expected true or false")
-    where, args = ("position = ?", [q["position"]]) if "position" in q else ("", [])
+    as_csv = wants_csv(q)
+    where, args = ("position = ?", [position_id(q["position"], "position")]) if "position" in q else ("", [])
     found = _alerts(request.app[STORE], where, args, _limit(q))
     if q.get("open") == "true":
         found = [a for a in found if a["open"]]
+    if as_csv:
+        return alerts_csv(request, found)
     return _json({"alerts": found}, request)
 
 
@@ -245,7 +259,7 @@ async def add_silence(request: web.Request) -> web.Response:
         position_ = body["position"]
         if not isinstance(position_, str) or not position_:
             raise BadRequest("position: expected a position id string")
-        _text(position_, "position")
+        position_ = position_id(position_, "position")
     if "until" not in body:
         raise BadRequest("until: required (unix seconds or ISO-8601)")
     until, now = parse_time(body["until"], "until"), request.app[SETTINGS]["clock"]()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import ipaddress
@@ -85,9 +86,31 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if token is None:
             return _error(request, 403, "writes need api.token to be configured")
         given = request.headers.get("Authorization", "")
+        # A browser's own login prompt carries the token for the dashboard (and the CSV links on its pages). Reads
+        # only: a browser replays Basic credentials on its own, so they must never authorise a write.
+        if request.method in ("GET", "HEAD") and (password := basic_password(given)) is not None:
+            given = f"Bearer {password}"
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return _error(request, 401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+            challenge = 'Basic realm="Margin Watcher", charset="UTF-8"' if is_page(request) else "Bearer"
+            return _error(request, 401, "missing or wrong bearer token", {"WWW-Authenticate": challenge})
     return await handler(request)
+
+
+def is_page(request: web.Request) -> bool:
+    """A read of a dashboard page: a 401 there asks the browser for the token by HTTP Basic auth."""
+    return request.method in ("GET", "HEAD") and (request.path == "/" or request.path.startswith("/ui/"))
+
+
+def basic_password(header: str) -> str | None:
+    """The password of an `Authorization: Basic` header (any user name), or None for any other header."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[2]
 
 
 @web.middleware

@@ -305,6 +305,14 @@ class Config(Strict):
     notify: NotifyConfig = NotifyConfig()
     api: ApiConfig = ApiConfig()
 
+    def protocol_of(self, deployment: str) -> str:
+        """The protocols/ file a deployment or venue was configured from (`aave_v3` for a named Aave fork)."""
+        for d in self.deployments:
+            if (d.name or d.protocol) == deployment:
+                return d.protocol
+        venue = self.venues.get(deployment)
+        return venue.protocol if venue is not None else deployment
+
     @field_validator("accounts")
     @classmethod
     def _unique(cls, v: list[AccountConfig]) -> list[AccountConfig]:

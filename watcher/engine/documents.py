@@ -51,7 +51,8 @@ class Documents:
         self, p: Position, thresholds: Thresholds, advice: Advice | None, now: float
     ) -> tuple[dict[str, Any], Kept | None]:
         """The positions-table row, and the advice to remember once it is committed (None: forget it)."""
-        doc = position_json(p, advice, thresholds)
+        family = self.cfg.protocol_of(p.protocol)
+        doc = position_json(p, advice, thresholds, family)
         kept: Kept | None
         if advice is not None:
             kept = (now, doc["liquidation_prices"], doc["advice"])
@@ -63,7 +64,8 @@ class Documents:
         doc |= {"liquidation_prices": lps, "advice": adv, "advice_at": at, "updated_at": now}
         row = {
             "position": p.key,
-            "protocol": p.protocol,
+            "protocol": family,
+            "deployment": p.protocol,
             "chain": p.chain,
             "account": p.account,
             "label": p.label,

@@ -22,19 +22,22 @@ class ApiQueries:
     def position_docs(
         self, filters: dict[str, Any], stale: dict[str, float], level: str | None = None
     ) -> list[tuple[str, str, bool]]:
-        """(document JSON, chain, too old) of each position matching `filters` (account, protocol, chain) and
-        `level`, by id. A position is too old when its chain is in `stale` and it was read before that cutoff; a
-        too-old position counts as unknown, whatever its stored level."""
+        """(document JSON, chain, too old) of each position matching `filters` (account, protocol, chain,
+        deployment) and `level`, by id. A position is too old when its chain is in `stale` and it was read before
+        that cutoff; a too-old position counts as unknown, whatever its stored level."""
         if stale:
             old_sql = "(" + " or ".join("(chain = ? and coalesce(updated_at, 0) < ?)" for _ in stale) + ")"
             old_args: list[Any] = [x for item in stale.items() for x in item]
         else:
             old_sql, old_args = "0", []
         where, args = [], []
-        for name in ("account", "protocol", "chain"):  # column names from this fixed list only
+        for name in ("account", "chain", "deployment"):  # column names from this fixed list only
             if name in filters:
                 where.append(f"{name} = ?")
                 args.append(filters[name])
+        if "protocol" in filters:  # the family (aave_v3) or, as ids start with it, the deployment's name
+            where.append("(protocol = ? or deployment = ?)")
+            args.extend([filters["protocol"]] * 2)
         if level == "unknown":
             where.append(f"(level = 'unknown' or {old_sql})")
             args.extend(old_args)
@@ -60,10 +63,20 @@ class ApiQueries:
             [key, since, limit],
         ).fetchall()
 
+    def recent_history(self, key: str, limit: int) -> list[tuple[Any, ...]]:
+        """The newest `limit` readings of a position, oldest first (same columns as position_history)."""
+        rows = self.db.execute(
+            "select at, block, block_hash, health, level, collateral, debt from history"
+            " where position = ? order by at desc limit ?",
+            [key, limit],
+        ).fetchall()
+        return rows[::-1]
+
     def position_healths(self) -> list[tuple[Any, ...]]:
-        """(position, protocol, chain, account, level, health, updated_at) of every position, by id."""
+        """(position, protocol, deployment, chain, account, level, health, updated_at) of every position, by id."""
         return self.db.execute(
-            "select position, protocol, chain, account, level, health, updated_at from positions order by position"
+            "select position, protocol, coalesce(deployment, protocol), chain, account, level, health, updated_at"
+            " from positions order by position"
         ).fetchall()
 
     def alert_rows(self, where: str = "", args: Iterable[Any] = (), limit: int = 100) -> list[dict[str, Any]]:

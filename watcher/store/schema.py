@@ -9,11 +9,18 @@ from watcher.store import outbox
 SCHEMA_VERSION = 2
 
 
-def _add_columns(db: sqlite_utils.Database, table: str, columns: dict[str, type]) -> None:
+_SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT"}
+
+
+def _add_columns(db: sqlite_utils.Database, table: str, columns: dict[str, type]) -> bool:
+    """Add the columns `table` lacks; whether any was added."""
     have = set(db[table].columns_dict)
+    added = False
     for name, kind in columns.items():
         if name not in have:
-            db.execute(f"ALTER TABLE [{table}] ADD COLUMN [{name}] {'INTEGER' if kind is int else 'REAL'}")
+            db.execute(f"ALTER TABLE [{table}] ADD COLUMN [{name}] {_SQL_TYPES[kind]}")
+            added = True
+    return added
 
 
 def migrate(db: sqlite_utils.Database) -> None:
@@ -61,6 +68,7 @@ def migrate(db: sqlite_utils.Database) -> None:
             {
                 "position": str,
                 "protocol": str,
+                "deployment": str,
                 "chain": str,
                 "account": str,
                 "label": str,
@@ -81,5 +89,9 @@ def migrate(db: sqlite_utils.Database) -> None:
         # Columns added in schema 2 to tables that schema 1 already created.
         _add_columns(db, "alerts", {"silenced": int})
         _add_columns(db, "chain_status", {"last_check_seconds": float, "rpc_errors": int})
+        # A named deployment's positions kept its name under `protocol` before: the name moves to `deployment`, and
+        # `protocol` is filled with the protocol family at the next check.
+        if _add_columns(db, "positions", {"deployment": str}):
+            db.execute("update positions set deployment = protocol where deployment is null")
         db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
     outbox.ensure_schema(db)

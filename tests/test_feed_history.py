@@ -1,0 +1,42 @@
+"""Price history from the feed itself: the rounds of a Chainlink-style feed on anvil, walked back through the chain
+client, give the sigma of the random walk they were drawn from, and a probability from it."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from tests.aave_helpers import local_client
+from tests.test_probability import PRICE, USDC, WETH, flat, leg, position, walk
+from watcher.chain import ReadStats
+from watcher.devchain.anvil import Anvil
+from watcher.devchain.deploy import revert_snapshot, take_snapshot
+from watcher.devchain.feeds import deploy_round_feed
+from watcher.feeds import feed_history
+from watcher.probability import CLOSED_FORM, first_passage, liquidation_probability, realised_volatility
+
+
+def test_a_feeds_round_history_is_read_back_whole_and_gives_the_walks_sigma(anvil: Anvil) -> None:
+    snap = take_snapshot(anvil.w3)
+    try:
+        rounds = [(t, int(p)) for t, p in walk(0.8, 600, seed=31, t0=1_600_000_000)]
+        feed = deploy_round_feed(anvil.w3, rounds)
+        client = local_client(anvil.w3)
+        block = anvil.w3.eth.block_number
+        stats = ReadStats()
+        whole = asyncio.run(feed_history(client, feed.address, block, max_rounds=1_000, stats=stats))
+        assert whole.rounds == rounds and whole.decimals == 8 and whole.stopped == "phase start"
+        print(f"feed history: {len(whole.rounds)} rounds in {stats.eth_calls} eth_calls")
+        assert stats.eth_calls == 1 + math.ceil(600 / 200)  # latestRoundData, then 200 rounds a call
+        last = asyncio.run(feed_history(client, feed.address, block, max_rounds=250))
+        assert last.rounds == rounds[-250:] and last.stopped == "limit"
+        vol = realised_volatility(whole.rounds)
+        assert vol is not None and vol.samples == 600
+        print(f"sigma from the feed: {vol.sigma_annual:.4f} +- {vol.standard_error:.4f} (walk drawn at 0.8)")
+        assert abs(vol.sigma_annual - 0.8) < 3 * vol.standard_error
+        p = position(1.2, [leg(WETH, "WETH", 10_000 * PRICE, 8_250)], [leg(USDC, "USDC", 6_875 * PRICE)])
+        [day] = liquidation_probability(p, {WETH: whole.rounds, USDC: flat(whole.rounds)}, horizons=[86400])
+        assert day.model == CLOSED_FORM and day.samples == 600
+        assert day.probability == first_passage(math.log(1.2), vol.sigma_annual, 86400)
+    finally:
+        revert_snapshot(anvil.w3, snap)
