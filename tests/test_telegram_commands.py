@@ -60,11 +60,11 @@ def test_status_and_position_answer_the_configured_chats_and_no_other(run_setup:
     secret = "/status stranger-secret-words-9f3a"
     s.telegram.updates.push(STRANGER, secret)
     status = ask(s, "/status")
-    assert status == "✅ user0 · aave_local on local · health 1.3750 · ok", status
+    assert status == "✅ user0 · aave_v3 (aave_local) on local · health 1.3750 · ok", status
 
     doc = w.get("/positions")["positions"][0]
     answer = ask(s, "/position user0")
-    assert answer.startswith("✅ user0 · aave_local on local\nHealth 1.3750 · ok · block "), answer
+    assert answer.startswith("✅ user0 · aave_v3 (aave_local) on local\nHealth 1.3750 · ok · block "), answer
     assert f"id: {doc['id']}" in answer
     assert "Collateral: 10 WETH ($20,000)" in answer and "Debt: 12,000 USDC ($12,000)" in answer, answer
     lp = doc["liquidation_prices"][0]
@@ -72,6 +72,7 @@ def test_status_and_position_answer_the_configured_chats_and_no_other(run_setup:
     assert f"WETH liquidates at ${price} (" in answer, (answer, lp)
     assert "To reach 1.5000: " in answer, answer
     assert ask(s, f"/position {doc['id']}") == answer  # by id: the same document
+    assert ask(s, f"/position {doc['id'].lower()}") == answer  # a lower-case address means the same, as in the API
 
     assert ask(s, "/help", chat=OTHER_ALLOWED).startswith("Margin Watcher commands:")
     # the stranger's update came first: it was handled (and ignored) before any of these answers

@@ -70,7 +70,9 @@ def test_a_broken_get_updates_never_holds_back_an_alert_and_the_listener_recover
     cleared = time.monotonic()
     status = ask(s, "/status", timeout=POLL_TIMEOUT + TIMEOUT + BACKOFF_MAX + 5)
     print(f"{fault}: /status answered {time.monotonic() - cleared:.2f} s after the fault cleared")
-    assert status.startswith("🔴 user0 · aave_local on local · health 1.03") and status.endswith(" · critical"), status
+    assert status.startswith("🔴 user0 · aave_v3 (aave_local) on local · health 1.03") and status.endswith(
+        " · critical"
+    ), status
     assert TOKEN not in log_text(w)
 
 

@@ -55,14 +55,19 @@ def sort_key(doc: dict[str, Any]) -> tuple[int, int, int, str]:
     return (SEVERITY.get(str(doc.get("level")), 3), 0 if isinstance(raw, int) else 1, health, str(doc.get("id")))
 
 
+def where(doc: dict[str, Any]) -> str:
+    """`protocol on chain`, with the deployment's own name where it differs (a fork, a local deployment)."""
+    protocol, deployment = doc.get("protocol"), doc.get("deployment")
+    named = f"{protocol} ({deployment})" if deployment and deployment != protocol else f"{protocol}"
+    return f"{named} on {doc.get('chain')}"
+
+
 def status_line(doc: dict[str, Any]) -> str:
     """One /status line: label, protocol, chain, health, level."""
     level = str(doc.get("level"))
     stale = " (stale)" if doc.get("stale") else ""
-    return (
-        f"{_ICON.get(level, '❓')} {doc.get('label') or doc.get('account')} · {doc.get('protocol')} on "
-        f"{doc.get('chain')} · health {health_of(doc)} · {level}{stale}"
-    )
+    who = doc.get("label") or doc.get("account")
+    return f"{_ICON.get(level, '❓')} {who} · {where(doc)} · health {health_of(doc)} · {level}{stale}"
 
 
 def _legs(doc: dict[str, Any], key: str) -> list[str]:
@@ -103,8 +108,7 @@ def position_text(doc: dict[str, Any]) -> str:
     level = str(doc.get("level"))
     block = doc.get("block") or {}
     lines = [
-        f"{_ICON.get(level, '❓')} {doc.get('label') or doc.get('account')} · {doc.get('protocol')} on "
-        f"{doc.get('chain')}",
+        f"{_ICON.get(level, '❓')} {doc.get('label') or doc.get('account')} · {where(doc)}",
         f"Health {health_of(doc)} · {level} · block {block.get('number')}",
         f"id: {doc.get('id')}",
     ]

@@ -13,7 +13,7 @@ from typing import Any
 
 from eth_utils import is_hex_address
 
-from watcher.api.base import BadRequest, _account, _text, check_silence_until
+from watcher.api.base import BadRequest, _account, _text, check_silence_until, position_id
 from watcher.api.freshness import _bounds, _freshness, _stale_doc
 from watcher.config import Config
 from watcher.notify.command_texts import position_text, sort_key, status_line
@@ -163,7 +163,8 @@ class Commands:
 
     def _matching(self, target: str, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The documents `target` names: a position id, an account label or an account address."""
-        exact = [d for d in docs if d.get("id") == target]
+        key_id = position_id(target, "id")  # the API's rule: a lower-case address in an id means the same one
+        exact = [d for d in docs if d.get("id") == key_id]
         if exact:
             return exact
         key = target.lower()
@@ -198,7 +199,7 @@ class Commands:
                 raise CommandError(f"no position or account {_shown(target)}; /status lists them")
             what = target
         positions: set[str] = set()
-        whole = len(chosen) != 1 or chosen[0].get("id") != target
+        whole = len(chosen) != 1 or chosen[0].get("id") != position_id(target, "id")
         for d in chosen:
             account = str(d.get("account"))
             # an EVM account is muted whole (like POST /silences {"account"}); a venue's (dydx1...) by position
