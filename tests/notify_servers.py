@@ -21,6 +21,8 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from tests.telegram_updates import UpdateQueue
+
 HOST = "127.0.0.1"
 
 
@@ -82,7 +84,7 @@ class TelegramStandIn:
       answers are a few kB). The message is not recorded as received.
     - `clear()`: end every fault above (planned answers, outages, stalls and trickles).
     Every request is recorded in `requests` (arrival time, status answered or NO_ANSWER); accepted messages in
-    `received`.
+    `received` (`sent_to(chat)` gives one chat's). `updates` serves getUpdates (tests/telegram_updates.py).
     """
 
     def __init__(self, token: str, chats: tuple[str, ...] = ("42",)) -> None:
@@ -90,6 +92,8 @@ class TelegramStandIn:
         self.chats = set(chats)
         self.received: list[Received] = []
         self.requests: list[Request] = []
+        #: getUpdates: what users type to the bot, and the long poll that hands it out
+        self.updates = UpdateQueue(token)
         #: Seconds to wait before answering, to make clients time out.
         self.delay = 0.0
         self._planned: deque[_Planned] = deque()
@@ -103,6 +107,11 @@ class TelegramStandIn:
         self._site: web.TCPSite | None = None
         self._release: asyncio.Event | None = None
         self.port = 0
+
+    def sent_to(self, chat_id: str) -> list[str]:
+        """The texts accepted for one chat, in order."""
+        with self._lock:
+            return [r.text for r in self.received if r.chat_id == str(chat_id)]
 
     @property
     def base_url(self) -> str:
@@ -279,6 +288,8 @@ class TelegramStandIn:
             self._release = asyncio.Event()
             app = web.Application()
             app.router.add_post("/bot{token}/sendMessage", self._send_message)
+            self.updates.bind(asyncio.get_running_loop())
+            app.router.add_route("*", "/bot{token}/getUpdates", self.updates.handle)
             # The access log would print each request path, token included (the real Telegram logs are not ours).
             # A short shutdown: stalled and trickling requests are released by stop(), not waited for a minute.
             self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -308,6 +319,7 @@ class TelegramStandIn:
         if self._loop is not None and self._thread is not None:
             if self._release is not None:
                 self._loop.call_soon_threadsafe(self._release.set)
+            self.updates.release()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
 

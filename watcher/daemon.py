@@ -32,6 +32,7 @@ from watcher.notify.base import Channel
 from watcher.notify.quiet import quiet_hold
 from watcher.notify.relay import Relay
 from watcher.notify.routing import fallback_map, routing
+from watcher.notify.telegram_updates import build_listener
 from watcher.store import Store
 
 log = logging.getLogger("watcher")
@@ -103,6 +104,8 @@ class Daemon:
         #: what the API in the same process shows beside the stored state: the database's and the channels' health
         self.live: dict[str, Any] = {"storage": self.publisher.storage, "notify": self.relay.health}
         self.relay.on_storage = self.publisher.storage_report
+        #: Telegram commands (notify.telegram.commands), or None
+        self.commands = build_listener(cfg, store, channels, clock)
         self.sources: dict[str, Source] = {}
         chains = sorted({r.chain for r in self.readers})
         if ws_urls is None:
@@ -232,6 +235,8 @@ class Daemon:
         tasks = [asyncio.create_task(s.follow(stop, self.process), name=f"source:{n}") for n, s in self.sources.items()]
         relay = asyncio.create_task(self.relay.run_forever(stop))
         watchdog = asyncio.create_task(self._watchdog_loop(stop))
+        if self.commands is not None:
+            tasks.append(asyncio.create_task(self.commands.run(stop), name="telegram-commands"))
         log.info(
             "started",
             extra={

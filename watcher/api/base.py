@@ -134,6 +134,16 @@ def _account(value: str, name: str = "account") -> str:
     return to_checksum_address(value)
 
 
+def check_silence_until(
+    until: float, now: float, shown: str, name: str = "until", hint: str = "; send unix seconds, not milliseconds"
+) -> None:
+    """A silence's end must be ahead and within MAX_SILENCE_DAYS (the API and Telegram's /mute share this rule)."""
+    if until <= now:
+        raise BadRequest(f"{name}: must be in the future")
+    if until - now > MAX_SILENCE_DAYS * 86400:
+        raise BadRequest(f"{name}: {shown} is more than {MAX_SILENCE_DAYS} days ahead{hint}")
+
+
 def position_id(value: str, name: str = "id") -> str:
     """A position id as stored: `deployment:chain:account[:market]`, with a hex account in its checksum case."""
     parts = _text(value, name).split(":")

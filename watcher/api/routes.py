@@ -14,7 +14,6 @@ from watcher.api.base import (
     _DIGITS,
     LEVELS,
     MAX_LIMIT,
-    MAX_SILENCE_DAYS,
     SETTINGS,
     STORE,
     BadRequest,
@@ -28,6 +27,7 @@ from watcher.api.base import (
     _raw_json,
     _show,
     _text,
+    check_silence_until,
     parse_time,
     position_id,
 )
@@ -263,13 +263,7 @@ async def add_silence(request: web.Request) -> web.Response:
     if "until" not in body:
         raise BadRequest("until: required (unix seconds or ISO-8601)")
     until, now = parse_time(body["until"], "until"), request.app[SETTINGS]["clock"]()
-    if until <= now:
-        raise BadRequest("until: must be in the future")
-    if until - now > MAX_SILENCE_DAYS * 86400:
-        raise BadRequest(
-            f"until: {_show(body['until'])} is more than {MAX_SILENCE_DAYS} days ahead;"
-            " send unix seconds, not milliseconds"
-        )
+    check_silence_until(until, now, _show(body["until"]))
     sid = request.app[STORE].add_silence(account, position_, until, now)
     return _json(_silence_json((sid, account, position_, until, now)), request, 201)
 

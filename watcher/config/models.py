@@ -189,6 +189,13 @@ class TelegramConfig(Delivery):
     base_url: str = "https://api.telegram.org"
     min_interval: float = Field(default=1.0, ge=0, le=MAX_TIMEOUT)
     timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  #: seconds per request, the whole answer included
+    #: answer /status, /position, /mute ... sent to the bot (long-polls getUpdates); off unless asked for, because a
+    #: command can silence alerts and getUpdates fails while the bot has a webhook
+    commands: bool = False
+    #: chats besides chat_id whose commands are answered; any other chat is ignored (and logged without its text)
+    command_chats: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    #: seconds one getUpdates long poll may wait for a command (Telegram allows up to 50)
+    poll_timeout: int = Field(default=25, ge=1, le=50)
 
 
 class EmailConfig(Delivery):

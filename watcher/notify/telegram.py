@@ -54,6 +54,10 @@ class TelegramChannel:
 
     async def send(self, msg: Message) -> None:
         """Send `msg` to the chat, waiting first if the previous message to it went out less than min_interval ago."""
+        await self.send_text(self.chat_id, render_text(msg, MAX_TEXT))
+
+    async def send_text(self, chat_id: str, text: str) -> None:
+        """Send plain `text` (a command's reply, no ref line) to `chat_id`, paced and flood-waited like alerts."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         # One request at a time per chat: concurrent callers would otherwise both pass the pacing check.
@@ -67,7 +71,14 @@ class TelegramChannel:
             if wait > 0:
                 await asyncio.sleep(wait)
             self._last_request = time.monotonic()
-            await self._post(msg)
+            payload = {"chat_id": str(chat_id), "text": text[:MAX_TEXT], "disable_web_page_preview": True}
+            try:
+                await self.request("sendMessage", payload)
+            except TemporaryFailure as exc:
+                # Only a 429 carries retry_after: the flood wait holds every later send, alert or reply.
+                if exc.retry_after is not None:
+                    self._blocked_until = time.monotonic() + exc.retry_after
+                raise
 
     async def close(self) -> None:
         """Close the HTTP session if this channel created it."""
@@ -75,18 +86,27 @@ class TelegramChannel:
             await self._session.close()
             self._session = None
 
-    async def _post(self, msg: Message) -> None:
+    async def request(self, method: str, payload: dict[str, Any], *, deadline: float | None = None) -> Any:
+        """One Bot API call (no pacing): its `result`, or TemporaryFailure / PermanentFailure with a redacted text.
+
+        `deadline` (seconds for the whole exchange) defaults to the channel's timeout; a long poll passes more.
+        """
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        payload = {"chat_id": self.chat_id, "text": render_text(msg, MAX_TEXT), "disable_web_page_preview": True}
-        url = f"{self._base_url}/bot{self._token}/sendMessage"
+        total = self.timeout if deadline is None else deadline
+        client_timeout = (
+            self._timeout
+            if deadline is None
+            else aiohttp.ClientTimeout(total=total, sock_connect=self.timeout, sock_read=total)
+        )
+        url = f"{self._base_url}/bot{self._token}/{method}"
         # aiohttp's exception texts may carry the URL, hence the token: only the exception's type is reported, and
         # `from None` keeps the original out of tracebacks.
         try:
             # One deadline for the whole exchange: aiohttp's own timeouts alone let an answer that trickles in a byte
             # at a time run on for as long as the bytes keep coming.
-            async with asyncio.timeout(self.timeout):
-                async with self._session.post(url, json=payload, timeout=self._timeout) as resp:
+            async with asyncio.timeout(total):
+                async with self._session.post(url, json=payload, timeout=client_timeout) as resp:
                     status = resp.status
                     retry_header = resp.headers.get("Retry-After")
                     raw = await _read_capped(resp.content, self.max_answer_bytes)
@@ -102,11 +122,9 @@ class TelegramChannel:
         body = _json_object(raw.decode("utf-8", errors="replace"))
         description = self._describe(body, status)
         if status == 200 and body.get("ok") is True:
-            return
+            return body.get("result")
         if status == 429:
             retry_after = _retry_after(body, retry_header)
-            if retry_after is not None:
-                self._blocked_until = time.monotonic() + retry_after
             raise TemporaryFailure(f"telegram: {description}", retry_after=retry_after)
         if status >= 500 or status == 408:
             raise TemporaryFailure(f"telegram: {description}")

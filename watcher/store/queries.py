@@ -144,6 +144,16 @@ class ApiQueries:
                 self.db.execute("delete from silences where id = ?", [silence_id])
         return row
 
+    def meta_value(self, key: str) -> str | None:
+        """A value of the small key/value table (`meta`), or None."""
+        row = self.db.execute("select value from meta where key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta_value(self, key: str, value: str) -> None:
+        """Store a value in the key/value table (`meta`), replacing the old one."""
+        with self.db.atomic():
+            self.db.execute("insert or replace into meta (key, value) values (?, ?)", [key, value])
+
     def prune_history(self, before: float) -> int:
         """Drop history older than `before`; returns the number of rows removed."""
         with self.db.atomic():
