@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from watcher.check import CheckResult
 from watcher.model import WAD, Leg, Level, PerpLeg, Position
+from watcher.output import current
 from watcher.risk import Action, Advice, LiquidationPrice, MarginTopUp, Thresholds, level_of, perp_top_ups
 
 _LEVEL_STYLE = {
@@ -24,9 +26,12 @@ _LEVEL_STYLE = {
 
 
 def make_console() -> Console:
-    """A console; when output is not a terminal, wide enough that tables do not wrap."""
-    probe = Console()
-    return probe if probe.is_terminal else Console(width=160)
+    """A console; when output is not a terminal, wide enough that tables do not wrap; plain under --no-color."""
+    out = current()
+    # color_system=None drops every escape code, bold too: NO_COLOR alone would keep those in rich
+    plain: dict[str, Any] = {"color_system": None} if out.no_color or os.environ.get("NO_COLOR") else {}
+    probe = Console(**plain)
+    return probe if probe.is_terminal else Console(width=160, **plain)
 
 
 def units(amount: int, decimals: int) -> str:
