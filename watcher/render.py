@@ -23,6 +23,7 @@ _LEVEL_STYLE = {
     Level.LIQUIDATABLE: "bold white on red",
     Level.UNKNOWN: "magenta",
 }
+LEVEL_STYLE = _LEVEL_STYLE  #: a level's rich style, for other tables
 
 
 def make_console() -> Console:
