@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
 from typing import Any
@@ -132,8 +132,15 @@ def _action_text(a: Action) -> str:
     return text if a.feasible else text + " (not enough alone)"
 
 
-def render_table(result: CheckResult, advices: dict[str, Advice], thresholds: Thresholds, console: Console) -> None:
-    """One table per account."""
+def render_table(
+    result: CheckResult,
+    advices: dict[str, Advice],
+    thresholds: Thresholds,
+    console: Console,
+    chain_names: Mapping[str, str] | None = None,
+) -> None:
+    """One table per account; `chain_names` shows a chain by another name (the demo's "anvil (31337)")."""
+    names = chain_names or {}
     by_account: dict[str, list[Position]] = {}
     for p in result.positions:
         by_account.setdefault(f"{p.label} {p.account}", []).append(p)
@@ -154,7 +161,10 @@ def render_table(result: CheckResult, advices: dict[str, Advice], thresholds: Th
                 advice = " and\n".join(top_up_text(p, u) for u in ups) if ups else "-"
             t.add_row(
                 p.protocol,
-                f"{p.chain} #{p.block.number}" if p.block.number else p.chain,
+                # "block", not "#": "local #36" read as a chain id
+                f"{names.get(p.chain, p.chain)}\nblock {p.block.number}"
+                if p.block.number
+                else names.get(p.chain, p.chain),
                 "\n".join(_leg_text(p, leg) for leg in p.collateral) or "-",
                 debt or "-",
                 f"[{_LEVEL_STYLE[lvl]}]{health_text(p.health)} {lvl.word}[/]",
