@@ -9,14 +9,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from watcher import __version__
 from watcher.chain import ChainClient, ChainError
 from watcher.check import CheckResult, build, build_venues, check_chains, check_venues
+from watcher.commands.common import EXAMPLES, EXIT_CODES, Parser, command, common, output_of
 from watcher.config import Config, ConfigError, load_config, require_secrets
 from watcher.model import Level
-from watcher.output import LOG_FORMATS, LOG_LEVELS, Output, configure, current
+from watcher.output import current
 from watcher.risk import Advice, Thresholds, advise, level_of
 
 EXIT_OK, EXIT_WARN, EXIT_USAGE, EXIT_UNKNOWN, EXIT_INTERNAL = 0, 1, 2, 3, 4
@@ -249,102 +250,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(chain=args.chain, version=args.aave, steps=args.steps, everything=not args.only_real)
 
 
-EXIT_CODES = """exit codes:
-  0  all healthy (or the command did what it says)
-  1  something at or below warn, or liquidatable
-  2  a configuration, usage or connection problem: one line on stderr names the key or value
-  3  some positions could not be read (reported as unknown, never as healthy)
-  4  an internal error (one line; MARGIN_WATCHER_DEBUG=1 shows the traceback)"""
-
-EXAMPLES = {
-    "watcher": """examples:
-  watcher init --chain ethereum --account 0xYourAddress -o my.toml
-  watcher config check -c my.toml
-  watcher check -c my.toml --json
-  watcher run -c my.toml --log-level debug
-  watcher history -c my.toml --since 7d""",
-    "check": """examples:
-  watcher check                      # config.toml, or the file MARGIN_WATCHER_CONFIG names
-  watcher check -c my.toml --json    # the same for machines""",
-    "run": """examples:
-  watcher run -c my.toml                      # JSON log lines when stderr is not a terminal
-  watcher run -c my.toml --log-format text    # text lines, e.g. under a terminal multiplexer""",
-    "api": """examples:
-  watcher api -c my.toml    # serves GET /health, /positions ... over the stored state""",
-    "test-notify": """examples:
-  watcher test-notify -c my.toml    # exit 0 when every channel took the message, 1 otherwise""",
-    "demo": """examples:
-  watcher demo                      # anvil, real Aave v3.0 and Morpho Blue
-  watcher demo --aave 3.6 --steps 4""",
-}
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad value in one line, as every other error of the watcher is."""
-
-    def error(self, message: str) -> NoReturn:
-        """`watcher check: error: argument --log-level: invalid choice: 'loud' ...`, exit 2."""
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    """-c/--config and the output options, on every subcommand (and before it)."""
-    # SUPPRESS: given before or after the subcommand, the value is the user's, and main() supplies the defaults
-    g = p.add_argument_group("common options")
-    g.add_argument(
-        "-c",
-        "--config",
-        default=argparse.SUPPRESS,
-        metavar="FILE",
-        help="the config file (default: $MARGIN_WATCHER_CONFIG, else config.toml)",
-    )
-    g.add_argument("--log-level", choices=tuple(LOG_LEVELS), default=argparse.SUPPRESS, help="default: info")
-    g.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        default=argparse.SUPPRESS,
-        help="default: text when stderr is a terminal, json otherwise",
-    )
-    g.add_argument(
-        "--no-color", action="store_true", default=argparse.SUPPRESS, help="no colour (NO_COLOR does the same)"
-    )
-
-
-def _command(sub: Any, name: str, help: str, epilog: str = "") -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(
-        name,
-        help=help,
-        description=help[:1].upper() + help[1:] + ".",
-        epilog=(epilog or EXAMPLES.get(name, "")) + "\n\n" + EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(p)
-    return p
-
-
 def parser() -> argparse.ArgumentParser:
     """The argument parser."""
     from watcher.commands import add_commands
 
-    p = _Parser(
+    p = Parser(
         prog="watcher",
         description="Warns before your DeFi positions are liquidated.",
         epilog=EXAMPLES["watcher"] + "\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"margin-watcher {__version__}")
-    _common(p)
+    common(p)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    c = _command(sub, "check", "check every configured position once")
+    c = command(sub, "check", "check every configured position once")
     c.add_argument("--json", action="store_true", help="print JSON instead of tables")
     c.set_defaults(func=cmd_check)
-    r = _command(sub, "run", "run the daemon: scheduled checks, alerts by Telegram and email")
+    r = command(sub, "run", "run the daemon: scheduled checks, alerts by Telegram and email")
     r.set_defaults(func=cmd_run)
-    a = _command(sub, "api", "serve the local HTTP API over the stored state, without checking")
+    a = command(sub, "api", "serve the local HTTP API over the stored state, without checking")
     a.set_defaults(func=cmd_api)
-    t = _command(sub, "test-notify", "send a test message through every configured channel")
+    t = command(sub, "test-notify", "send a test message through every configured channel")
     t.set_defaults(func=cmd_test_notify)
-    d = _command(sub, "demo", "local chain, real Aave v3, falling prices: no network or secrets needed")
+    d = command(sub, "demo", "local chain, real Aave v3, falling prices: no network or secrets needed")
     d.add_argument("--chain", choices=("anvil", "eth-tester"), default="anvil")
     d.add_argument("--aave", choices=("3.0", "3.6"), default="3.0", help="Aave version to deploy")
     d.add_argument("--steps", type=int, default=8, help="price steps to show (at most 8)")
@@ -352,30 +280,14 @@ def parser() -> argparse.ArgumentParser:
         "--only-real", action="store_true", help="skip the closing check of every protocol (stand-ins included)"
     )
     d.set_defaults(func=cmd_demo)
-    add_commands(sub, _command)
+    add_commands(sub, command)
     return p
-
-
-def _output_of(args: argparse.Namespace) -> None:
-    """Fill in the common options' defaults and hand the output choices to the modules that print and log."""
-    if getattr(args, "config", None) is None:
-        args.config = os.environ.get("MARGIN_WATCHER_CONFIG") or "config.toml"
-    level = getattr(args, "log_level", None)
-    fmt = getattr(args, "log_format", None)
-    configure(
-        Output(
-            level=LOG_LEVELS[level or "info"],
-            fmt=fmt,
-            no_color=bool(getattr(args, "no_color", False)),
-            explicit=level is not None or fmt is not None,
-        )
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `watcher` console script."""
     args = parser().parse_args(argv)
-    _output_of(args)
+    output_of(args)
     if current().explicit:
         from watcher.logs import setup_logging
 
