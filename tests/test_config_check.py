@@ -196,3 +196,9 @@ def test_config_check_help_and_a_missing_file(tmp_path: Path) -> None:
     assert got.returncode == 0 and "examples:" in got.stdout and "exit codes:" in got.stdout
     got = watcher("config", "check", MARGIN_WATCHER_CONFIG=str(tmp_path / "nope.toml"))
     assert got.returncode == 2 and f"{tmp_path / 'nope.toml'}: cannot read" in got.stderr
+    got = watcher(
+        "config", "-c", str(tmp_path / "other.toml"), "check", MARGIN_WATCHER_CONFIG=str(tmp_path / "nope.toml")
+    )
+    assert got.returncode == 2 and f"{tmp_path / 'other.toml'}: cannot read" in got.stderr
+    got = watcher("config")
+    assert got.returncode == 2 and "\n" not in got.stderr.strip() and "SUBCOMMAND" in got.stderr

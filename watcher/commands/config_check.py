@@ -19,7 +19,10 @@ variables, files) can be read, and never connects to a node, a venue or a notifi
 
 def add(sub: Any, command: Any) -> None:
     """`watcher config check`."""
+    from watcher.commands.common import common
+
     group = sub.add_parser("config", help="work with the config file: `watcher config check`")
+    common(group)  # `watcher config -c F check` as well as `watcher config check -c F`
     inner = group.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     c = command(inner, "check", "validate the config without connecting to anything", EPILOG)
     c.set_defaults(func=cmd_config_check)
