@@ -22,3 +22,8 @@ def test_demo_runs_and_every_reading_agrees() -> None:
     for name in ("compound_v3", "maker", "liquity_v1", "liquity_v2", "gmx_v2", "synthetix_perps_v3"):
         assert re.search(rf"│ {name} +│ stand-in │", out), name
     assert "UNKNOWN" not in out
+    # names, not raw addresses: the local chain and the tokens the demo deploys without a symbol()
+    assert "anvil (31337)" in out and "local #" not in out
+    assert re.search(r"│ morpho_blue +│ real +│ morpho_blue-0 .*│ WETH at ", out)
+    assert "WETH/USD [WETH-USDC]" in out and re.search(r"│ liquity_v2 .*│ (WETH|wstETH) at \$", out)
+    assert not re.search(r"\b0x[0-9a-fA-F]{6} at\b|0x[0-9a-fA-F]{6}/USD", out)

@@ -1,4 +1,4 @@
-"""Command line: `watcher check` for one pass, `watcher run` the daemon, `watcher api` the local API, `watcher demo`."""
+"""Command line: the parser and dispatch; `check`, `run`, `api`, `test-notify`, `demo` here, the rest in commands/."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from typing import Any
 from watcher import __version__
 from watcher.chain import ChainClient, ChainError
 from watcher.check import CheckResult, build, build_venues, check_chains, check_venues
+from watcher.commands.common import EXAMPLES, EXIT_CODES, Parser, command, common, output_of
 from watcher.config import Config, ConfigError, load_config, require_secrets
 from watcher.model import Level
+from watcher.output import current
 from watcher.risk import Advice, Thresholds, advise, level_of
 
 EXIT_OK, EXIT_WARN, EXIT_USAGE, EXIT_UNKNOWN, EXIT_INTERNAL = 0, 1, 2, 3, 4
@@ -263,23 +265,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser."""
-    p = argparse.ArgumentParser(prog="watcher", description="Warns before your DeFi positions are liquidated.")
+    from watcher.commands import add_commands
+
+    p = Parser(
+        prog="watcher",
+        description="Warns before your DeFi positions are liquidated.",
+        epilog=EXAMPLES["watcher"] + "\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"margin-watcher {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("check", help="check every configured position once")
-    c.add_argument("--config", default=os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
+    common(p)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    c = command(sub, "check", "check every configured position once")
     c.add_argument("--json", action="store_true", help="print JSON instead of tables")
     c.set_defaults(func=cmd_check)
-    r = sub.add_parser("run", help="run the daemon: scheduled checks, alerts by Telegram and email")
-    r.add_argument("--config", default=os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
+    r = command(sub, "run", "run the daemon: scheduled checks, alerts by Telegram and email")
     r.set_defaults(func=cmd_run)
-    a = sub.add_parser("api", help="serve the local HTTP API over the stored state, without checking")
-    a.add_argument("--config", default=os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
+    a = command(sub, "api", "serve the local HTTP API over the stored state, without checking")
     a.set_defaults(func=cmd_api)
-    t = sub.add_parser("test-notify", help="send a test message through every configured channel")
-    t.add_argument("--config", default=os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
+    t = command(sub, "test-notify", "send a test message through every configured channel")
     t.set_defaults(func=cmd_test_notify)
-    d = sub.add_parser("demo", help="local chain, real Aave v3, falling prices: no network or secrets needed")
+    d = command(sub, "demo", "local chain, real Aave v3, falling prices: no network or secrets needed")
     d.add_argument("--chain", choices=("anvil", "eth-tester"), default="anvil")
     d.add_argument("--aave", choices=("3.0", "3.6"), default="3.0", help="Aave version to deploy")
     d.add_argument("--steps", type=int, default=8, help="price steps to show (at most 8)")
@@ -287,12 +293,18 @@ def parser() -> argparse.ArgumentParser:
         "--only-real", action="store_true", help="skip the closing check of every protocol (stand-ins included)"
     )
     d.set_defaults(func=cmd_demo)
+    add_commands(sub, command)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `watcher` console script."""
     args = parser().parse_args(argv)
+    output_of(args)
+    if current().explicit:
+        from watcher.logs import setup_logging
+
+        setup_logging()  # asked for: every command logs so (run and api set it up again, the same way)
     try:
         return int(args.func(args))
     except (ConfigError, ChainError) as exc:

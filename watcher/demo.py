@@ -60,6 +60,7 @@ def _everything(w3: Web3, client: ChainClient, console: Console) -> None:
         + "."
     )
     readers = world.readers()
+    world.name_tokens(readers)  # the mocks and placeholders have no symbol() to read
     run_check({"local": client}, readers)  # the first check learns markets, vaults and feeds
     result = run_check({"local": client}, readers)
     stats = result.stats["local"]
@@ -178,7 +179,7 @@ def run_demo(chain: str = "anvil", version: str = "3.0", steps: int = len(WETH_P
             # The Aave positions in full (Morpho's mock tokens carry no symbol or decimals to display).
             result.positions = [p for p in result.positions if p.protocol == "aave_v3"]
             advices = {p.key: advise(p, DEMO_THRESHOLDS.target) for p in result.positions if p.has_debt}
-            render_table(result, advices, DEMO_THRESHOLDS, console)
+            render_table(result, advices, DEMO_THRESHOLDS, console, {"local": f"{chain} ({w3.eth.chain_id})"})
         if everything:
             _everything(w3, client, console)
     return 0

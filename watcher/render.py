@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
 from typing import Any
@@ -13,6 +14,7 @@ from rich.table import Table
 from watcher.check import CheckResult
 from watcher.forecast_doc import CACHE, add_forecast, days_text
 from watcher.model import WAD, Leg, Level, PerpLeg, Position
+from watcher.output import current
 from watcher.risk import Action, Advice, LiquidationPrice, MarginTopUp, Thresholds, level_of, perp_top_ups
 
 _LEVEL_STYLE = {
@@ -22,12 +24,16 @@ _LEVEL_STYLE = {
     Level.LIQUIDATABLE: "bold white on red",
     Level.UNKNOWN: "magenta",
 }
+LEVEL_STYLE = _LEVEL_STYLE  #: a level's rich style, for other tables
 
 
 def make_console() -> Console:
-    """A console; when output is not a terminal, wide enough that tables do not wrap."""
-    probe = Console()
-    return probe if probe.is_terminal else Console(width=160)
+    """A console; when output is not a terminal, wide enough that tables do not wrap; plain under --no-color."""
+    out = current()
+    # color_system=None drops every escape code, bold too: NO_COLOR alone would keep those in rich
+    plain: dict[str, Any] = {"color_system": None} if out.no_color or os.environ.get("NO_COLOR") else {}
+    probe = Console(**plain)
+    return probe if probe.is_terminal else Console(width=160, **plain)
 
 
 def units(amount: int, decimals: int) -> str:
@@ -127,8 +133,15 @@ def _action_text(a: Action) -> str:
     return text if a.feasible else text + " (not enough alone)"
 
 
-def render_table(result: CheckResult, advices: dict[str, Advice], thresholds: Thresholds, console: Console) -> None:
-    """One table per account."""
+def render_table(
+    result: CheckResult,
+    advices: dict[str, Advice],
+    thresholds: Thresholds,
+    console: Console,
+    chain_names: Mapping[str, str] | None = None,
+) -> None:
+    """One table per account; `chain_names` shows a chain by another name (the demo's "anvil (31337)")."""
+    names = chain_names or {}
     by_account: dict[str, list[Position]] = {}
     for p in result.positions:
         by_account.setdefault(f"{p.label} {p.account}", []).append(p)
@@ -151,7 +164,10 @@ def render_table(result: CheckResult, advices: dict[str, Advice], thresholds: Th
             ttl = f"liq. in {days_text(f.at - p.block.timestamp)}" if f.at is not None and not p.liquidatable else ""
             t.add_row(
                 p.protocol,
-                f"{p.chain} #{p.block.number}" if p.block.number else p.chain,
+                # "block", not "#": "local #36" read as a chain id
+                f"{names.get(p.chain, p.chain)}\nblock {p.block.number}"
+                if p.block.number
+                else names.get(p.chain, p.chain),
                 "\n".join(_leg_text(p, leg) for leg in p.collateral) or "-",
                 debt or "-",
                 f"[{_LEVEL_STYLE[lvl]}]{health_text(p.health)} {lvl.word}[/]" + (f"\n{ttl}" if ttl else ""),

@@ -49,3 +49,10 @@ def require_secrets(cfg: Config, chains: Iterable[str] = (), *, notify: bool = F
         parts.append(f"environment {word} not set: " + ", ".join(unset))
     if parts or other:
         raise ConfigError("; ".join(parts + other))
+
+
+def secret_refs(
+    cfg: Config, chains: Iterable[str] = (), *, notify: bool = False, api: bool = False
+) -> list[tuple[str, SecretRef]]:
+    """(key, reference) of every secret these chains (and notify, api) need, for a report that names them."""
+    return _refs(cfg, chains, notify, api)

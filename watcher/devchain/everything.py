@@ -27,10 +27,25 @@ class World:
     deployments: list[Deployment] = field(default_factory=list)
     accounts: dict[str, list[Account]] = field(default_factory=dict)  #: by deployment name
     kind: dict[str, str] = field(default_factory=dict)  #: deployment name -> "real" or "stand-in"
+    #: address -> (symbol, decimals) of the tokens deployed here whose contracts carry neither (Morpho's mocks, the
+    #: stand-ins' placeholder addresses): named where they are made, so the demo shows WETH rather than 0x32EEce
+    tokens: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def readers(self) -> list[Reader]:
         """One reader per deployment, built as `watcher check` builds them from a config."""
         return [make_reader(dep, self.accounts[dep.name]) for dep in self.deployments]
+
+    def name_tokens(self, readers: list[Reader]) -> None:
+        """Give readers the names of this chain's unnamed tokens (a reader asks symbol() only of those it lacks)."""
+        from watcher.adapters.gmx_v2.reader import GmxV2Reader
+        from watcher.adapters.liquity.v2 import LiquityV2Reader
+        from watcher.adapters.morpho_blue import MorphoBlueReader
+
+        for r in readers:
+            if isinstance(r, GmxV2Reader | LiquityV2Reader):
+                r.symbols.update({a.lower(): sym for a, (sym, _) in self.tokens.items()})
+            elif isinstance(r, MorphoBlueReader):
+                r.tokens.update({a: (dec, sym) for a, (sym, dec) in self.tokens.items()})
 
     def _add(self, name: str, adapter: str, address: str, accounts: list[str], kind: str, **extra: object) -> None:
         dep = Deployment(
@@ -60,6 +75,10 @@ def _morpho(world: World, n: int) -> None:
     users = market.new_users(n)
     for i, u in enumerate(users):
         market.open_position(u, WAD, (500 + 100 * (i % 10)) * USDC)
+    # the mocks are USDC-like and WETH-like (devchain/morpho); 18 decimals, as the reader takes for a token without
+    # decimals(), so the amounts and prices it shows are the ones it showed before it had names
+    world.tokens[market.loan_token.address] = ("USDC", 18)
+    world.tokens[market.collateral_token.address] = ("WETH", 18)
     world._add("morpho_blue", "morpho_blue", market.morpho.address, users, "real", markets=[market.market_id])
 
 
@@ -96,6 +115,7 @@ def _liquity(world: World, n: int) -> None:
     world._add("liquity_v1", "liquity_v1", v1.trove_manager.address, owners, "stand-in")
     v2 = deploy_liquity_v2_stand_in(world.w3)
     owners2 = [placeholder(f"everything:v2:{i}") for i in range(n)]
+    world.tokens.update({b.token: (b.symbol, 18) for b in v2.branches})
     troves = []
     for i, owner in enumerate(owners2):
         trove = 10**30 + i
@@ -105,9 +125,10 @@ def _liquity(world: World, n: int) -> None:
 
 
 def _gmx(world: World, n: int) -> None:
-    from watcher.devchain.gmx import deploy_gmx_stand_in
+    from watcher.devchain.gmx import TOKENS, deploy_gmx_stand_in
 
     gmx = deploy_gmx_stand_in(world.w3)
+    world.tokens.update({t.address: (t.symbol, t.decimals) for t in TOKENS})
     users = [Web3.to_checksum_address(Web3.keccak(text=f"everything:gmx:{i}")[12:]) for i in range(n)]
     usd = 10**30
     for i, u in enumerate(users):

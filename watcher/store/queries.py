@@ -72,6 +72,24 @@ class ApiQueries:
         ).fetchall()
         return rows[::-1]
 
+    def history_since(self, since: float, position: str | None = None) -> list[tuple[Any, ...]]:
+        """(position, at, block, block_hash, health, level, collateral, debt, label) of every reading since `since`
+        (of one position, if given), by position then time; the label from the positions table, or None."""
+        where, args = "h.at >= ?", [since]
+        if position is not None:
+            where += " and h.position = ?"
+            args.append(position)
+        return self.db.execute(
+            "select h.position, h.at, h.block, h.block_hash, h.health, h.level, h.collateral, h.debt, p.label"
+            f" from history h left join positions p on p.position = h.position where {where}"
+            " order by h.position, h.at",
+            args,
+        ).fetchall()
+
+    def history_positions(self) -> list[str]:
+        """Every position with stored history, by id."""
+        return [r[0] for r in self.db.execute("select distinct position from history order by position").fetchall()]
+
     def position_healths(self) -> list[tuple[Any, ...]]:
         """(position, protocol, deployment, chain, account, level, health, updated_at) of every position, by id."""
         return self.db.execute(
