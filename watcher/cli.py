@@ -160,9 +160,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 # Alerts matter more than the API: a busy port is logged, and the daemon runs on without it.
                 logging.getLogger("watcher").error("api not started", extra={"error": exc.strerror or str(exc)})
+        from watcher.sdnotify import supervise
+
+        # after the API listens, so READY=1 (once every source's first check committed) means all of it is up
+        sd_notify = asyncio.create_task(supervise(daemon, stop))
         try:
             await daemon.run(stop)
         finally:
+            stop.set()
+            await sd_notify
             if runner is not None:
                 await runner.cleanup()
             for ch in channels.values():
