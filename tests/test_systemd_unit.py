@@ -188,3 +188,12 @@ def test_a_margin_watcher_db_that_cannot_hold_a_database_is_one_line_and_exit_2(
     assert out.stderr.splitlines() == [
         f"watcher: error: storage.path: {tmp_path}/a-file/watcher.db: {tmp_path}/a-file is a file, not a directory"
     ]
+
+
+def test_the_readme_installs_the_unit_where_its_execstart_and_config_point() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("### As a systemd service") : readme.index("### In a container")]
+    argv = shlex.split(service()["ExecStart"])
+    venv = str(Path(argv[0]).parent.parent)
+    assert f"python3 -m venv {venv} && {venv}/bin/pip install ." in section
+    assert f" {argv[-1]} " in section and service()["EnvironmentFile"].lstrip("-") in section
