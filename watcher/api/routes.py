@@ -81,10 +81,13 @@ async def health(request: web.Request) -> web.Response:
     live = settings["live"] or {}
     # A channel that fails (or gave a message up) means alerts may not reach the user: the watcher is not ok.
     notify = {name: dict(h) for name, h in (live.get("notify") or {}).items()}
+    # an ENS name that stopped resolving (or moved) is watched at its old address: the user must hear of it
+    ens = {name: state.doc() for name, state in (live.get("ens") or {}).items()}
     if (
         any(c["degraded"] for c in chains.values())
         or (storage is not None and not storage["ok"])
         or any(not h["ok"] for h in notify.values())
+        or any(not e["ok"] for e in ens.values())
     ):
         overall = "degraded"
     elif not chains or any(name not in status for name in chains):
@@ -103,6 +106,8 @@ async def health(request: web.Request) -> web.Response:
         doc["storage"] = storage
     if notify:
         doc["notify"] = notify
+    if ens:
+        doc["ens"] = ens
     return _json(doc, request)
 
 
