@@ -70,10 +70,11 @@ def exit_code(result: CheckResult, thresholds: Thresholds) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """One pass over every configured position."""
+    from watcher.ens import resolve_accounts
     from watcher.outlook import Outlook
     from watcher.render import make_console, render_table, result_json
 
-    cfg = load_config(args.config)
+    cfg, _ = resolve_accounts(load_config(args.config))  # ENS names among [[accounts]] become addresses
     readers = build(cfg)
     venues = build_venues(cfg)
     require_secrets(cfg, {r.chain for r in readers})
@@ -144,11 +145,13 @@ def channels_for(cfg: Config) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon: scheduled checks, alerts, delivery, until SIGINT or SIGTERM."""
     from watcher.daemon import Daemon, install_signal_handlers
+    from watcher.ens import resolve_accounts, start_watching
     from watcher.logs import setup_logging
     from watcher.store import Store, open_store
 
     cfg = load_config(args.config)
     store = open_store(cfg.storage.path)  # a bad storage.path stops `watcher run` before any RPC, with one line
+    cfg, names = resolve_accounts(cfg)  # ENS names: resolved now and every ens.refresh (a change is a warning)
     readers = build(cfg)
     venues = build_venues(cfg)
     require_secrets(cfg, {r.chain for r in readers}, notify=True, api=cfg.api.enabled)
@@ -165,6 +168,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         daemon = Daemon(cfg, clients, readers, store, channels, venues=venues, ws_urls=ws_urls)
         stop = asyncio.Event()
         install_signal_handlers(stop)
+        daemon.live["ens"] = names
+        ens = start_watching(cfg, names, stop)
         runner = None
         if cfg.api.enabled:
             from watcher.api import start_api
@@ -175,9 +180,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 # Alerts matter more than the API: a busy port is logged, and the daemon runs on without it.
                 logging.getLogger("watcher").error("api not started", extra={"error": exc.strerror or str(exc)})
+        from watcher.sdnotify import supervise
+
+        # after the API listens, so READY=1 (once every source's first check committed) means all of it is up
+        sd_notify = asyncio.create_task(supervise(daemon, stop))
         try:
             await daemon.run(stop)
         finally:
+            stop.set()
+            await sd_notify
+            if ens is not None:
+                await ens
             if runner is not None:
                 await runner.cleanup()
             for ch in channels.values():

@@ -107,6 +107,8 @@ class Daemon:
         #: Telegram commands (notify.telegram.commands), or None
         self.commands = build_listener(cfg, store, channels, clock)
         self.sources: dict[str, Source] = {}
+        #: sources with a committed check in this run (sd_notify's READY=1 waits for all of them)
+        self.committed: set[str] = set()
         chains = sorted({r.chain for r in self.readers})
         if ws_urls is None:
             ws_urls = {c: cfg.chains[c].websocket(c) for c in chains}
@@ -166,7 +168,10 @@ class Daemon:
 
     def process(self, source: str, result: CheckResult) -> bool:
         """Publish a result: evaluate it and commit state, alerts, outbox rows and history in one transaction."""
-        return self.publisher.publish(source, result)
+        committed = self.publisher.publish(source, result)
+        if committed:
+            self.committed.add(source)
+        return committed
 
     async def read(self, source: str) -> CheckResult:
         """Read a source (network only, no database)."""

@@ -89,10 +89,13 @@ def health_doc(request: web.Request) -> tuple[dict[str, Any], int]:
     live = settings["live"] or {}
     # A channel that fails (or gave a message up) means alerts may not reach the user: the watcher is not ok.
     notify = {name: dict(h) for name, h in (live.get("notify") or {}).items()}
+    # an ENS name that stopped resolving (or moved) is watched at its old address: the user must hear of it
+    ens = {name: state.doc() for name, state in (live.get("ens") or {}).items()}
     if (
         any(c["degraded"] for c in chains.values())
         or (storage is not None and not storage["ok"])
         or any(not h["ok"] for h in notify.values())
+        or any(not e["ok"] for e in ens.values())
     ):
         overall = "degraded"
     elif not chains or any(name not in status for name in chains):
@@ -111,6 +114,8 @@ def health_doc(request: web.Request) -> tuple[dict[str, Any], int]:
         doc["storage"] = storage
     if notify:
         doc["notify"] = notify
+    if ens:
+        doc["ens"] = ens
     return doc, 200
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,10 @@ from watcher.config.errors import ConfigError, format_validation_error
 from watcher.config.models import Config
 from watcher.config.options import option_problems
 from watcher.config.values import MAX_CONFIG_BYTES
+
+#: a database path that wins over storage.path (empty: not set): where systemd's StateDirectory or a container's
+#: volume keeps state, without editing the config file
+DB_ENV = "MARGIN_WATCHER_DB"
 
 
 def parse_config(data: dict[str, Any]) -> Config:
@@ -47,6 +52,10 @@ def load_config(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
     try:
-        return parse_config(data)
+        cfg = parse_config(data)
     except ConfigError as exc:
         raise ConfigError(f"{p}: {exc}") from None
+    db = os.environ.get(DB_ENV, "")
+    if db:
+        cfg = cfg.model_copy(update={"storage": cfg.storage.model_copy(update={"path": db})})
+    return cfg

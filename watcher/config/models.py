@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from watcher.chain import DEFAULT_GAS_BUDGET, MULTICALL3_ADDRESS
 from watcher.config.delivery import AppriseConfig, Delivery, check_channels
@@ -19,7 +19,9 @@ from watcher.config.values import (
     SecretRef,
     Strict,
     _health,
+    evm_address,
 )
+from watcher.ens import MAINNET_REGISTRY, is_name, normalize
 from watcher.model import WAD
 
 
@@ -307,12 +309,25 @@ class VenueConfig(Strict):
     accounts: list[VenueAccount] = []  #: dydx_v4 needs its own; hyperliquid defaults to the [[accounts]]
 
 
+def _account(value: Any) -> str:
+    # an ENS name stays a name here; watcher/ens.py resolves it before any reader is built
+    return normalize(value) if isinstance(value, str) and is_name(value) else evm_address(value)
+
+
 class AccountConfig(Strict):
     """An account to watch."""
 
-    address: Address
+    address: Annotated[str, BeforeValidator(_account)]  #: a hex address or an ENS name (name.eth)
     label: str = ""
     protocols: list[str] | None = None  #: names of deployments; None watches all
+
+
+class EnsConfig(Strict):
+    """Where ENS names among the accounts are resolved: a chain of [chains] and its ENS registry."""
+
+    chain: Name | None = None  #: default: the chain with chain_id 1
+    registry: Address = MAINNET_REGISTRY
+    refresh: float = Field(default=86_400.0, gt=0, le=MAX_INTERVAL)  #: seconds between lookups in `watcher run`
 
 
 class Config(Strict):
@@ -328,6 +343,7 @@ class Config(Strict):
     probability: ProbabilityConfig = ProbabilityConfig()
     notify: NotifyConfig = NotifyConfig()
     api: ApiConfig = ApiConfig()
+    ens: EnsConfig = EnsConfig()
 
     def protocol_of(self, deployment: str) -> str:
         """The protocols/ file a deployment or venue was configured from (`aave_v3` for a named Aave fork)."""
