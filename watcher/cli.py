@@ -257,6 +257,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--config", default=os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
     c.add_argument("--json", action="store_true", help="print JSON instead of tables")
     c.set_defaults(func=cmd_check)
+    from watcher.simulate import add_parser as add_simulate
+
+    add_simulate(sub, os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
     r = sub.add_parser("run", help="run the daemon: scheduled checks, alerts by Telegram and email")
     r.add_argument("--config", default=os.environ.get("MARGIN_WATCHER_CONFIG", "config.toml"))
     r.set_defaults(func=cmd_run)
