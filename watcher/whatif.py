@@ -293,12 +293,14 @@ def simulate(
     shocks: Sequence[Shock],
     at: At | None,
     thresholds: Thresholds | Callable[[Position], Thresholds],
+    known: Sequence[Position] | None = None,
 ) -> list[Outcome]:
     """Every position after the shocks (and interest to `at`), with its verdict and the advice that restores target.
 
     `thresholds` is one set for all, or a function giving each position's (alert overrides). Raises ShockError for
-    a shock naming no asset, an ambiguous symbol, or the same asset shocked twice.
+    a shock naming no asset, an ambiguous symbol, or the same asset shocked twice. Symbols resolve over `known`
+    (default: `positions`), so one position can be simulated under a scenario that names another's assets.
     """
-    wanted = _resolve(positions, shocks)
+    wanted = _resolve(positions if known is None else known, shocks)
     pick = thresholds if callable(thresholds) else (lambda _p: thresholds)
     return [_one(p, wanted, at or At(), pick(p)) for p in positions]
