@@ -49,6 +49,20 @@ def test_the_endpoint_and_the_cli_agree(run_setup: RunSetup) -> None:
     after = proc.get(f"/positions/{keys[1]}/simulate{_q(('shock', 'WETH:-20'))}")["positions"][0]
     assert after["liquidatable_after"] and after["level_after"] == "liquidatable" and after["advice_after"]["top_ups"]
 
+    # The document's price ladder is the same replay: each rung's health is the endpoint's at that move.
+    for key in keys:
+        ladder = proc.get(f"/positions/{key}")["price_ladder"]
+        assert ladder["symbol"] == "WETH" and ladder["rungs"], ladder
+        for rung in ladder["rungs"][:3]:
+            shock = ("shock", f"WETH:{rung['move_pct']}")
+            at_move = proc.get(f"/positions/{key}/simulate{_q(shock)}")["positions"][0]
+            assert rung["health_raw"] == at_move["health_after"]["raw"]
+            assert rung["liquidatable"] == at_move["liquidatable_after"]
+    risky_ladder = proc.get(f"/positions/{keys[1]}")["price_ladder"]
+    assert risky_ladder["rungs"][-1]["liquidatable"] and risky_ladder["rungs"][-1]["move_pct"] >= -20
+    [lp] = [x for x in proc.get(f"/positions/{keys[1]}")["liquidation_prices"] if x["symbol"] == "WETH"]
+    assert risky_ladder["rungs"][-1]["price_raw"] <= lp["price_raw"] < risky_ladder["rungs"][-2]["price_raw"]
+
     for query, status, named in [
         (_q(("shock", "WETH:-120")), 400, "WETH:-120"),
         (_q(("shock", "DOGE:-5")), 400, "'DOGE'"),
