@@ -148,7 +148,7 @@ def price_points(p: Position) -> list[_Point]:
             out.append(_Point(asset, symbol, price))
 
     gmx = getattr(sim, "positions", None)
-    if gmx is not None and p.perps and len(gmx) == len(p.perps):
+    if gmx and p.perps and len(gmx) == len(p.perps) and all(hasattr(s, "index_token") for s in gmx):
         # GMX prices are per token base unit (USD*1e30), not the legs' per whole token: take the simulator's own.
         syms = {leg.asset.lower(): leg.symbol for leg in p.collateral}
         for leg, s in zip(p.perps, gmx, strict=True):
