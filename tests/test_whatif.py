@@ -159,3 +159,18 @@ def test_by_address_and_per_position_thresholds() -> None:
     outs = simulate(ps, [parse_shock(f"{WETH.upper().replace('0X', '0x')}=-10%")], None, lambda p: TH)
     assert [o.moved[0].after for o in outs] == [2700, 2700]
     assert [o.level_after for o in outs] == [Level.CRITICAL, Level.OK]  # 1.08, 2.16
+
+
+def test_exit_codes_follow_the_worst_level_after_then_what_could_not_be_shocked() -> None:
+    from watcher.check import CheckResult
+    from watcher.simulate import exit_code, outcome_json
+
+    ok = lending(Lending(10, 10_000, 3000))  # 2.4
+    shocked = simulate([ok], [parse_shock("WETH=-20%")], None, TH)  # 1.92: ok
+    assert exit_code(shocked, CheckResult()) == 0
+    assert exit_code(simulate([ok], [parse_shock("WETH=-50%")], None, TH), CheckResult()) == 1  # 1.2: warn
+    # A shock of the rule-priced DAI cannot be applied: nothing is worse than ok, but the answer is incomplete.
+    assert exit_code(simulate([ok], [parse_shock("DAI=+5%")], None, TH), CheckResult()) == 3
+    doc = outcome_json(shocked[0])
+    assert doc["health_after"] == {"raw": 192 * WAD // 100, "value": "1.92"} and doc["level_after"] == "ok"
+    assert doc["moved"] == [{"asset": WETH, "symbol": "WETH", "before_raw": 3000, "after_raw": 2400}]
