@@ -302,6 +302,7 @@ def test_metrics_and_openapi(world: World, client: Client) -> None:
         "/positions",
         "/positions/{id}",
         "/positions/{id}/history",
+        "/positions/{id}/simulate",
         "/alerts",
         "/alerts/{id}/ack",
         "/silences",

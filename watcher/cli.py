@@ -292,6 +292,9 @@ def parser() -> argparse.ArgumentParser:
     c = command(sub, "check", "check every configured position once")
     c.add_argument("--json", action="store_true", help="print JSON instead of tables")
     c.set_defaults(func=cmd_check)
+    from watcher.simulate import add_parser as add_simulate
+
+    add_simulate(sub)
     r = command(sub, "run", "run the daemon: scheduled checks, alerts by Telegram and email")
     r.set_defaults(func=cmd_run)
     a = command(sub, "api", "serve the local HTTP API over the stored state, without checking")

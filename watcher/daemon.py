@@ -24,6 +24,7 @@ from watcher.engine.documents import Documents
 from watcher.engine.heads import HeadFollower
 from watcher.engine.health import SourceHealth
 from watcher.engine.history import History
+from watcher.engine.live import LivePositions
 from watcher.engine.publish import Publisher
 from watcher.engine.rules import RuleBook
 from watcher.engine.sources import ChainSource, Source, VenueSource
@@ -91,10 +92,11 @@ class Daemon:
         self.alerting = Alerting(store, self.book, self.history.last)
         self.documents = Documents(store, self.book, cfg)
         self.health = SourceHealth(store)
+        self.latest = LivePositions(self.book, cfg.thresholds.target)  # what GET /positions/{id}/simulate replays
         wake = self.relay.wake if channels else (lambda: None)
         self.publisher = Publisher(
             store,
-            [self.alerting, self.documents, self.history, self.health],
+            [self.alerting, self.documents, self.history, self.health, self.latest],
             list(channels),
             cfg.thresholds.target,
             clock,
@@ -102,7 +104,11 @@ class Daemon:
             route=routing(n, list(channels)),
         )
         #: what the API in the same process shows beside the stored state: the database's and the channels' health
-        self.live: dict[str, Any] = {"storage": self.publisher.storage, "notify": self.relay.health}
+        self.live: dict[str, Any] = {
+            "storage": self.publisher.storage,
+            "notify": self.relay.health,
+            "positions": self.latest,
+        }
         self.relay.on_storage = self.publisher.storage_report
         #: Telegram commands (notify.telegram.commands), or None
         self.commands = build_listener(cfg, store, channels, clock)

@@ -32,6 +32,7 @@ from watcher.api.routes import (
     positions,
 )
 from watcher.api.security import bodies, check_bind, errors, guard, is_loopback, secrets_of
+from watcher.api.simulate import simulate_position
 from watcher.config import Config
 from watcher.store import Store
 
@@ -80,6 +81,7 @@ def make_app(
     app.router.add_get("/positions", positions)
     app.router.add_get("/positions/{id}", position)
     app.router.add_get("/positions/{id}/history", history)
+    app.router.add_get("/positions/{id}/simulate", simulate_position)
     app.router.add_get("/alerts", alerts)
     app.router.add_post("/alerts/{id}/ack", ack)
     app.router.add_get("/silences", list_silences)

@@ -54,6 +54,16 @@ _PARAMS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "enum": ["json", "csv"]},
         "description": "csv: text/csv with a header row, amounts as raw integers, times ISO-8601 UTC",
     },
+    "shock": {
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "ASSET:-20 (or ASSET=-20%): a symbol or token address and a move above -100 %; repeatable",
+    },
+    "at": {
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "+30d (s, m, h, d, w after the position's read block), unix seconds or ISO-8601",
+    },
 }
 _ERROR = {
     "application/json": {
@@ -126,6 +136,16 @@ _SILENCE_BODY = {
     "description": "exactly one of account or position",
 }
 
+
+def _simulate_op() -> dict[str, Any]:
+    op = _op("Health, verdict and advice after what-if price shocks (`watcher run` only)", ("id", "shock", "at"))
+    op["parameters"][1]["required"] = True
+    op["responses"]["503"]["description"] = (
+        "served by `watcher api` (no simulators in memory), or the position has no current reading"
+    )
+    return op
+
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "Margin Watcher local API", "version": "1"},
@@ -145,6 +165,7 @@ OPENAPI: dict[str, Any] = {
         },
         "/positions/{id}": {"get": _op("One position: legs, liquidation prices, advice", ("id",))},
         "/positions/{id}/history": {"get": _op("Stored readings since a time", ("id", "since", "format", "limit"))},
+        "/positions/{id}/simulate": {"get": _simulate_op()},
         "/alerts": {
             "get": _op("Recent alerts with delivery status per channel", ("open", "position", "format", "limit"))
         },

@@ -32,6 +32,9 @@ EXAMPLES = {
   watcher api -c my.toml    # serves GET /health, /positions ... over the stored state""",
     "test-notify": """examples:
   watcher test-notify -c my.toml    # exit 0 when every channel took the message, 1 otherwise""",
+    "simulate": """examples:
+  watcher simulate -c my.toml --shock WETH=-20%                   # every position after ETH falls 20 %
+  watcher simulate -c my.toml --shock WETH=-20% --shock WBTC=-10% --at +30d --json""",
     "demo": """examples:
   watcher demo                      # anvil, real Aave v3.0 and Morpho Blue
   watcher demo --aave 3.6 --steps 4""",

@@ -12,6 +12,7 @@ from watcher.engine.publish import Check, Staged
 from watcher.engine.rules import RuleBook
 from watcher.forecast_doc import CACHE as FORECASTS
 from watcher.forecast_doc import DAEMON_BUDGET_S
+from watcher.ladder import Ladders
 from watcher.model import Position
 from watcher.render import position_json
 from watcher.risk import Advice, Thresholds
@@ -31,6 +32,7 @@ class Documents:
         self.cfg = cfg
         self.advised: dict[str, Kept] = store.advice_docs()
         self._staged: dict[str, Kept | None] = {}
+        self.ladders = Ladders()
 
     def stage(self, check: Check, staged: Staged) -> None:
         """Stage a row per position read."""
@@ -68,6 +70,7 @@ class Documents:
             kept = self.advised.get(p.key)
         at, lps, adv = kept if kept is not None else (None, [], None)
         doc |= {"liquidation_prices": lps, "advice": adv, "advice_at": at, "updated_at": now}
+        doc["price_ladder"] = self.ladders.for_document(p, refresh=advice is not None)  # see bench/bench_ladder.py
         row = {
             "position": p.key,
             "protocol": family,
