@@ -17,6 +17,7 @@ import pytest
 
 from tests import run_harness
 from tests.run_harness import REPO_ROOT, TOKEN, RunSetup, WatcherProcess, child_env, ref_of, set_price, wait_for
+from watcher.notify.simulate_command import health_text
 
 # The harness's fixtures, found by pytest under these names.
 run_market = run_harness.run_market
@@ -91,7 +92,14 @@ def test_status_and_position_answer_the_configured_chats_and_no_other(run_setup:
     assert ask(s, "/ack no-such-alert").startswith("no alert 'no-such-alert'")
     assert ask(s, "/frobnicate now") == "unknown command /frobnicate; /help lists them"
     assert ask(s, "/simulate ETH down").startswith("'down' is not a change in percent like -20%")
-    assert "not available yet" in ask(s, "/simulate ETH -20%")
+    # the what-if engine over the daemon's latest positions: ETH means the WETH the position holds
+    sim = ask(s, "/simulate ETH -20%")
+    api = w.get(f"/positions/{doc['id']}/simulate?shock=WETH:-20")["positions"][0]
+    assert sim.startswith("What if WETH-20% (exact, on each protocol's own check):"), sim
+    expected = f"user0 aave_local/local: 1.3750 -> {health_text(api['health_after']['raw'])} {api['level_after']}"
+    assert expected in sim and api["level_after"] == "critical", (sim, api)
+    assert "restores the target" in sim, sim
+    assert ask(s, "/simulate DOGE -20%").startswith("/simulate: "), "an asset no position holds is named"
     assert w.get("/silences")["silences"] == []  # no bad command changed anything
     old = ask_old(s, "/mute all 1h")
     assert "was sent while the watcher was not running" in old and w.get("/silences")["silences"] == []

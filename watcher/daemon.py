@@ -33,6 +33,7 @@ from watcher.notify.base import Channel
 from watcher.notify.quiet import quiet_hold
 from watcher.notify.relay import Relay
 from watcher.notify.routing import fallback_map, routing
+from watcher.notify.simulate_command import simulate_with
 from watcher.notify.telegram_updates import build_listener
 from watcher.store import Store
 
@@ -111,7 +112,7 @@ class Daemon:
         }
         self.relay.on_storage = self.publisher.storage_report
         #: Telegram commands (notify.telegram.commands), or None
-        self.commands = build_listener(cfg, store, channels, clock)
+        self.commands = build_listener(cfg, store, channels, clock, simulate=simulate_with(self.latest))
         self.sources: dict[str, Source] = {}
         #: sources with a committed check in this run (sd_notify's READY=1 waits for all of them)
         self.committed: set[str] = set()

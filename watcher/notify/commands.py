@@ -84,7 +84,7 @@ def simulate_answer(shocks: dict[str, Fraction]) -> str:
     The seam for the what-if engine (watcher/whatif.py): replace this body, or pass `simulate=` to Commands.
     """
     wanted = ", ".join(f"{s} {float(p) * 100:+g}%" for s, p in shocks.items())
-    return f"/simulate ({wanted}) is not available yet: the what-if engine is not part of this version."
+    return f"/simulate ({wanted}) needs the daemon's latest positions: it is answered by `watcher run` only."
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Collection
+from fractions import Fraction
 from typing import Any
 
 from watcher.config import Config
@@ -188,7 +189,11 @@ class CommandListener:
 
 
 def build_listener(
-    cfg: Config, store: Store, channels: dict[str, Any], clock: Callable[[], float] = time.time
+    cfg: Config,
+    store: Store,
+    channels: dict[str, Any],
+    clock: Callable[[], float] = time.time,
+    simulate: Callable[[dict[str, Fraction]], str] | None = None,
 ) -> CommandListener | None:
     """The listener `notify.telegram.commands = true` asks for, on the alert channel's HTTP session; else None."""
     tg = cfg.notify.telegram
@@ -197,7 +202,7 @@ def build_listener(
         return None
     return CommandListener(
         channel,
-        Commands(store, cfg, clock),
+        Commands(store, cfg, clock) if simulate is None else Commands(store, cfg, clock, simulate=simulate),
         store,
         [tg.chat_id, *tg.command_chats],
         poll_timeout=tg.poll_timeout,

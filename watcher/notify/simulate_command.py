@@ -1,0 +1,78 @@
+"""Telegram's /simulate: the what-if engine (watcher/whatif.py) over the daemon's latest committed positions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+
+from watcher.engine.live import LivePositions
+from watcher.model import WAD, Level
+from watcher.render import units
+from watcher.whatif import Outcome, Shock, ShockError, simulate
+
+MAX_LINES = 20  #: a chat answer, not a report: `watcher simulate` prints every position
+
+
+def simulate_with(live: LivePositions) -> Callable[[dict[str, Fraction]], str]:
+    """The /simulate answer over `live`: each affected position's health before and after, and the fix after."""
+
+    def answer(shocks: dict[str, Fraction]) -> str:
+        positions = list(live.positions.values())
+        if not positions:
+            return "No position has been read yet: try again after the first check."
+        wanted = [Shock(symbol, round(change * 10_000)) for symbol, change in shocks.items()]
+        try:
+            outcomes = simulate(positions, wanted, None, live.thresholds)
+        except ShockError as exc:
+            # people say ETH and BTC where the protocols hold WETH and WBTC: try the wrapped token before refusing
+            wrapped = [Shock("W" + s.target, s.bps) if not s.is_address else s for s in wanted]
+            try:
+                outcomes = simulate(positions, wrapped, None, live.thresholds)
+            except ShockError:
+                return f"/simulate: {exc}"
+            wanted = wrapped
+        return _text(wanted, outcomes)
+
+    return answer
+
+
+def _text(shocks: list[Shock], outcomes: list[Outcome]) -> str:
+    head = "What if " + ", ".join(str(s) for s in shocks) + " (exact, on each protocol's own check):"
+    hit = [o for o in outcomes if o.status == "shocked"]
+    hit.sort(key=lambda o: (o.health_after is None, o.health_after or 0))
+    lines = [head]
+    for o in hit[:MAX_LINES]:
+        p = o.position
+        after = "no debt" if o.health_after is None else health_text(o.health_after)
+        before = "no debt" if o.health_before is None else health_text(o.health_before)
+        line = f"{p.label} {p.protocol}/{p.chain}: {before} -> {after} {o.level_after.word}"
+        fix = _fix(o)
+        lines.append(line + (f"; {fix}" if fix else ""))
+    if len(hit) > MAX_LINES:
+        lines.append(f"... and {len(hit) - MAX_LINES} more (watcher simulate shows all)")
+    others = [o for o in outcomes if o.status == "not shockable"]
+    if not hit:
+        lines.append("No position holds these assets.")
+    if others:
+        lines.append(f"{len(others)} position(s) cannot be shocked: " + "; ".join(others[0].notes)[:200])
+    return "\n".join(lines)
+
+
+def health_text(health: int) -> str:
+    """Health (WAD) to four places, rounded down: a chat never shows a position safer than it is."""
+    q = health * 10_000 // WAD
+    return f"{q // 10_000}.{q % 10_000:04d}"
+
+
+def _fix(o: Outcome) -> str:
+    adv = o.advice_after
+    if adv is None or o.level_after in (Level.OK,):
+        return ""
+    for action in (*adv.top_ups, *adv.repayments):
+        if action.feasible:
+            verb = "add" if action.kind == "supply" else "repay"
+            return f"{verb} {units(action.amount, action.decimals)} {action.symbol} restores the target"
+    return ""
+
+
+__all__ = ["simulate_with"]
