@@ -193,7 +193,8 @@ def _leg_json(leg: Leg) -> dict[str, Any]:
     }
 
 
-def _action_json(a: Action) -> dict[str, Any]:
+def action_json(a: Action) -> dict[str, Any]:
+    """A top-up or repayment as JSON: raw integers beside the decimal amount."""
     return {
         "kind": a.kind,
         "asset": a.asset,
@@ -302,8 +303,8 @@ def _position_json(p: Position, adv: Advice | None, thresholds: Thresholds, prot
         if adv is None
         else {
             "target_raw": adv.target,
-            "top_ups": [_action_json(a) for a in adv.top_ups],
-            "repayments": [_action_json(a) for a in adv.repayments],
+            "top_ups": [action_json(a) for a in adv.top_ups],
+            "repayments": [action_json(a) for a in adv.repayments],
         },
     }
 

@@ -20,7 +20,7 @@ from watcher.check import CheckResult, build, build_venues, check_chains, check_
 from watcher.config import Config, load_config, require_secrets
 from watcher.engine.rules import RuleBook
 from watcher.model import Level, Position
-from watcher.render import health_text, make_console, short, units
+from watcher.render import action_json, health_text, make_console, short, units
 from watcher.risk import Action, Advice, Thresholds
 from watcher.whatif import At, Outcome, Shock, ShockError, parse_at, parse_shock, simulate
 
@@ -48,19 +48,6 @@ def _health(h: int | None) -> dict[str, Any]:
     return {"raw": h, "value": None if h is None else units(h, 18)}
 
 
-def _action_json(a: Action) -> dict[str, Any]:
-    return {
-        "kind": a.kind,
-        "asset": a.asset,
-        "symbol": a.symbol,
-        "amount_raw": a.amount,
-        "amount": units(a.amount, a.decimals),
-        "value_raw": a.value,
-        "health_after_raw": a.health_after,
-        "feasible": a.feasible,
-    }
-
-
 def _advice_json(p: Position, adv: Advice | None) -> dict[str, Any] | None:
     if adv is None:
         return None
@@ -76,8 +63,8 @@ def _advice_json(p: Position, adv: Advice | None) -> dict[str, Any] | None:
             }
             for lp in adv.liquidation_prices
         ],
-        "top_ups": [_action_json(a) for a in adv.top_ups],
-        "repayments": [_action_json(a) for a in adv.repayments],
+        "top_ups": [action_json(a) for a in adv.top_ups],
+        "repayments": [action_json(a) for a in adv.repayments],
     }
 
 
