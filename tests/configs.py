@@ -46,6 +46,26 @@ def accounts(addresses: Iterable[str], labels: Iterable[str] | None = None) -> l
     return [{"address": a, "label": n} for a, n in zip(addresses, names, strict=True)]
 
 
+def inline_env(var: str) -> Any:
+    """`{ env = "VAR" }` written inline, as a user writes a secret (a test may append keys to the table around it)."""
+    table = tomlkit.inline_table()
+    table["env"] = var
+    return table
+
+
+def config_toml(
+    chain: dict[str, Any], deployment: dict[str, Any], watched: list[dict[str, str]], **sections: Any
+) -> str:
+    """The TOML text of a config reading one deployment on chains.local for `watched`, with `sections` merged in."""
+    parts = {
+        "thresholds": dict(THRESHOLDS),
+        "chains": {"local": chain},
+        "deployments": [{"chains": ["local"], **deployment}],
+        "accounts": watched,
+    }
+    return tomlkit.dumps(merge(parts, sections))
+
+
 def check_config(
     path: Path,
     chain: dict[str, Any],
@@ -54,10 +74,5 @@ def check_config(
     **sections: Any,
 ) -> Path:
     """Write a config reading one deployment on chains.local for `watched`; `sections` add or override tables."""
-    parts = {
-        "thresholds": dict(THRESHOLDS),
-        "chains": {"local": chain},
-        "deployments": [{"chains": ["local"], **deployment}],
-        "accounts": watched,
-    }
-    return write_toml(path, merge(parts, sections))
+    path.write_text(config_toml(chain, deployment, watched, **sections))
+    return path

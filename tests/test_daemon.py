@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.aave_helpers import batch_reader
+from tests.configs import accounts, config_toml, inline_env, local_chain
 from tests.notify_servers import RecordingHandler, TelegramStandIn, start_smtp
 from watcher.chain import ChainClient
 from watcher.check import build
@@ -66,47 +67,30 @@ def config_text(
     smtp_port: int,
     db: Path | None = None,
 ) -> str:
-    """A complete config for the local chain, the Telegram stand-in and the SMTP server."""
-    accounts = "\n".join(f'[[accounts]]\naddress = "{u}"\nlabel = "user{i}"\n' for i, u in enumerate(users))
-    storage = f'[storage]\npath = "{db}"\n' if db else ""
-    return f"""
-[thresholds]
-warn = 1.25
-critical = 1.1
-target = 1.5
-
-[chains.local]
-chain_id = {anvil.chain_id}
-rpc_urls = ["{anvil.url}"]
-multicall = "{batch_reader(anvil.w3)}"
-# anvil mines only on transactions: its head ages between tests and is not a stuck node
-max_block_age = 86400
-
-[[deployments]]
-protocol = "aave_v3"
-name = "aave_local"
-chains = ["local"]
-pool_addresses_provider = "{market.addresses_provider}"
-
-{accounts}
-
-[alerts]
-repeat_liquidatable = 300
-
-[notify.telegram]
-token = {{ env = "MW_TEST_TG_TOKEN" }}
-chat_id = "42"
-base_url = "{telegram.base_url}"
-min_interval = 0
-
-[notify.email]
-host = "127.0.0.1"
-port = {smtp_port}
-security = "none"
-sender = "watcher@localhost"
-recipients = ["me@localhost"]
-
-{storage}"""
+    """A complete config for the local chain, the Telegram stand-in and the SMTP server, as TOML text."""
+    notify = {
+        "telegram": {
+            "token": inline_env("MW_TEST_TG_TOKEN"),
+            "chat_id": "42",
+            "base_url": telegram.base_url,
+            "min_interval": 0,
+        },
+        "email": {
+            "host": "127.0.0.1",
+            "port": smtp_port,
+            "security": "none",
+            "sender": "watcher@localhost",
+            "recipients": ["me@localhost"],
+        },
+    }
+    return config_toml(
+        local_chain(anvil.chain_id, anvil.url, batch_reader(anvil.w3)),
+        {"protocol": "aave_v3", "name": "aave_local", "pool_addresses_provider": market.addresses_provider},
+        accounts(users),
+        alerts={"repeat_liquidatable": 300},
+        notify=notify,
+        **({"storage": {"path": str(db)}} if db else {}),
+    )
 
 
 def make_config(
