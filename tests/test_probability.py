@@ -11,6 +11,7 @@ import pytest
 from watcher.model import WAD, BlockRef, Leg, Position
 from watcher.probability import (
     CLOSED_FORM,
+    HEALTH_CLOSED_FORM,
     MIN_RETURNS,
     YEAR,
     first_passage,
@@ -161,16 +162,24 @@ def test_two_collaterals_monte_carlo_matches_a_fine_reference() -> None:
         [leg(USDC, "USDC", 6_200 * PRICE)],
     )
     histories = {WETH: eth, LINK: link, USDC: flat(eth)}
-    [week] = liquidation_probability(p, histories, horizons=[7 * 86400], paths=4000)
+    [week] = liquidation_probability(p, histories, horizons=[7 * 86400], paths=4000, model="monte_carlo")
     assert week.model.startswith("driftless correlated GBM") and week.probability is not None
     vols = {a: realised_volatility(h).sigma_annual for a, h in histories.items()}  # type: ignore[union-attr]
     assert week.sigma_annual == pytest.approx(max(vols.values()))
     # the reference: the same model, fine steps, no bridge, another seed; health from the same leg weights
     ref, ref_err = _fine_reference(p, vols, 7 * 86400, paths=3000, steps=300, seed=99)
     mc_err = math.sqrt(week.probability * (1 - week.probability) / 4000)
-    print(f"two collaterals, 7 d: {week.probability:.4f} +- {mc_err:.4f}; fine reference {ref:.4f} +- {ref_err:.4f}")
+    # what a user gets by default: the closed form at health's own volatility
+    [closed] = liquidation_probability(p, histories, horizons=[7 * 86400])
+    assert closed.model == HEALTH_CLOSED_FORM and closed.probability is not None
+    print(
+        f"two collaterals, 7 d: Monte Carlo {week.probability:.4f} +- {mc_err:.4f}; fine reference {ref:.4f} +- "
+        f"{ref_err:.4f}; health closed form {closed.probability:.4f} at sigma {closed.sigma_annual:.4f}"
+    )
     # a 300-step watch misses a little of the continuous crossings: the reference may sit slightly low
     assert ref - 4 * (ref_err + mc_err) < week.probability < ref + 4 * (ref_err + mc_err) + 0.01
+    # fixed shares ignore that a falling collateral weighs less and less: the closed form errs high, never low
+    assert week.probability - 2 * mc_err <= closed.probability < week.probability + 4 * mc_err + 0.01
     # one perfectly correlated pair is one factor: the Monte Carlo meets the closed form
     twin = {WETH: eth, LINK: [(t, price * 3) for t, price in eth], USDC: flat(eth)}
     mc, err = monte_carlo(p, {WETH: vols[WETH], LINK: vols[WETH], USDC: 0.0}, _ones(3), 7 * 86400, paths=4000)

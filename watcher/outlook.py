@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from watcher.abi import Contract, word_address
 from watcher.adapters.base import Call
@@ -39,6 +40,7 @@ class Outlook:
     rounds: int = 500  #: feed rounds to walk back: about three weeks of an hourly heartbeat
     _sources: dict[tuple[str, str, str], str] = field(default_factory=dict)  #: (chain, oracle, asset) -> feed
     _feeds: dict[tuple[str, str], _Feed] = field(default_factory=dict)
+    _corr: dict[tuple[str, ...], Any] = field(default_factory=dict)
 
     async def estimate(
         self, positions: Sequence[Position], clients: Mapping[str, ChainClient]
@@ -49,6 +51,7 @@ class Outlook:
         latest round, then one more for each 200 rounds walked back; the same block again reads nothing.
         """
         out: dict[str, list[Estimate]] = {}
+        self._corr = {}  # correlations of one call's histories, shared by the positions holding the same assets
         by_chain: dict[str, list[Position]] = {}
         for p in positions:
             if isinstance(p.details.get("oracle"), str) and p.chain in clients and p.has_debt:
@@ -79,7 +82,7 @@ class Outlook:
                 why = "the oracle names no feed for it" if feed is None else (known.error if known else "not read")
                 return self._none(p, f"no price history for {leg.symbol}: {why}")
             histories[leg.asset] = known.rounds
-        return liquidation_probability(p, histories, self.horizons)
+        return liquidation_probability(p, histories, self.horizons, cache=self._corr)
 
     def _none(self, p: Position, note: str) -> list[Estimate]:
         if not p.has_debt:

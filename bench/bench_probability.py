@@ -1,0 +1,110 @@
+"""Benchmark: the cost of the liquidation probabilities next to the check itself.
+
+N Aave v3.0 borrowers on loopback anvil, their oracle reading round-keeping feeds (our RoundFeedStandIn, 500 rounds
+of a random walk each). Times one check (read + health replay), then Outlook.estimate over its positions: cold
+(the oracle's sources and every feed's rounds read, then the probabilities), at the same block (the histories
+cached: the computation alone), and the Monte Carlo the closed form is checked against, for a sample of positions.
+
+Run: python bench/bench_probability.py [--n 1000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from bench.bench_check import GAS_BUDGET, SPECS, borrowers
+from watcher.adapters.aave_v3 import AaveV3Reader
+from watcher.adapters.base import Account
+from watcher.chain import ChainClient
+from watcher.check import run_check
+from watcher.devchain.aave import deploy_aave
+from watcher.devchain.anvil import Anvil
+from watcher.devchain.deploy import Calldata, Tx, deploy_batch_reader, send_txs
+from watcher.devchain.feeds import deploy_round_feed
+from watcher.outlook import Outlook
+from watcher.probability import YEAR, liquidation_probability
+
+SIGMAS = {"WETH": 0.8, "WBTC": 0.6, "USDC": 0.02, "DAI": 0.03}
+
+
+def median_s(fn: Callable[[], Any], repeat: int) -> float:
+    """Median wall time of `repeat` runs."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def walk(price: int, sigma: float, rounds: int, end: int, rng: random.Random) -> list[tuple[int, int]]:
+    """`rounds` hourly rounds of a driftless log walk ending at `price` at time `end`."""
+    x, out = 0.0, []
+    for _ in range(rounds):
+        out.append(x)
+        x += sigma * math.sqrt(3600 / YEAR) * rng.gauss(0.0, 1.0)
+    last = out[-1]
+    return [(end - (rounds - 1 - i) * 3600, max(1, round(price * math.exp(v - last)))) for i, v in enumerate(out)]
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--mc-sample", type=int, default=5, help="positions to time the Monte Carlo on")
+    args = ap.parse_args()
+    rng = random.Random(2026)
+    with Anvil() as node:
+        market = deploy_aave(node.w3, "3.0")
+        agg = deploy_batch_reader(node.w3)
+        now = node.w3.eth.get_block("latest")["timestamp"]
+        feeds = {s: deploy_round_feed(node.w3, walk(SPECS[s].price, SIGMAS.get(s, 0.5), 500, now, rng)) for s in SPECS}
+        data = Calldata(market.oracle.abi).encode(
+            "setAssetSources", [market.assets[s] for s in feeds], [f.address for f in feeds.values()]
+        )
+        send_txs(node.w3, [Tx(market.admin, market.oracle.address, data, 1_000_000, "setAssetSources")])
+        users = market.open_positions_bulk(borrowers(market.new_users(args.n), rng))
+        client = ChainClient("anvil", node.w3.eth.chain_id, [("anvil", node.w3)], agg, GAS_BUDGET)
+        reader = AaveV3Reader("aave_v3", "anvil", market.addresses_provider, [Account(u, u[:8]) for u in users])
+        run_check({"anvil": client}, [reader])  # learn the market
+        check_s = median_s(lambda: run_check({"anvil": client}, [reader]), args.repeat)
+        result = run_check({"anvil": client}, [reader])
+        positions = result.positions
+        clients = {"anvil": client}
+
+        def cold() -> dict[str, Any]:
+            return asyncio.run(Outlook().estimate(positions, clients))
+
+        cold_s = median_s(cold, args.repeat)
+        warm = Outlook()
+        asyncio.run(warm.estimate(positions, clients))
+        warm_s = median_s(lambda: asyncio.run(warm.estimate(positions, clients)), args.repeat)
+        estimates = asyncio.run(warm.estimate(positions, clients))
+        models = Counter(e[1].model.split(" (")[-1].rstrip(")") for e in estimates.values())
+        histories = {a: warm._feeds[("anvil", f)].rounds for (_, _, a), f in warm._sources.items()}
+        multi = [p for p in positions if len({leg.asset for leg in (*p.collateral, *p.debt)}) > 2][: args.mc_sample]
+        t0 = time.perf_counter()
+        for p in multi:
+            liquidation_probability(p, histories, model="monte_carlo")
+        mc_s = (time.perf_counter() - t0) / max(1, len(multi))
+        n = len(positions)
+        print(f"Aave v3.0, N={n} borrowers on loopback anvil, feeds of 500 rounds; medians of {args.repeat}")
+        print(f"  check (read + health replay)               {check_s * 1000:8.1f} ms")
+        print(f"  probabilities, cold (sources, rounds, math) {cold_s * 1000:8.1f} ms  ({cold_s / n * 1e6:.0f} us/pos)")
+        print(f"  probabilities, histories cached (math only) {warm_s * 1000:8.1f} ms  ({warm_s / n * 1e6:.0f} us/pos)")
+        print(f"  ratio to the check: cold {cold_s / check_s:.2f}x, cached {warm_s / check_s:.2f}x")
+        print(f"  models: {dict(models)}")
+        print(f"  Monte Carlo (2000 paths x 24 steps x 3 horizons), per position of 3+ assets: {mc_s * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
