@@ -17,7 +17,7 @@ import pytest
 
 from tests import run_harness
 from tests.run_harness import REPO_ROOT, TOKEN, RunSetup, WatcherProcess, child_env, ref_of, set_price, wait_for
-from watcher.notify.simulate_command import health_text
+from watcher.render import health_text
 
 # The harness's fixtures, found by pytest under these names.
 run_market = run_harness.run_market

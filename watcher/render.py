@@ -124,7 +124,8 @@ def _lp_text(p: Position, lp: LiquidationPrice) -> str:
     return f"{lp.symbol} {_money(p, lp.price)} ({move:+.2f}%)"
 
 
-def _action_text(a: Action) -> str:
+def action_text(a: Action) -> str:
+    """A top-up or repayment in words: `add 1.5 WETH`, marked where it is not enough alone."""
     verb = "add" if a.kind == "supply" else "repay"
     amount = short(a.amount, a.decimals, 6)
     if a.amount and amount.strip("0.,") == "":
@@ -154,7 +155,7 @@ def render_table(
             adv = advices.get(p.key)
             lps = "\n".join(_lp_text(p, lp) for lp in adv.liquidation_prices) if adv else ""
             acts = [*adv.top_ups, *adv.repayments] if adv else []
-            advice = " or\n".join(_action_text(a) for a in acts) if acts else "-"
+            advice = " or\n".join(action_text(a) for a in acts) if acts else "-"
             debt = "\n".join(_leg_text(p, leg) for leg in p.debt)
             if p.perps:
                 debt = "\n".join(perp_text(p, leg) for leg in p.perps)

@@ -20,8 +20,8 @@ from watcher.check import CheckResult, build, build_venues, check_chains, check_
 from watcher.config import Config, load_config, require_secrets
 from watcher.engine.rules import RuleBook
 from watcher.model import Level, Position
-from watcher.render import action_json, health_text, make_console, short, units
-from watcher.risk import Action, Advice, Thresholds
+from watcher.render import action_json, action_text, health_text, make_console, units
+from watcher.risk import Advice, Thresholds
 from watcher.whatif import At, Outcome, Shock, ShockError, parse_at, parse_shock, simulate
 
 EXIT_OK, EXIT_WARN, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
@@ -104,14 +104,6 @@ def simulation_json(shocks: Sequence[Shock], at: At, outcomes: Sequence[Outcome]
     }
 
 
-def _action_text(a: Action) -> str:
-    amount = short(a.amount, a.decimals, 6)
-    if a.amount and amount.strip("0.,") == "":
-        amount = units(a.amount, a.decimals)  # dust: exact rather than a misleading "0"
-    text = f"{'add' if a.kind == 'supply' else 'repay'} {amount} {a.symbol}"
-    return text if a.feasible else text + " (not enough alone)"
-
-
 def render_outcomes(shocks: Sequence[Shock], outcomes: Sequence[Outcome], console: Console) -> None:
     """One table: each position's health before and after, its level and verdict after, and the fix."""
     title = "what if " + (", ".join(str(s) for s in shocks) or "nothing moves")
@@ -132,7 +124,7 @@ def render_outcomes(shocks: Sequence[Shock], outcomes: Sequence[Outcome], consol
             moved or "-",
             health_text(o.health_before),
             f"[{_STYLE.get(lvl, '')}]{health_text(o.health_after)} {verdict}[/]",
-            " or\n".join(_action_text(a) for a in acts) or "-",
+            " or\n".join(action_text(a) for a in acts) or "-",
             "\n".join(o.notes) or ("" if o.status != "unaffected" else "no shock names its assets"),
         )
     console.print(t)

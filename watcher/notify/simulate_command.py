@@ -6,8 +6,8 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from watcher.engine.live import LivePositions
-from watcher.model import WAD, Level
-from watcher.render import units
+from watcher.model import Level
+from watcher.render import action_text, health_text
 from watcher.whatif import Outcome, Shock, ShockError, simulate
 
 MAX_LINES = 20  #: a chat answer, not a report: `watcher simulate` prints every position
@@ -58,21 +58,12 @@ def _text(shocks: list[Shock], outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def health_text(health: int) -> str:
-    """Health (WAD) to four places, rounded down: a chat never shows a position safer than it is."""
-    q = health * 10_000 // WAD
-    return f"{q // 10_000}.{q % 10_000:04d}"
-
-
 def _fix(o: Outcome) -> str:
     adv = o.advice_after
-    if adv is None or o.level_after in (Level.OK,):
+    if adv is None or o.level_after == Level.OK:
         return ""
-    for action in (*adv.top_ups, *adv.repayments):
-        if action.feasible:
-            verb = "add" if action.kind == "supply" else "repay"
-            return f"{verb} {units(action.amount, action.decimals)} {action.symbol} restores the target"
-    return ""
+    feasible = [a for a in (*adv.top_ups, *adv.repayments) if a.feasible]
+    return f"{action_text(feasible[0])} restores the target" if feasible else ""
 
 
 __all__ = ["simulate_with"]
