@@ -40,7 +40,6 @@ class Outlook:
     rounds: int = 500  #: feed rounds to walk back: about three weeks of an hourly heartbeat
     _sources: dict[tuple[str, str, str], str] = field(default_factory=dict)  #: (chain, oracle, asset) -> feed
     _feeds: dict[tuple[str, str], _Feed] = field(default_factory=dict)
-    _corr: dict[tuple[str, ...], Any] = field(default_factory=dict)
 
     async def estimate(
         self, positions: Sequence[Position], clients: Mapping[str, ChainClient]
@@ -51,7 +50,7 @@ class Outlook:
         latest round, then one more for each 200 rounds walked back; the same block again reads nothing.
         """
         out: dict[str, list[Estimate]] = {}
-        self._corr = {}  # correlations of one call's histories, shared by the positions holding the same assets
+        memo: dict[tuple[str, ...], Any] = {}  # one call's volatilities and correlations, shared across positions
         by_chain: dict[str, list[Position]] = {}
         for p in positions:
             if isinstance(p.details.get("oracle"), str) and p.chain in clients and p.has_debt:
@@ -70,10 +69,10 @@ class Outlook:
                     out[p.key] = self._none(p, f"price history unreadable: {exc}")
                 continue
             for p in group:
-                out[p.key] = self._for(p, client.name)
+                out[p.key] = self._for(p, client.name, memo)
         return out
 
-    def _for(self, p: Position, chain: str) -> list[Estimate]:
+    def _for(self, p: Position, chain: str, memo: dict[tuple[str, ...], Any]) -> list[Estimate]:
         histories: dict[str, list[tuple[int, int]]] = {}
         for leg in (*p.collateral, *p.debt):
             feed = self._sources.get((chain, str(p.details["oracle"]), leg.asset))
@@ -82,7 +81,7 @@ class Outlook:
                 why = "the oracle names no feed for it" if feed is None else (known.error if known else "not read")
                 return self._none(p, f"no price history for {leg.symbol}: {why}")
             histories[leg.asset] = known.rounds
-        return liquidation_probability(p, histories, self.horizons, cache=self._corr)
+        return liquidation_probability(p, histories, self.horizons, cache=memo)
 
     def _none(self, p: Position, note: str) -> list[Estimate]:
         if not p.has_debt:

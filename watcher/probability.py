@@ -244,7 +244,7 @@ def monte_carlo(
                 survive = 0.0
                 break
             # the chance the path dipped below 1 and came back within the step (bridge on log health)
-            var = _log_health_var(w, moved, coll0, debt0, vols, corr, assets, dt)
+            var = _log_health_var(w, moved, vols, corr, assets, dt)
             if var > 0:
                 survive *= 1.0 - math.exp(-2.0 * prev * now / var)
             prev = now
@@ -256,8 +256,6 @@ def monte_carlo(
 def _log_health_var(
     w: _Weights,
     moved: Mapping[str, float],
-    coll0: float,
-    debt0: float,
     vols: Mapping[str, float],
     corr: list[list[float]],
     assets: list[str],
@@ -322,10 +320,9 @@ def liquidation_probability(
     pair = _one_driver(w)
     if pair is not None:
         c, d = pair
-        if c == d:
-            vol: Volatility | None = Volatility(0.0, MIN_RETURNS, 0)  # one asset on both sides: prices cancel out
-        else:
-            vol = vol_of(("ratio", c, d), lambda: ratio_history(histories[c], histories[d]))
+        if c == d:  # one asset on both sides: its price cancels out of health, whatever it does
+            return each(0.0, None, vols[c].samples, "prices cancel out (the same asset is collateral and debt)")
+        vol = vol_of(("ratio", c, d), lambda: ratio_history(histories[c], histories[d]))
         if vol is None:
             return each(None, None, 0, "none", "not enough history of the price ratio")
         return [
@@ -352,7 +349,7 @@ def liquidation_probability(
         ]
     # Health's own volatility: its sensitivity to each log price (collateral share minus debt share, by value),
     # through the correlations. Exact for one factor; with several it holds the shares as they are now.
-    sigma_h = math.sqrt(max(_log_health_var(w, {}, 0.0, 0.0, sigmas, corr, assets, 1.0), 0.0))
+    sigma_h = math.sqrt(max(_log_health_var(w, {}, sigmas, corr, assets, 1.0), 0.0))
     return [Estimate(h, first_passage(distance, sigma_h, h), sigma_h, samples, HEALTH_CLOSED_FORM) for h in horizons]
 
 
