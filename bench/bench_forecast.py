@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import watcher.render as render
-from bench.bench_check import GAS_BUDGET, borrowers
+from bench.bench_check import GAS_BUDGET, borrowers, timed
 from watcher.adapters.aave_v3 import AaveV3Reader
 from watcher.adapters.base import Account
 from watcher.chain import ChainClient
@@ -35,13 +35,8 @@ THRESHOLDS = Thresholds(125 * WAD // 100, 110 * WAD // 100, 150 * WAD // 100)
 
 
 def median_s(fn: Callable[[], Any], repeat: int) -> float:
-    """Median wall time of `repeat` runs."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median wall time of `repeat` runs (bench_check.timed, without its result)."""
+    return timed(fn, repeat)[0]
 
 
 def docs(result: CheckResult) -> list[dict[str, Any]]:

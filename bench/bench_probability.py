@@ -14,13 +14,12 @@ import argparse
 import asyncio
 import math
 import random
-import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from bench.bench_check import GAS_BUDGET, SPECS, borrowers
+from bench.bench_check import GAS_BUDGET, SPECS, borrowers, timed
 from watcher.adapters.aave_v3 import AaveV3Reader
 from watcher.adapters.base import Account
 from watcher.chain import ChainClient
@@ -36,13 +35,8 @@ SIGMAS = {"WETH": 0.8, "WBTC": 0.6, "USDC": 0.02, "DAI": 0.03}
 
 
 def median_s(fn: Callable[[], Any], repeat: int) -> float:
-    """Median wall time of `repeat` runs."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median wall time of `repeat` runs (bench_check.timed, without its result)."""
+    return timed(fn, repeat)[0]
 
 
 def walk(price: int, sigma: float, rounds: int, end: int, rng: random.Random) -> list[tuple[int, int]]:
