@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
 from tests.aave_helpers import local_client
 from tests.test_probability import PRICE, USDC, WETH, flat, leg, position, walk
@@ -40,3 +41,29 @@ def test_a_feeds_round_history_is_read_back_whole_and_gives_the_walks_sigma(anvi
         assert day.probability == first_passage(math.log(1.2), vol.sigma_annual, 86400)
     finally:
         revert_snapshot(anvil.w3, snap)
+
+
+def test_a_node_down_after_the_check_gives_no_probability_and_says_why() -> None:
+    """The check read the positions; then the node is gone: each probability is null, naming the failure, at once."""
+    import time
+    from dataclasses import replace
+
+    from watcher.chain import ChainClient
+    from watcher.outlook import Outlook
+
+    down = ChainClient.from_urls("local", 31337, ["http://127.0.0.1:9"], "0x" + "ab" * 20, 50_000_000, timeout=2.0)
+    p = position(1.2, [leg(WETH, "WETH", 10_000 * PRICE, 8_250)], [leg(USDC, "USDC", 6_875 * PRICE)])
+    p = replace(p, details={"oracle": "0x" + "0c" * 20})
+
+    async def once() -> dict[str, Any]:
+        try:
+            return await Outlook(horizons=[86400]).estimate([p], {"local": down})
+        finally:
+            await down.close()
+
+    t0 = time.monotonic()
+    [estimates] = asyncio.run(once()).values()
+    took = time.monotonic() - t0
+    [e] = estimates
+    assert e.probability is None and e.model == "none" and e.note.startswith("price history unreadable: "), e
+    assert took < 2.0 + 1.0, took  # a refused connection fails fast; a silent node would take its timeout
