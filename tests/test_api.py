@@ -588,13 +588,10 @@ def test_advice_is_computed_for_healthy_positions_only_every_history_every(
     assert calls.count(safe) == 2
 
 
-def test_an_unreadable_chain_makes_positions_unknown_and_counts_rpc_errors(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def read_then_lose_the_node(world: World, db: Path, checks: int) -> tuple[Config, Clock]:
+    """One good check of the risky account into `db`, then `checks` more a minute apart with the node gone."""
     from watcher.chain import ChainClient
 
-    monkeypatch.setenv("MW_TEST_TG_TOKEN", BOT_TOKEN)
-    db = tmp_path / "u.db"
     cfg = parse_config(tomllib.loads(world_config(world.anvil, world.market, [world.risky], world.telegram, db)))
     clock = Clock()
     d = make_daemon(cfg, db, clock)
@@ -603,9 +600,18 @@ def test_an_unreadable_chain_makes_positions_unknown_and_counts_rpc_errors(
     d.sources["local"].client = ChainClient.from_urls(  # type: ignore[attr-defined]
         "local", c.chain_id, ["http://127.0.0.1:9"], c.multicall, c.call_gas_budget
     )
-    for _ in range(2):
+    for _ in range(checks):
         clock.t += 60
         asyncio.run(d.check_chain("local"))
+    return cfg, clock
+
+
+def test_an_unreadable_chain_makes_positions_unknown_and_counts_rpc_errors(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MW_TEST_TG_TOKEN", BOT_TOKEN)
+    db = tmp_path / "u.db"
+    cfg, clock = read_then_lose_the_node(world, db, checks=2)
     with Server(db, cfg) as server:
         client = Client(server.port, world.secrets)
         [doc] = client.get("/positions?level=unknown").json()["positions"]

@@ -9,7 +9,6 @@ import asyncio
 import base64
 import json
 import time
-import tomllib
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
@@ -17,11 +16,20 @@ from urllib.parse import quote
 import pytest
 
 from tests.dom import Node, parse
-from tests.test_api import API_TOKEN, BOT_TOKEN, Client, Reply, Server, World, api_cfg, key, world, world_config
-from tests.test_daemon import Clock, make_daemon
+from tests.test_api import (
+    API_TOKEN,
+    BOT_TOKEN,
+    Client,
+    Reply,
+    Server,
+    World,
+    api_cfg,
+    key,
+    read_then_lose_the_node,
+    world,
+)
 from watcher.api import make_app, serve
 from watcher.api.dashboard import GROUPS
-from watcher.config import parse_config
 from watcher.store import Store
 from watcher.store.records import AlertRecord, HistoryRow
 
@@ -119,20 +127,9 @@ def test_the_chart_draws_the_positions_own_thresholds(world: World) -> None:
 
 
 def test_a_degraded_chain_shows_a_banner(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from watcher.chain import ChainClient
-
     monkeypatch.setenv("MW_TEST_TG_TOKEN", BOT_TOKEN)
     db = tmp_path / "down.db"
-    cfg = parse_config(tomllib.loads(world_config(world.anvil, world.market, [world.risky], world.telegram, db)))
-    clock = Clock()
-    d = make_daemon(cfg, db, clock)
-    asyncio.run(d.check_chain("local"))
-    c = cfg.chains["local"]
-    d.sources["local"].client = ChainClient.from_urls(  # type: ignore[attr-defined]
-        "local", c.chain_id, ["http://127.0.0.1:9"], c.multicall, c.call_gas_budget
-    )
-    clock.t += 60
-    asyncio.run(d.check_chain("local"))
+    cfg, _ = read_then_lose_the_node(world, db, checks=1)
     with Server(db, cfg) as server:
         client = Client(server.port, world.secrets)
         dom = page(client.get("/"))
