@@ -1,4 +1,4 @@
-"""Shared fixtures: the local chains (eth-tester, anvil) and real Aave markets deployed once per session."""
+"""Shared fixtures: the local chains (eth-tester, anvil), real Aave markets once per session, an SMTP server."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from web3 import Web3
 
+from tests.notify_servers import RecordingHandler, start_smtp
 from watcher.devchain.aave import VERSIONS, AaveMarket, aave_artifacts, deploy_aave
 from watcher.devchain.anvil import Anvil
 from watcher.devchain.deploy import eth_tester_web3, revert_snapshot, take_snapshot
@@ -84,3 +85,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if DEPLOY_SECONDS:
         parts = ", ".join(f"{k} {a:.2f}s+{d:.2f}s" for k, (a, d) in sorted(DEPLOY_SECONDS.items()))
         terminalreporter.write_line(f"aave markets (artifacts+deploy): {parts}")
+
+
+@pytest.fixture
+def smtp() -> Iterator[RecordingHandler]:
+    """A real SMTP server on 127.0.0.1 recording what it receives (its port is `handler.port`); test_notify.py
+    has its own, for servers that refuse."""
+    handler = RecordingHandler()
+    controller = start_smtp(handler)
+    handler.port = controller.port  # type: ignore[attr-defined]
+    yield handler
+    controller.stop()

@@ -22,7 +22,7 @@ import pytest
 
 from tests.aave_helpers import batch_reader
 from tests.configs import accounts, config_toml, inline_env, local_chain
-from tests.notify_servers import RecordingHandler, TelegramStandIn, start_smtp
+from tests.notify_servers import RecordingHandler, TelegramStandIn
 from watcher.chain import ChainClient
 from watcher.check import build
 from watcher.cli import channels_for
@@ -48,15 +48,6 @@ def telegram() -> Iterator[TelegramStandIn]:
     server = TelegramStandIn(TOKEN).start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[RecordingHandler]:
-    handler = RecordingHandler()
-    controller = start_smtp(handler)
-    handler.port = controller.port  # type: ignore[attr-defined]
-    yield handler
-    controller.stop()
 
 
 def config_text(

@@ -12,7 +12,7 @@ import pytest
 
 from tests import run_harness
 from tests.apprise_standin import HookStandIn
-from tests.notify_servers import RecordingHandler, start_smtp
+from tests.notify_servers import RecordingHandler
 from tests.run_harness import RunSetup, SwitchableNode, WatcherProcess, ref_of, set_price, wait_for
 
 run_market = run_harness.run_market
@@ -28,15 +28,6 @@ def hook() -> Iterator[HookStandIn]:
     server = HookStandIn().start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[RecordingHandler]:
-    handler = RecordingHandler()
-    controller = start_smtp(handler)
-    handler.port = controller.port  # type: ignore[attr-defined]
-    yield handler
-    controller.stop()
 
 
 def kind(text: str) -> str:
