@@ -23,11 +23,11 @@ from tests.test_api import (
     Reply,
     Server,
     World,
-    api_cfg,
     key,
     read_then_lose_the_node,
     world,
 )
+from tests.test_api_hardening import api_cfg
 from watcher.api import make_app, serve
 from watcher.api.dashboard import GROUPS
 from watcher.store import Store
