@@ -22,6 +22,10 @@ falls its share shrinks, which the fixed shares ignore (two collaterals over 7 d
 Monte Carlo's 0.011). A Monte Carlo over correlated paths, with
 a Brownian-bridge correction between steps (`model="monte_carlo"`), is what the tests check that approximation against;
 it costs about a second a position, the closed form microseconds.
+
+Perpetual positions (GMX, Synthetix) have no collateral/debt boundary but a liquidation price per perp leg: with every
+leg on one asset that asset's price is the one driver, and the same closed form applies at d = |ln(liquidation price /
+mark)|, the nearest leg's (watcher/perp_probability.py). Perps on several assets are not modelled and say so.
 """
 
 from __future__ import annotations
@@ -74,9 +78,11 @@ class Estimate:
     samples: int  #: log returns behind the sigma (the fewest of the assets)
     model: str
     note: str = ""
+    #: (asset symbol or market, where its history came from: a feed address or "fixed at ..."), so a user can check it
+    feeds: tuple[tuple[str, str], ...] = ()
 
     def as_json(self) -> dict[str, object]:
-        """The JSON form: `{horizon_s, probability, sigma_annual, samples, model}` and a note where there is one."""
+        """The JSON form: `{horizon_s, probability, sigma_annual, samples, model}`, a note and feeds where there are."""
         doc: dict[str, object] = {
             "horizon_s": self.horizon_s,
             "probability": self.probability,
@@ -86,6 +92,8 @@ class Estimate:
         }
         if self.note:
             doc["note"] = self.note
+        if self.feeds:
+            doc["feeds"] = dict(self.feeds)
         return doc
 
 
@@ -286,22 +294,24 @@ def liquidation_probability(
 
     `histories` holds, by token address, the prices of the oracle the protocol reads. A position without debt reads
     0; one the protocol already calls liquidatable reads 1; a leg without enough history gives no estimate, and says
-    which asset it lacks. Perpetual positions are not modelled here yet. `cache`, kept for one set of histories,
-    shares the volatilities and correlations among the positions that hold the same assets.
+    which asset it lacks. Perp legs are keyed in `histories` by `perp_driver(leg)` (watcher/perp_probability.py).
+    `cache`, kept for one set of histories, shares the volatilities and correlations among positions on the same assets.
     """
 
     def each(prob: float | None, sigma: float | None, samples: int, kind: str, note: str = "") -> list[Estimate]:
         return [Estimate(h, prob, sigma, samples, kind, note) for h in horizons]
 
+    memo: dict[tuple[str, ...], Any] = cache if cache is not None else {}
     if p.perps:
-        return each(None, None, 0, "none", "perpetual positions are not modelled")
+        from watcher.perp_probability import perp_probability  # it builds on this module's closed form
+
+        return perp_probability(p, histories, horizons, memo)
     if not p.has_debt or p.health is None:
         return each(0.0, None, 0, "no debt")
     if p.liquidatable or p.health <= WAD:
         return each(1.0, None, 0, "already liquidatable")
     w = _weights(p)
     assets = sorted(set(w.collateral) | set(w.debt))
-    memo: dict[tuple[str, ...], Any] = cache if cache is not None else {}
 
     def vol_of(key: tuple[str, ...], series: Callable[[], History]) -> Volatility | None:
         # positions holding the same assets share one estimate per call: 500 logarithms each are not free

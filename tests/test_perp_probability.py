@@ -1,0 +1,112 @@
+"""Liquidation probability of perp positions: the closed form at |ln(liquidation price / mark)| against a Monte Carlo
+of the mark price itself, for a long and a short, and the cases it does not model."""
+
+from __future__ import annotations
+
+import math
+import random
+from fractions import Fraction
+
+import pytest
+
+from tests.test_probability import walk
+from watcher.model import WAD, BlockRef, PerpLeg, Position
+from watcher.perp_probability import PERP_CLOSED_FORM, perp_distance, perp_driver
+from watcher.probability import YEAR, first_passage, liquidation_probability, realised_volatility
+
+ETH, BTC = "0x" + "e1" * 20, "0x" + "b1" * 20
+
+
+def perp(size: int, mark: Fraction, liq: Fraction | None, index: str = ETH, market: str = "ETH/USD") -> PerpLeg:
+    notional = abs(size) * int(mark)
+    return PerpLeg(
+        market,
+        size,
+        0,
+        mark,
+        mark,
+        notional,
+        notional // 100,
+        Fraction(1, 100),
+        margin_mode="isolated",
+        liquidation_price=liq,
+        details={"index_token": index},
+    )
+
+
+def account(*legs: PerpLeg, liquidatable: bool = False) -> Position:
+    return Position(
+        "gmx_v2", "local", "0x" + "11" * 20, "trader", (), (), 2 * WAD, liquidatable, 10**30, "USD", BlockRef(1, 1),
+        perps=legs,
+    )  # fmt: skip
+
+
+def mark_mc(
+    mark: float, liq: float, sigma: float, horizon: float, paths: int, steps: int, seed: int
+) -> tuple[float, float]:
+    """An independent Monte Carlo of the mark price: P(it touches `liq` within the horizon), watched continuously
+    through a Brownian bridge between steps, from above (a long) or below (a short)."""
+    rng = random.Random(seed)
+    s = sigma * math.sqrt(horizon / YEAR / steps)
+    below = liq < mark
+    hits = 0.0
+    for _ in range(paths):
+        price, survive = mark, 1.0
+        for _ in range(steps):
+            nxt = price * math.exp(s * rng.gauss(0.0, 1.0))
+            if (nxt <= liq) if below else (nxt >= liq):
+                survive = 0.0
+                break
+            a, b = abs(math.log(price / liq)), abs(math.log(nxt / liq))
+            survive *= 1.0 - math.exp(-2.0 * a * b / (s * s))
+            price = nxt
+        hits += 1.0 - survive
+    prob = hits / paths
+    return prob, math.sqrt(prob * (1 - prob) / paths)
+
+
+@pytest.mark.parametrize(
+    ("size", "liq", "horizon"),
+    [(10, Fraction(2_700), 86_400), (-10, Fraction(3_450), 7 * 86_400), (3, Fraction(2_950), 3_600)],
+)
+def test_perp_closed_form_matches_a_monte_carlo_of_the_mark_price(size: int, liq: Fraction, horizon: int) -> None:
+    eth = walk(0.8, 2_000, seed=51, start=3_000 * 10**8)
+    p = account(perp(size, Fraction(3_000), liq))
+    [e] = liquidation_probability(p, {ETH: eth}, horizons=[horizon])
+    vol = realised_volatility(eth)
+    assert vol is not None and e.model == PERP_CLOSED_FORM and e.samples == vol.samples == 2_000
+    assert e.sigma_annual == pytest.approx(vol.sigma_annual)
+    assert e.probability == pytest.approx(first_passage(abs(math.log(liq / 3_000)), vol.sigma_annual, horizon))
+    mc, err = mark_mc(3_000.0, float(liq), vol.sigma_annual, horizon, paths=20_000, steps=20, seed=size)
+    print(
+        f"{p.perps[0].side} to {liq} in {horizon}s: closed form {e.probability:.4f}, Monte Carlo {mc:.4f} +- {err:.4f}"
+    )
+    assert abs(e.probability - mc) < 4 * err + 1e-3
+
+
+def test_two_legs_on_one_asset_are_one_driver_at_the_nearest_liquidation_price() -> None:
+    eth = walk(0.6, 500, seed=52, start=3_000 * 10**8)
+    near, far = perp(5, Fraction(3_000), Fraction(2_800)), perp(2, Fraction(3_000), Fraction(2_500), market="ETH/USD b")
+    assert perp_driver(near) == perp_driver(far) == ETH
+    assert perp_distance([near, far]) == pytest.approx(math.log(3_000 / 2_800))
+    [both] = liquidation_probability(account(near, far), {ETH: eth}, horizons=[86_400])
+    [alone] = liquidation_probability(account(near), {ETH: eth}, horizons=[86_400])
+    assert both.probability == alone.probability and both.probability is not None and 0 < both.probability < 1
+
+
+def test_perps_it_does_not_model_say_so() -> None:
+    eth, btc = walk(0.6, 500, seed=53), walk(0.5, 500, seed=54)
+    two = account(
+        perp(5, Fraction(3_000), Fraction(2_800)), perp(1, Fraction(60_000), Fraction(50_000), BTC, "BTC/USD")
+    )
+    for e in liquidation_probability(two, {ETH: eth, BTC: btc}):
+        assert e.probability is None and e.model == "none" and "several assets are not modelled" in e.note
+        assert "BTC/USD" in e.note and "ETH/USD" in e.note
+    unreachable = account(perp(5, Fraction(3_000), None))  # a fully backed long: no price liquidates it
+    assert {(e.probability, e.model) for e in liquidation_probability(unreachable, {ETH: eth})} == {
+        (0.0, "no price liquidates the perp legs")
+    }
+    gone = account(perp(5, Fraction(3_000), Fraction(3_100)), liquidatable=True)
+    assert {e.probability for e in liquidation_probability(gone, {ETH: eth})} == {1.0}
+    for e in liquidation_probability(account(perp(5, Fraction(3_000), Fraction(2_800))), {ETH: eth[:5]}):
+        assert e.probability is None and e.sigma_annual is None and "not enough price history for ETH/USD" in e.note
