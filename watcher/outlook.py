@@ -2,27 +2,25 @@
 
 Off the check's critical path: a check's positions go in, estimates come out, and the feed histories are cached
 per chain and feed so that a later call reads only the rounds added since (or nothing, at the same block).
-Where the oracle's feeds are known (Aave and its forks: `AaveOracle.getSourceOfAsset`) the history is the feed's own
-rounds; other protocols say that their price history is not read yet, never a probability without its data.
+Where the oracle's feeds are known (watcher/feed_sources.py: Aave and its forks, Compound v3, Liquity v1, GMX v2) the
+history is the feed's own rounds; other protocols say that their price history is not read yet, never a probability
+without its data. Each estimate names the feed every history came from.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from watcher.abi import Contract, word_address
-from watcher.adapters.base import Call
 from watcher.chain import ChainClient, ChainError
+from watcher.feed_sources import Lookup, Need, feed_needs, resolve
 from watcher.feeds import feed_histories
 from watcher.model import Position
 from watcher.probability import DEFAULT_HORIZONS, Estimate, liquidation_probability
 
 log = logging.getLogger("watcher.outlook")
-ORACLE = Contract("IAaveOracle")
-ZERO = "0x" + "00" * 20
 
 
 @dataclass
@@ -38,7 +36,7 @@ class Outlook:
 
     horizons: Sequence[int] = DEFAULT_HORIZONS
     rounds: int = 500  #: feed rounds to walk back: about three weeks of an hourly heartbeat
-    _sources: dict[tuple[str, str, str], str] = field(default_factory=dict)  #: (chain, oracle, asset) -> feed
+    _sources: dict[tuple[str, Lookup], str] = field(default_factory=dict)  #: (chain, path to the feed) -> feed
     _feeds: dict[tuple[str, str], _Feed] = field(default_factory=dict)
 
     async def estimate(
@@ -52,70 +50,60 @@ class Outlook:
         out: dict[str, list[Estimate]] = {}
         memo: dict[tuple[str, ...], Any] = {}  # one call's volatilities and correlations, shared across positions
         by_chain: dict[str, list[Position]] = {}
+        needs: dict[str, list[Need]] = {}
         for p in positions:
-            if isinstance(p.details.get("oracle"), str) and p.chain in clients and p.has_debt:
+            got = feed_needs(p)
+            if isinstance(got, list) and p.chain in clients and (p.has_debt or p.perps):
                 by_chain.setdefault(p.chain, []).append(p)
+                needs[p.key] = got
             else:
-                out[p.key] = self._none(p, f"price history is not read for {p.protocol} positions yet")
+                out[p.key] = self._none(p, got if isinstance(got, str) else f"{p.chain} has no client")
         for chain, group in by_chain.items():
             client = clients[chain]
             block = max(p.block.number for p in group)
+            lookups = [n.lookup for p in group for n in needs[p.key] if n.lookup is not None]
             try:
-                await self._learn_sources(client, group, block)
-                await self._learn_histories(client, group, block)
+                await resolve(client, lookups, block, self._sources)
+                await self._learn_histories(client, lookups, block)
             except ChainError as exc:
                 log.warning("price history unreadable", extra={"chain": chain, "error": str(exc)})
                 for p in group:
                     out[p.key] = self._none(p, f"price history unreadable: {exc}")
                 continue
             for p in group:
-                out[p.key] = self._for(p, client.name, memo)
+                out[p.key] = self._for(p, needs[p.key], client.name, memo)
         return out
 
-    def _for(self, p: Position, chain: str, memo: dict[tuple[str, ...], Any]) -> list[Estimate]:
+    def _for(self, p: Position, needs: Sequence[Need], chain: str, memo: dict[tuple[str, ...], Any]) -> list[Estimate]:
         histories: dict[str, list[tuple[int, int]]] = {}
-        for leg in (*p.collateral, *p.debt):
-            feed = self._sources.get((chain, str(p.details["oracle"]), leg.asset))
+        sources: list[tuple[str, str]] = []
+        for n in needs:
+            if n.lookup is None:
+                sources.append((n.label, n.fixed))
+                continue
+            feed = self._sources.get((chain, n.lookup))
             known = self._feeds.get((chain, feed)) if feed else None
             if feed is None or known is None or known.error:
                 why = "the oracle names no feed for it" if feed is None else (known.error if known else "not read")
-                return self._none(p, f"no price history for {leg.symbol}: {why}")
-            histories[leg.asset] = known.rounds
-        return liquidation_probability(p, histories, self.horizons, cache=memo)
+                return self._none(p, f"no price history for {n.label}: {why} ({n.lookup.describe()})")
+            histories[n.key] = known.rounds
+            sources.append((n.label, feed))
+        # a price the protocol fixes never moves: held flat at every time another feed moved
+        times = sorted({t for h in histories.values() for t, _ in h})
+        for n in needs:
+            if n.lookup is None:
+                histories[n.key] = [(t, 1) for t in times]
+        return [
+            replace(e, feeds=tuple(sources)) for e in liquidation_probability(p, histories, self.horizons, cache=memo)
+        ]
 
     def _none(self, p: Position, note: str) -> list[Estimate]:
-        if not p.has_debt:
+        if not p.has_debt and not p.perps:
             return [Estimate(h, 0.0, None, 0, "no debt") for h in self.horizons]
         return [Estimate(h, None, None, 0, "none", note) for h in self.horizons]
 
-    async def _learn_sources(self, client: ChainClient, group: Sequence[Position], block: int) -> None:
-        wanted = sorted(
-            {
-                (str(p.details["oracle"]), leg.asset)
-                for p in group
-                for leg in (*p.collateral, *p.debt)
-                if (client.name, str(p.details["oracle"]), leg.asset) not in self._sources
-            }
-        )
-        if not wanted:
-            return
-        calls = [Call(oracle, ORACLE.getSourceOfAsset.encode(asset)) for oracle, asset in wanted]
-        _, answers = await client.read(calls, block)
-        for (oracle, asset), (ok, data) in zip(wanted, answers, strict=True):
-            try:
-                source = word_address(data) if ok else ZERO
-            except ValueError:
-                source = ZERO
-            if source != ZERO:
-                self._sources[(client.name, oracle, asset)] = source
-
-    async def _learn_histories(self, client: ChainClient, group: Sequence[Position], block: int) -> None:
-        feeds = {
-            self._sources[key]
-            for p in group
-            for leg in (*p.collateral, *p.debt)
-            if (key := (client.name, str(p.details["oracle"]), leg.asset)) in self._sources
-        }
+    async def _learn_histories(self, client: ChainClient, lookups: Sequence[Lookup], block: int) -> None:
+        feeds = {self._sources[key] for lk in lookups if (key := (client.name, lk)) in self._sources}
         # a feed read at this block is known; one that served no rounds stays so (a mock answering latestAnswer)
         due = sorted(
             f for f in feeds if (k := self._feeds.get((client.name, f))) is None or (k.block != block and not k.error)

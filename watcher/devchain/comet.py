@@ -62,11 +62,13 @@ class StandInAsset:
     #: what the token contract does: "erc20" answers symbol(), "reverting" reverts it, "none" has no code at all
     metadata: str = "erc20"
     token: str = ""  #: the token's address, set when deployed
+    #: a deployed feed to name instead of the placeholder (the stand-in still answers `price`, which should match it)
+    feed_address: str = ""
 
     @property
     def feed(self) -> str:
-        """The asset's placeholder price feed address."""
-        return _address(f"feed:{self.symbol}")
+        """The asset's price feed address: the one given, else a placeholder."""
+        return self.feed_address or _address(f"feed:{self.symbol}")
 
 
 BASE = StandInAsset("USDC", 6, 1 * PRICE_SCALE)

@@ -96,6 +96,10 @@ class LiquityV1StandIn:
         """The ETH/USD price (18 decimals) fetchPrice answers from now on; returns the block."""
         return _send(self.w3, self.admin, self.price_feed, "setPrice", price)
 
+    def set_price_aggregator(self, aggregator: str) -> int:
+        """fetchPrice reads this Chainlink-style feed from now on, as v1's PriceFeed reads its priceAggregator."""
+        return _send(self.w3, self.admin, self.price_feed, "setPriceAggregator", aggregator)
+
     def set_trove(self, borrower: str, debt: int, coll: int, stake: int | None = None) -> int:
         """Open or overwrite an active trove (stake = coll unless given)."""
         return _send(

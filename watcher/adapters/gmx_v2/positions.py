@@ -141,6 +141,7 @@ def build_leg(rd: GmxV2Reader, sim: GmxPositionSim, m: GmxMarket, mp: MarketPara
         details={
             "position_key": "0x" + key.hex(),
             "market_token": m.market,
+            "index_token": m.index,  # whose PRICE_FEED the liquidation probability walks
             "collateral_token": sim.collateral_token,
             "reason": sim.reason(),
             "pnl_usd": sim.pnl(),

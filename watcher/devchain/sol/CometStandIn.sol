@@ -25,6 +25,8 @@ contract StandInToken {
 ///         with the stored borrow index and its early return once the liquidity is non-negative; the kinked rate model, accrual (accruedInterestIndices/accrueInternal) and
 ///         absorb's accrue-then-check (NotLiquidatable) as Comet does them; admin setters place any position.
 ///         absorb here only zeroes the account (no reserves, no events): the tests need its revert condition.
+///         getPrice answers the price set by setPrice for a feed address and never calls the feed (Comet calls its
+///         latestRoundData); a test that gives an asset a real round-keeping feed sets the same price here.
 contract CometStandIn {
     error NotLiquidatable();
     error Paused();
@@ -256,6 +258,16 @@ contract CometStandIn {
     function getAssetInfo(uint8 i) public view returns (AssetInfo memory) {
         require(i < assets.length, "stand-in: bad asset");
         return assets[i];
+    }
+
+    /// @notice Comet's getAssetInfoByAddress: the asset's info, reverting for an asset the market does not list.
+    function getAssetInfoByAddress(address asset) external view returns (AssetInfo memory) {
+        for (uint8 i = 0; i < assets.length; i++) {
+            if (assets[i].asset == asset) {
+                return assets[i];
+            }
+        }
+        revert("stand-in: bad asset");
     }
 
     function totalsBasic() external view returns (TotalsBasic memory) {

@@ -21,11 +21,15 @@ pragma solidity ^0.8.19;
 ///         several troves in one call (liquidateTroves, batches longer than one).
 
 /// @notice Stand-in PriceFeed: fetchPrice() stores and returns the "oracle" answer like v1's (non-view, updates
-///         lastGoodPrice); lastGoodPrice() only moves when someone calls fetchPrice, as on mainnet.
+///         lastGoodPrice); lastGoodPrice() only moves when someone calls fetchPrice, as on mainnet. priceAggregator()
+///         names the Chainlink ETH/USD feed as v1's does; once one is set, fetchPrice answers its latestRoundData
+///         scaled to 18 decimals, else the price set by setPrice. Left out of v1's PriceFeed: the Tellor fallback,
+///         the frozen/broken/deviation checks and the status machine between the two oracles.
 contract LiquityV1PriceFeedStandIn {
     address public immutable admin;
     uint256 public lastGoodPrice;
     uint256 internal oracleAnswer;
+    address public priceAggregator;
 
     constructor(uint256 price_) {
         admin = msg.sender;
@@ -39,10 +43,28 @@ contract LiquityV1PriceFeedStandIn {
         oracleAnswer = price_;
     }
 
-    function fetchPrice() external returns (uint256) {
-        lastGoodPrice = oracleAnswer;
-        return oracleAnswer;
+    /// @notice Stand-in only: read this Chainlink-style aggregator from now on (v1 sets it once, in setAddresses).
+    function setPriceAggregator(address aggregator) external {
+        require(msg.sender == admin, "stand-in: not admin");
+        priceAggregator = aggregator;
     }
+
+    function fetchPrice() external returns (uint256) {
+        uint256 price = oracleAnswer;
+        if (priceAggregator != address(0)) {
+            (, int256 answer,,,) = IChainlinkAggregatorStandIn(priceAggregator).latestRoundData();
+            uint8 d = IChainlinkAggregatorStandIn(priceAggregator).decimals();
+            require(answer > 0, "stand-in: bad answer");
+            price = uint256(answer) * 10 ** (18 - d); // v1's _scaleChainlinkPriceByDigits for feeds of <= 18 digits
+        }
+        lastGoodPrice = price;
+        return price;
+    }
+}
+
+interface IChainlinkAggregatorStandIn {
+    function latestRoundData() external view returns (uint80, int256, uint256, uint256, uint80);
+    function decimals() external view returns (uint8);
 }
 
 /// @notice Stand-in StabilityPool: the LUSD deposit total the liquidation decision reads, and offset lowering it.

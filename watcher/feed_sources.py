@@ -1,0 +1,174 @@
+"""Which Chainlink-style feeds a position's own oracle reads, per protocol, and the eth_calls that name them.
+
+Each protocol's knowledge is one small function from a position to its needs: for every asset (or perp driver) whose
+history the probability wants, the path of view calls from a contract the position names to the feed's address, or
+the fixed price the protocol values it at (Liquity's LUSD and BOLD, at 1 USD). `resolve` walks every path of a chain
+at once: one eth_call per step, so two for Liquity v1 (TroveManager.priceFeed, then PriceFeed.priceAggregator) and
+one for the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from watcher.abi import Contract, Fn, word_address
+from watcher.adapters.base import Call
+from watcher.adapters.gmx_v2.keys import token_key, word
+from watcher.chain import ChainClient
+from watcher.model import Position
+from watcher.perp_probability import perp_driver
+
+AAVE_ORACLE = Contract("IAaveOracle")
+COMET = Contract("IComet")
+LIQUITY_V1_TROVES = Contract("ILiquityV1TroveManager")
+LIQUITY_V1_FEED = Contract("ILiquityV1PriceFeed")
+GMX_DATA_STORE = Contract("IGmxDataStore")
+ZERO = "0x" + "00" * 20
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One view call on the address the previous step gave: `word` of its answer is the next address."""
+
+    fn: Fn
+    args: tuple[Any, ...] = ()
+    word: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """From a contract the position names, the calls that end at a feed's address."""
+
+    start: str
+    steps: tuple[Step, ...]
+
+    def describe(self) -> str:
+        """The path as a user can retrace it, e.g. `0xComet.getAssetInfoByAddress(0xWETH)`."""
+        calls = ".".join(f"{s.fn.name}({', '.join(_arg(a) for a in s.args)})" for s in self.steps)
+        return f"{self.start}.{calls}"
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """One asset whose price history the probability needs, and where the protocol's oracle gets that price."""
+
+    key: str  #: the histories key: the token address, or a perp leg's driver
+    label: str  #: symbol or market, for notes
+    lookup: Lookup | None  #: None: the protocol does not read a feed for it
+    fixed: str = ""  #: with no lookup: how the protocol prices it instead (e.g. "fixed at 1 USD by Liquity")
+
+
+def _arg(a: Any) -> str:
+    return f"0x{a:064x}" if isinstance(a, int) else str(a)
+
+
+def _aave(p: Position) -> list[Need]:
+    oracle = str(p.details["oracle"])
+    return [
+        Need(leg.asset, leg.symbol, Lookup(oracle, (Step(AAVE_ORACLE.getSourceOfAsset, (leg.asset,)),)))
+        for leg in (*p.collateral, *p.debt)
+    ]
+
+
+def _compound_v3(p: Position) -> list[Need]:
+    # Comet prices the base with baseTokenPriceFeed and each collateral with its AssetInfo.priceFeed (word 2)
+    comet = str(p.details["comet"])
+    out = [
+        Need(leg.asset, leg.symbol, Lookup(comet, (Step(COMET.getAssetInfoByAddress, (leg.asset,), 2),)))
+        for leg in p.collateral
+    ]
+    out += [Need(leg.asset, leg.symbol, Lookup(comet, (Step(COMET.baseTokenPriceFeed),))) for leg in p.debt]
+    return out
+
+
+def _liquity_v1(p: Position) -> list[Need]:
+    # v1's PriceFeed reads Chainlink ETH/USD (priceAggregator), Tellor only while Chainlink is broken or frozen
+    path = (Step(LIQUITY_V1_TROVES.priceFeed), Step(LIQUITY_V1_FEED.priceAggregator))
+    out = [Need(leg.asset, leg.symbol, Lookup(str(p.details["trove_manager"]), path)) for leg in p.collateral]
+    return out + [Need(leg.asset, leg.symbol, None, "fixed at 1 USD by Liquity") for leg in p.debt]
+
+
+def _gmx_v2(p: Position) -> list[Need]:
+    # GMX's Oracle reads the Chainlink feed the DataStore keeps under PRICE_FEED for the market's index token
+    store = str(p.details["data_store"])
+    out: dict[str, Need] = {}
+    for leg in p.perps:
+        index = leg.details.get("index_token")
+        if isinstance(index, str):
+            step = Step(GMX_DATA_STORE.getAddress, (word(token_key("PRICE_FEED", index)),))
+            out.setdefault(perp_driver(leg), Need(perp_driver(leg), leg.market, Lookup(store, (step,))))
+    return list(out.values())
+
+
+def _which(p: Position) -> str:
+    """The protocol a position comes from, by what its details name (its `protocol` is the deployment's name)."""
+    d = p.details
+    if "comet" in d:
+        return "compound_v3"
+    if "trove_manager" in d and "branch" not in d:
+        return "liquity_v1"
+    if "data_store" in d and p.perps:
+        return "gmx_v2"
+    if "account_id" in d and p.perps:
+        return "synthetix_perps_v3"
+    return p.protocol
+
+
+#: protocol -> its needs; Aave and its forks are found by the oracle their positions name
+SOURCES: dict[str, Callable[[Position], list[Need]]] = {
+    "compound_v3": _compound_v3,
+    "liquity_v1": _liquity_v1,
+    "gmx_v2": _gmx_v2,
+}
+#: protocols whose oracle we know but do not read, and why
+WHY_NOT = {
+    "synthetix_perps_v3": (
+        "price history is not read for synthetix_perps_v3 positions yet: the market's price comes from an Oracle "
+        "Manager node (getPriceData's feedId), which our stand-in does not model"
+    ),
+}
+
+
+def feed_needs(p: Position) -> list[Need] | str:
+    """The feeds the position's oracle reads, or why they are not read."""
+    if isinstance(p.details.get("oracle"), str):
+        return _aave(p)
+    kind = _which(p)
+    fn = SOURCES.get(kind)
+    if fn is None:
+        return WHY_NOT.get(kind, f"price history is not read for {p.protocol} positions yet")
+    return fn(p)
+
+
+async def resolve(
+    client: ChainClient, lookups: Iterable[Lookup], block: int, known: MutableMapping[tuple[str, Lookup], str]
+) -> None:
+    """Learn the feed of each lookup not yet in `known` (keyed by chain and lookup): one eth_call per path step.
+
+    A path that ends at no address (a revert, an empty answer, the zero address) stays unknown, and is asked again
+    next time: an oracle may be given a feed later.
+    """
+    todo = {lk: lk.start for lk in sorted(set(lookups), key=repr) if (client.name, lk) not in known}
+    depth = 0
+    while todo:
+        items = list(todo.items())
+        calls = [Call(at, lk.steps[depth].fn.encode(*lk.steps[depth].args)) for lk, at in items]
+        _, answers = await client.read(calls, block)
+        todo = {}
+        for (lk, _), (ok, data) in zip(items, answers, strict=True):
+            try:
+                found = word_address(data, lk.steps[depth].word) if ok else ZERO
+            except ValueError:
+                found = ZERO
+            if found == ZERO:
+                continue
+            if depth + 1 == len(lk.steps):
+                known[(client.name, lk)] = found
+            else:
+                todo[lk] = found
+        depth += 1
+
+
+__all__ = ["Lookup", "Need", "Step", "feed_needs", "resolve"]
