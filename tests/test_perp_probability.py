@@ -109,4 +109,8 @@ def test_perps_it_does_not_model_say_so() -> None:
     gone = account(perp(5, Fraction(3_000), Fraction(3_100)), liquidatable=True)
     assert {e.probability for e in liquidation_probability(gone, {ETH: eth})} == {1.0}
     for e in liquidation_probability(account(perp(5, Fraction(3_000), Fraction(2_800))), {ETH: eth[:5]}):
-        assert e.probability is None and e.sigma_annual is None and "not enough price history for ETH/USD" in e.note
+        assert (
+            e.probability is None
+            and e.sigma_annual is None
+            and "not enough price history for ETH/USD: 5 rounds" in e.note
+        )

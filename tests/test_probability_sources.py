@@ -8,6 +8,7 @@ import asyncio
 import math
 from collections.abc import Iterator
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,18 @@ from tests.configs import accounts, check_config, local_chain
 from tests.run_harness import check_json
 from tests.test_compound_v3_standin import CometStandInWatcher
 from tests.test_probability import walk
+from watcher.adapters.gmx_v2 import FLOAT as GMX_USD
+from watcher.adapters.gmx_v2.keys import token_key
 from watcher.chain import ChainClient
 from watcher.devchain.anvil import Anvil
 from watcher.devchain.comet import BASE, COLLATERALS, CometStandInMarket, deploy_comet_stand_in, new_addresses
 from watcher.devchain.deploy import revert_snapshot, take_snapshot
 from watcher.devchain.feeds import deploy_round_feed
+from watcher.devchain.gmx import GmxStandIn, deploy_gmx_stand_in
+from watcher.devchain.liquity import deploy_liquity_v1_stand_in
+from watcher.model import WAD
 from watcher.outlook import Outlook
+from watcher.perp_probability import PERP_CLOSED_FORM
 from watcher.probability import CLOSED_FORM, first_passage, realised_volatility
 
 SIGMA = 0.8
@@ -127,3 +134,87 @@ def test_compound_v3_node_gone_after_the_check_gives_price_history_unreadable(
 
     [[e]] = asyncio.run(once()).values()
     assert e.probability is None and e.model == "none" and e.note.startswith("price history unreadable: "), e
+
+
+def test_liquity_v1_probability_from_the_price_feeds_chainlink_aggregator(anvil: Anvil, tmp_path: Path) -> None:
+    """v1's PriceFeed reads priceAggregator (Chainlink ETH/USD); Liquity counts LUSD at 1 USD: ETH is the driver."""
+    snap = take_snapshot(anvil.w3)
+    try:
+        liquity = deploy_liquity_v1_stand_in(anvil.w3)
+        eth = ending_now(anvil, SIGMA, 62, 2_000 * 10**8)
+        aggregator = deploy_round_feed(anvil.w3, eth, description="ETH / USD")
+        liquity.set_price_aggregator(aggregator.address)
+        assert liquity.oracle_price() == eth[-1][1] * 10**10  # fetchPrice: the aggregator's answer at 18 decimals
+        borrower, whale = new_addresses(2, "liquity-probability")
+        # 10 ETH at ~$2,000 against 15,151 LUSD: ICR ~1.32, health ~1.2 over the 110 % MCR; a whale keeps TCR high
+        liquity.set_trove(borrower, 15_151 * WAD, 10 * WAD)
+        liquity.set_trove(whale, 10_000 * WAD, 100 * WAD)
+        deployment = {"protocol": "liquity_v1", "name": "liquity_local", "address": liquity.trove_manager.address}
+        run = check_json(config(anvil, deployment, [borrower], tmp_path / "l.toml"))
+        assert run.doc is not None, run.stderr
+        [p] = [p for p in run.doc["positions"] if p["account"].lower() == borrower.lower()]
+        estimates = p["liquidation_probability"]
+        assert_closed_form(estimates, eth, math.log(p["health_raw"] / WAD))
+        for e in estimates:
+            assert e["model"] == CLOSED_FORM
+            assert e["feeds"] == {"ETH": aggregator.address, "LUSD": "fixed at 1 USD by Liquity"}
+    finally:
+        revert_snapshot(anvil.w3, snap)
+
+
+@pytest.fixture(scope="module")
+def gmx(anvil: Anvil) -> Iterator[tuple[GmxStandIn, str, Rounds]]:
+    """GMX's DataStore names a round-keeping feed for WETH (the other tokens keep the stand-in's latest-only feeds)."""
+    snap = take_snapshot(anvil.w3)
+    g = deploy_gmx_stand_in(anvil.w3)
+    eth = ending_now(anvil, SIGMA, 63, 3_000 * 10**8)
+    feed = deploy_round_feed(anvil.w3, eth, description="ETH / USD")
+    weth = g.token("WETH").address
+    g._send(
+        [("GmxDataStoreStandIn", g.data_store.address, "setAddress", (token_key("PRICE_FEED", weth), feed.address))]
+    )
+    yield g, feed.address, eth
+    revert_snapshot(anvil.w3, snap)
+
+
+def _gmx_deployment(g: GmxStandIn) -> dict[str, Any]:
+    return {
+        "protocol": "gmx_v2",
+        "name": "gmx_local",
+        "address": g.reader.address,
+        "contracts": {"data_store": g.data_store.address},
+    }
+
+
+def test_gmx_perp_probability_from_the_datastores_price_feed(
+    anvil: Anvil, gmx: tuple[GmxStandIn, str, Rounds], tmp_path: Path
+) -> None:
+    """A 10x ETH long on USDC: the driver is ETH, the boundary the leg's own liquidation price."""
+    g, feed, eth = gmx
+    [trader] = new_addresses(1, "gmx-probability")
+    mark = eth[-1][1] // 10**8  # whole USD, the walk ends at 3,000
+    g.set_position(trader, "ETH/USD", "USDC", True, 30_000 * GMX_USD, 30_000 * 10**18 // mark, 3_000 * 10**6)
+    run = check_json(config(anvil, _gmx_deployment(g), [trader], tmp_path / "g.toml"))
+    assert run.doc is not None, run.stderr
+    [p] = [p for p in run.doc["positions"] if p["account"].lower() == trader.lower()]
+    [leg] = p["perps"]
+    distance = abs(math.log(Fraction(leg["liquidation_price"]["exact"]) / Fraction(leg["mark_price"]["exact"])))
+    assert 0.05 < distance < 0.2, leg  # about 10 % below the mark at 10x
+    estimates = p["liquidation_probability"]
+    assert_closed_form(estimates, eth, distance)
+    for e in estimates:
+        assert e["model"] == PERP_CLOSED_FORM and e["feeds"] == {leg["market"]: feed}
+
+
+def test_gmx_feed_without_rounds_gives_null_and_the_reason(
+    anvil: Anvil, gmx: tuple[GmxStandIn, str, Rounds], tmp_path: Path
+) -> None:
+    """BTC's feed is the stand-in's latest-only one: round 1 and nothing before it, so no probability, and why."""
+    g, _, _ = gmx
+    [trader] = new_addresses(1, "gmx-probability-btc")
+    g.set_position(trader, "BTC/USD", "USDC", False, 30_000 * GMX_USD, 10**8 // 2, 3_000 * 10**6)
+    run = check_json(config(anvil, _gmx_deployment(g), [trader], tmp_path / "g.toml"))
+    for e in estimates_of(run, trader):
+        assert e["probability"] is None and e["model"] == "none"
+        # no symbols in the config: the stand-in's code-less tokens show as addresses
+        assert e["note"].startswith("not enough price history for ") and ": 1 round (at least 21)" in e["note"], e

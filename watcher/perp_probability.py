@@ -62,9 +62,10 @@ def perp_probability(
         memo[key] = realised_volatility(histories.get(driver, ()))
     vol: Volatility | None = memo[key]
     if vol is None:
-        return each(
-            None, 0, "none", f"not enough price history for {p.perps[0].market} (at least {MIN_RETURNS} rounds)"
-        )
+        got = len(histories.get(driver, ()))
+        rounds = f"{got} round{'' if got == 1 else 's'}"
+        note = f"not enough price history for {p.perps[0].market}: {rounds} (at least {MIN_RETURNS + 1})"
+        return each(None, 0, "none", note)
     return [
         Estimate(h, first_passage(distance, vol.sigma_annual, h), vol.sigma_annual, vol.samples, PERP_CLOSED_FORM)
         for h in horizons
