@@ -107,8 +107,8 @@ def _which(p: Position) -> str:
     d = p.details
     if "comet" in d:
         return "compound_v3"
-    if "trove_manager" in d and "branch" not in d:
-        return "liquity_v1"
+    if "trove_manager" in d:
+        return "liquity_v2" if "branch" in d else "liquity_v1"
     if "data_store" in d and p.perps:
         return "gmx_v2"
     if "account_id" in d and p.perps:
@@ -127,6 +127,10 @@ WHY_NOT = {
     "synthetix_perps_v3": (
         "price history is not read for synthetix_perps_v3 positions yet: the market's price comes from an Oracle "
         "Manager node (getPriceData's feedId), which our stand-in does not model"
+    ),
+    "liquity_v2": (
+        "price history is not read for liquity_v2 positions yet: no view on chain leads from the CollateralRegistry "
+        "to a branch's PriceFeed (LiquityBase keeps it internal), whose Chainlink feed is ethUsdOracle() on WETH"
     ),
 }
 

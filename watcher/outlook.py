@@ -44,8 +44,9 @@ class Outlook:
     ) -> dict[str, list[Estimate]]:
         """By position id, the probability of liquidation within each horizon.
 
-        Per chain at most one eth_call asks the oracles for the feeds not yet known and one reads every feed's
-        latest round, then one more for each 200 rounds walked back; the same block again reads nothing.
+        Per chain one eth_call per step of the feed paths not yet known (one for Aave, Compound and GMX, two for
+        Liquity v1) and one reads every feed's latest round, then one more for each 200 rounds walked back; the same
+        block again reads nothing.
         """
         out: dict[str, list[Estimate]] = {}
         memo: dict[tuple[str, ...], Any] = {}  # one call's volatilities and correlations, shared across positions
