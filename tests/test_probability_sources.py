@@ -1,6 +1,7 @@
 """`watcher check --json` carries the liquidation probability of Compound v3, Liquity v1 and GMX v2 positions (our
-stand-ins, not the protocols' contracts) from the rounds of the feeds each protocol's own oracle reads: Comet's
-AssetInfo.priceFeed and baseTokenPriceFeed, the PriceFeed's priceAggregator, GMX's DataStore PRICE_FEED."""
+stand-ins, not the protocols' contracts; Morpho Blue itself over a stand-in of its Chainlink oracle) from the rounds of
+the feeds each protocol's own oracle reads: Comet's AssetInfo.priceFeed and baseTokenPriceFeed, the PriceFeed's
+priceAggregator, GMX's DataStore PRICE_FEED, the Morpho oracle's BASE_FEED_1 / QUOTE_FEED_1."""
 
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ from watcher.chain import ChainClient
 from watcher.devchain.anvil import Anvil
 from watcher.devchain.comet import BASE, COLLATERALS, CometStandInMarket, deploy_comet_stand_in, new_addresses
 from watcher.devchain.deploy import revert_snapshot, take_snapshot
-from watcher.devchain.feeds import deploy_round_feed
+from watcher.devchain.feeds import deploy_morpho_chainlink_oracle, deploy_round_feed
 from watcher.devchain.gmx import GmxStandIn, deploy_gmx_stand_in
 from watcher.devchain.liquity import deploy_liquity_v1_stand_in
+from watcher.devchain.morpho import deploy_morpho
 from watcher.model import WAD
 from watcher.outlook import Outlook
 from watcher.perp_probability import PERP_CLOSED_FORM
-from watcher.probability import CLOSED_FORM, first_passage, realised_volatility
+from watcher.probability import CLOSED_FORM, first_passage, ratio_history, realised_volatility
 
 SIGMA = 0.8
 Rounds = list[tuple[int, int]]
@@ -218,3 +220,42 @@ def test_gmx_feed_without_rounds_gives_null_and_the_reason(
         assert e["probability"] is None and e["model"] == "none"
         # no symbols in the config: the stand-in's code-less tokens show as addresses
         assert e["note"].startswith("not enough price history for ") and ": 1 round (at least 21)" in e["note"], e
+
+
+def test_morpho_blue_probability_from_the_chainlink_oracles_base_and_quote_feeds(anvil: Anvil, tmp_path: Path) -> None:
+    """Morpho's MorphoChainlinkOracleV2 (our stand-in) prices WETH in USDC as BASE_FEED_1 / QUOTE_FEED_1, the other
+    two unset: the driver is that ratio of two walks, both moving, on their own round times."""
+    snap = take_snapshot(anvil.w3)
+    try:
+        eth = ending_now(anvil, SIGMA, 64, 2_000 * 10**8)
+        usdc = ending_now(anvil, 0.05, 65, 10**8)
+        base, quote = deploy_round_feed(anvil.w3, eth), deploy_round_feed(anvil.w3, usdc)
+        # SCALE_FACTOR 10**(36 + 6 + 8 - 18 - 8): USDC base units per WETH wei at 1e36
+        oracle = deploy_morpho_chainlink_oracle(anvil.w3, 10**24, base1=base.address, quote1=quote.address)
+        morpho = deploy_morpho(anvil.w3, oracle_address=oracle.address)
+        assert morpho.morpho.functions.idToMarketParams(morpho.market_id).call()[2] == oracle.address
+        [user] = morpho.new_users(1)
+        morpho.open_position(user, 10**18, 1_433 * 10**6)  # 1 WETH at 2,000 with LLTV 0.86: health 1.2
+        deployment = {
+            "protocol": "morpho_blue",
+            "name": "morpho_local",
+            "morpho": morpho.morpho.address,
+            "markets": [morpho.market_id],
+        }
+        run = check_json(config(anvil, deployment, [user], tmp_path / "m.toml"))
+        estimates = estimates_of(run, user)
+        [p] = run.doc["positions"]  # type: ignore[index]
+        ratio = realised_volatility(ratio_history(eth[-500:], usdc[-500:]))
+        assert ratio is not None
+        expected = math.hypot(SIGMA, 0.05)
+        print(f"ratio sigma {ratio.sigma_annual:.4f} (walks: {expected:.4f}) from {ratio.samples} returns")
+        assert abs(ratio.sigma_annual - expected) < 3 * expected / math.sqrt(2 * ratio.samples)
+        distance = math.log(p["health_raw"] / WAD)
+        for e in estimates:
+            assert e["model"] == CLOSED_FORM and e["samples"] == ratio.samples, e
+            assert e["sigma_annual"] == pytest.approx(ratio.sigma_annual)
+            assert e["probability"] == pytest.approx(first_passage(distance, ratio.sigma_annual, e["horizon_s"]))
+            assert set(e["feeds"].values()) >= {base.address, quote.address}
+        print("probabilities:", [(e["horizon_s"], round(e["probability"], 5)) for e in estimates])
+    finally:
+        revert_snapshot(anvil.w3, snap)

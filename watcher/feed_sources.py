@@ -2,14 +2,15 @@
 
 Each protocol's knowledge is one small function from a position to its needs: for every asset (or perp driver) whose
 history the probability wants, the path of view calls from a contract the position names to the feed's address, or
-the fixed price the protocol values it at (Liquity's LUSD and BOLD, at 1 USD). `resolve` walks every path of a chain
+the fixed price the protocol values it at (Liquity's LUSD, at 1 USD); a Morpho oracle's price is the product and ratio
+of up to four feeds, so its collateral has four needs, each with its power. `resolve` walks every path of a chain
 at once: one eth_call per step, so two for Liquity v1 (TroveManager.priceFeed, then PriceFeed.priceAggregator) and
 one for the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ COMET = Contract("IComet")
 LIQUITY_V1_TROVES = Contract("ILiquityV1TroveManager")
 LIQUITY_V1_FEED = Contract("ILiquityV1PriceFeed")
 GMX_DATA_STORE = Contract("IGmxDataStore")
+MORPHO_ORACLE = Contract("IMorphoChainlinkOracleV2")
 ZERO = "0x" + "00" * 20
 
 
@@ -58,6 +60,9 @@ class Need:
     label: str  #: symbol or market, for notes
     lookup: Lookup | None  #: None: the protocol does not read a feed for it
     fixed: str = ""  #: with no lookup: how the protocol prices it instead (e.g. "fixed at 1 USD by Liquity")
+    #: the price is the product of its needs' feeds, each to this power (Morpho's base feeds 1, quote feeds -1)
+    exponent: int = 1
+    optional: bool = False  #: a path that ends at no feed means 1 (an unset Morpho feed), not a missing history
 
 
 def _arg(a: Any) -> str:
@@ -102,6 +107,38 @@ def _gmx_v2(p: Position) -> list[Need]:
     return list(out.values())
 
 
+def _morpho_blue(p: Position) -> list[Need]:
+    # MorphoChainlinkOracleV2: price = SCALE_FACTOR * base1 * base2 / (quote1 * quote2) of the loan per collateral,
+    # an unset feed counting as 1; the loan token is the unit the price is in
+    oracle = str(p.details["morpho_oracle"])
+    out = [
+        Need(leg.asset, f"{leg.symbol} {name}", Lookup(oracle, (Step(getattr(MORPHO_ORACLE, name)),)), "", exp, True)
+        for leg in p.collateral
+        for name, exp in (("BASE_FEED_1", 1), ("BASE_FEED_2", 1), ("QUOTE_FEED_1", -1), ("QUOTE_FEED_2", -1))
+    ]
+    return out + [Need(leg.asset, leg.symbol, None, "the unit of the Morpho oracle's price") for leg in p.debt]
+
+
+def product_history(parts: Sequence[tuple[Sequence[tuple[int, int]], int]]) -> list[tuple[int, float]]:
+    """The product of each series to its power at every time one moved, each held at its last value (once all
+    exist): the price a Morpho oracle computes from its feeds."""
+    events = sorted({t for h, _ in parts for t, _ in h})
+    idx = [0] * len(parts)
+    last: list[float | None] = [None] * len(parts)
+    out: list[tuple[int, float]] = []
+    for t in events:
+        for i, (h, _) in enumerate(parts):
+            while idx[i] < len(h) and h[idx[i]][0] <= t:
+                last[i] = float(h[idx[i]][1])
+                idx[i] += 1
+        if all(v for v in last):
+            value = 1.0
+            for v, (_, e) in zip(last, parts, strict=True):
+                value *= v**e  # type: ignore[operator]
+            out.append((t, value))
+    return out
+
+
 def _which(p: Position) -> str:
     """The protocol a position comes from, by what its details name (its `protocol` is the deployment's name)."""
     d = p.details
@@ -113,6 +150,8 @@ def _which(p: Position) -> str:
         return "gmx_v2"
     if "account_id" in d and p.perps:
         return "synthetix_perps_v3"
+    if "morpho_oracle" in d:
+        return "morpho_blue"
     return p.protocol
 
 
@@ -121,6 +160,7 @@ SOURCES: dict[str, Callable[[Position], list[Need]]] = {
     "compound_v3": _compound_v3,
     "liquity_v1": _liquity_v1,
     "gmx_v2": _gmx_v2,
+    "morpho_blue": _morpho_blue,
 }
 #: protocols whose oracle we know but do not read, and why
 WHY_NOT = {
@@ -175,4 +215,4 @@ async def resolve(
         depth += 1
 
 
-__all__ = ["Lookup", "Need", "Step", "feed_needs", "resolve"]
+__all__ = ["Lookup", "Need", "Step", "feed_needs", "product_history", "resolve"]

@@ -2,9 +2,9 @@
 
 Off the check's critical path: a check's positions go in, estimates come out, and the feed histories are cached
 per chain and feed so that a later call reads only the rounds added since (or nothing, at the same block).
-Where the oracle's feeds are known (watcher/feed_sources.py: Aave and its forks, Compound v3, Liquity v1, GMX v2) the
-history is the feed's own rounds; other protocols say that their price history is not read yet, never a probability
-without its data. Each estimate names the feed every history came from.
+Where the oracle's feeds are known (watcher/feed_sources.py: Aave and its forks, Compound v3, Liquity v1, GMX v2,
+Morpho Blue's Chainlink oracle) the history is the feed's own rounds; other protocols say that their price history is
+not read yet, never a probability without its data. Each estimate names the feed every history came from.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from watcher.chain import ChainClient, ChainError
-from watcher.feed_sources import Lookup, Need, feed_needs, resolve
+from watcher.feed_sources import Lookup, Need, feed_needs, product_history, resolve
 from watcher.feeds import feed_histories
 from watcher.model import Position
 from watcher.probability import DEFAULT_HORIZONS, Estimate, liquidation_probability
@@ -76,26 +76,40 @@ class Outlook:
         return out
 
     def _for(self, p: Position, needs: Sequence[Need], chain: str, memo: dict[tuple[str, ...], Any]) -> list[Estimate]:
-        histories: dict[str, list[tuple[int, int]]] = {}
+        parts: dict[str, list[tuple[list[tuple[int, int]], int]]] = {}
         sources: list[tuple[str, str]] = []
+        signature: list[str] = []
         for n in needs:
             if n.lookup is None:
                 sources.append((n.label, n.fixed))
+                signature.append(f"{n.key} fixed")
                 continue
             feed = self._sources.get((chain, n.lookup))
+            if feed is None and n.optional:
+                continue  # an unset feed of a product (Morpho's): it counts as 1
             known = self._feeds.get((chain, feed)) if feed else None
             if feed is None or known is None or known.error:
                 why = "the oracle names no feed for it" if feed is None else (known.error if known else "not read")
                 return self._none(p, f"no price history for {n.label}: {why} ({n.lookup.describe()})")
-            histories[n.key] = known.rounds
+            parts.setdefault(n.key, []).append((known.rounds, n.exponent))
             sources.append((n.label, feed))
+            signature.append(f"{n.key}^{n.exponent}={feed}")
+        histories: dict[str, Any] = {
+            k: ps[0][0] if len(ps) == 1 and ps[0][1] == 1 else product_history(ps) for k, ps in parts.items()
+        }
+        for n in needs:
+            if n.lookup is not None and n.key not in histories:  # every feed of a product unset: no price at all
+                return self._none(p, f"no price history for {n.label}: the oracle names no feed for it")
         # a price the protocol fixes never moves: held flat at every time another feed moved
         times = sorted({t for h in histories.values() for t, _ in h})
         for n in needs:
             if n.lookup is None:
                 histories[n.key] = [(t, 1) for t in times]
+        # volatilities are shared by asset only among positions whose assets come from the same feeds: one token
+        # has other feeds in another market (two Comets, two Morpho oracles)
+        shared = memo.setdefault(("by sources", *sorted(signature)), {})
         return [
-            replace(e, feeds=tuple(sources)) for e in liquidation_probability(p, histories, self.horizons, cache=memo)
+            replace(e, feeds=tuple(sources)) for e in liquidation_probability(p, histories, self.horizons, cache=shared)
         ]
 
     def _none(self, p: Position, note: str) -> list[Estimate]:

@@ -352,6 +352,7 @@ class MorphoBlueReader(TaggedReader):
                 "market_id": st.id,
                 "lltv": st.lltv,
                 "oracle_price": sim.price,
+                "morpho_oracle": st.oracle,  # whose feeds the liquidation probability walks
                 "borrow_shares": sim.borrow_shares,
                 "max_borrow": max_borrow,
             },

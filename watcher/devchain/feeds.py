@@ -1,4 +1,5 @@
-"""Our Chainlink-style feed stand-in with a round history (devchain/sol/RoundFeedStandIn.sol), for local chains."""
+"""Our Chainlink-style feed stand-in with a round history (devchain/sol/RoundFeedStandIn.sol), and a stand-in of
+Morpho's MorphoChainlinkOracleV2 over such feeds (devchain/sol/MorphoChainlinkOracleStandIn.sol), for local chains."""
 
 from __future__ import annotations
 
@@ -15,24 +16,40 @@ from watcher.devchain.deploy import Tx, deploy_bytecode, send_txs
 from watcher.devchain.solc import compile_standard_json, contract_output
 
 _SOURCE = Path(__file__).with_name("sol") / "RoundFeedStandIn.sol"
+_MORPHO_ORACLE = Path(__file__).with_name("sol") / "MorphoChainlinkOracleStandIn.sol"
+ZERO = "0x" + "00" * 20
 _PUSH_BATCH = 200  #: rounds per push transaction: two fresh storage words each, well under a block's gas
 
 
 @functools.cache
-def round_feed_artifact() -> tuple[list[dict[str, Any]], str]:
-    """Compile RoundFeedStandIn.sol with solc-js and return (abi, creation bytecode hex)."""
-    source = "RoundFeedStandIn.sol"
+def _artifact(path: Path, name: str) -> tuple[list[dict[str, Any]], str]:
+    source = path.name
     input_json = {
         "language": "Solidity",
-        "sources": {source: {"content": _SOURCE.read_text()}},
+        "sources": {source: {"content": path.read_text()}},
         "settings": {
             "optimizer": {"enabled": True, "runs": 200},
             "evmVersion": "shanghai",
-            "outputSelection": {source: {"RoundFeedStandIn": ["abi", "evm.bytecode.object"]}},
+            "outputSelection": {source: {name: ["abi", "evm.bytecode.object"]}},
         },
     }
-    entry = contract_output(compile_standard_json(input_json), source, "RoundFeedStandIn")
+    entry = contract_output(compile_standard_json(input_json), source, name)
     return entry["abi"], "0x" + entry["evm"]["bytecode"]["object"]
+
+
+def round_feed_artifact() -> tuple[list[dict[str, Any]], str]:
+    """Compile RoundFeedStandIn.sol with solc-js and return (abi, creation bytecode hex)."""
+    return _artifact(_SOURCE, "RoundFeedStandIn")
+
+
+def deploy_morpho_chainlink_oracle(
+    w3: Web3, scale_factor: int, base1: str = ZERO, base2: str = ZERO, quote1: str = ZERO, quote2: str = ZERO
+) -> Contract:
+    """Deploy our MorphoChainlinkOracleV2 stand-in over these feeds (a zero address counts as 1)."""
+    abi, bytecode = _artifact(_MORPHO_ORACLE, "MorphoChainlinkOracleStandIn")
+    admin = to_checksum_address(w3.eth.accounts[0])
+    args = [base1, base2, quote1, quote2, scale_factor]
+    return deploy_bytecode(w3, abi, bytecode, args, admin, label="deploy MorphoChainlinkOracleStandIn")
 
 
 def deploy_round_feed(

@@ -209,8 +209,12 @@ def deploy_morpho(
     lltv: int = 860_000_000_000_000_000,
     price36: int = 2000 * 10**6 * ORACLE_PRICE_SCALE // 10**18,
     liquidity: int = 10_000_000 * 10**6,
+    oracle_address: str = "",
 ) -> MorphoMarket:
-    """Deploy Morpho Blue, its mocks and one market (LLTV `lltv`, oracle at `price36`), with `liquidity` supplied."""
+    """Deploy Morpho Blue, its mocks and one market (LLTV `lltv`, oracle at `price36`), with `liquidity` supplied.
+
+    With `oracle_address` the market reads that oracle instead of an OracleMock (whose price `price36` still sets,
+    unread): set_price then moves nothing the market sees."""
     arts = morpho_artifacts()
     owner = to_checksum_address(w3.eth.accounts[0])
     supplier = to_checksum_address(w3.eth.accounts[1])
@@ -223,7 +227,7 @@ def deploy_morpho(
     oracle = dep("oracle")
     irm = dep("irm")
     loan, coll = dep("token"), dep("token")
-    params = (loan.address, coll.address, oracle.address, irm.address, lltv)
+    params = (loan.address, coll.address, oracle_address or oracle.address, irm.address, lltv)
     cd = Calldata(arts["morpho"].abi)
     txs = [
         Tx(owner, morpho.address, cd.encode("enableIrm", irm.address), GAS, "enableIrm"),
