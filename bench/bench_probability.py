@@ -84,7 +84,8 @@ def main() -> None:
         warm_s = median_s(lambda: asyncio.run(warm.estimate(positions, clients)), args.repeat)
         estimates = asyncio.run(warm.estimate(positions, clients))
         models = Counter(e[1].model.split(" (")[-1].rstrip(")") for e in estimates.values())
-        histories = {a: warm._feeds[("anvil", f)].rounds for (_, _, a), f in warm._sources.items()}
+        # each source is learned by a path ending at getSourceOfAsset(asset): the asset is that call's argument
+        histories = {lk.steps[-1].args[0]: warm._feeds[("anvil", f)].rounds for (_, lk), f in warm._sources.items()}
         multi = [p for p in positions if len({leg.asset for leg in (*p.collateral, *p.debt)}) > 2][: args.mc_sample]
         t0 = time.perf_counter()
         for p in multi:

@@ -11,7 +11,7 @@ one for the others.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from watcher.abi import Contract, Fn, word_address
@@ -39,12 +39,25 @@ class Step:
     word: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Lookup:
     """From a contract the position names, the calls that end at a feed's address."""
 
     start: str
     steps: tuple[Step, ...]
+    #: the path as one string: lookups are made afresh for every position on every call and looked up in caches,
+    #: where hashing the nested dataclasses each time cost more than the probability itself
+    ident: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        calls = ";".join(f"{s.fn.selector.hex()}{s.args}{s.word}" for s in self.steps)
+        object.__setattr__(self, "ident", f"{self.start.lower()}:{calls}")
+
+    def __hash__(self) -> int:
+        return hash(self.ident)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Lookup) and other.ident == self.ident
 
     def describe(self) -> str:
         """The path as a user can retrace it, e.g. `0xComet.getAssetInfoByAddress(0xWETH)`."""
@@ -175,8 +188,28 @@ WHY_NOT = {
 }
 
 
+#: the details a position's needs are made from (with its legs): a position whose are unchanged has the same needs
+_NAMED = ("oracle", "comet", "trove_manager", "branch", "data_store", "account_id", "morpho_oracle")
+_KNOWN: dict[tuple[Any, ...], list[Need] | str] = {}
+
+
 def feed_needs(p: Position) -> list[Need] | str:
-    """The feeds the position's oracle reads, or why they are not read."""
+    """The feeds the position's oracle reads, or why they are not read (kept: a check's positions repeat)."""
+    key = (
+        p.protocol,
+        tuple((leg.asset, leg.symbol) for leg in (*p.collateral, *p.debt)),
+        tuple((leg.market, str(leg.details.get("index_token"))) for leg in p.perps),
+        tuple(str(p.details.get(k)) for k in _NAMED),
+    )
+    got = _KNOWN.get(key)
+    if got is None:
+        if len(_KNOWN) > 100_000:  # bounded: accounts come and go in a long-running daemon
+            _KNOWN.clear()
+        got = _KNOWN[key] = _needs(p)
+    return got
+
+
+def _needs(p: Position) -> list[Need] | str:
     if isinstance(p.details.get("oracle"), str):
         return _aave(p)
     kind = _which(p)
@@ -194,7 +227,8 @@ async def resolve(
     A path that ends at no address (a revert, an empty answer, the zero address) stays unknown, and is asked again
     next time: an oracle may be given a feed later.
     """
-    todo = {lk: lk.start for lk in sorted(set(lookups), key=repr) if (client.name, lk) not in known}
+    unknown = {lk for lk in lookups if (client.name, lk) not in known}
+    todo = {lk: lk.start for lk in sorted(unknown, key=lambda lk: lk.ident)}
     depth = 0
     while todo:
         items = list(todo.items())

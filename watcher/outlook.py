@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from watcher.chain import ChainClient, ChainError
@@ -78,11 +78,11 @@ class Outlook:
     def _for(self, p: Position, needs: Sequence[Need], chain: str, memo: dict[tuple[str, ...], Any]) -> list[Estimate]:
         parts: dict[str, list[tuple[list[tuple[int, int]], int]]] = {}
         sources: list[tuple[str, str]] = []
-        signature: list[str] = []
+        signature: dict[str, str] = {}  #: asset -> where its history comes from
         for n in needs:
             if n.lookup is None:
                 sources.append((n.label, n.fixed))
-                signature.append(f"{n.key} fixed")
+                signature[n.key] = "fixed"
                 continue
             feed = self._sources.get((chain, n.lookup))
             if feed is None and n.optional:
@@ -93,23 +93,22 @@ class Outlook:
                 return self._none(p, f"no price history for {n.label}: {why} ({n.lookup.describe()})")
             parts.setdefault(n.key, []).append((known.rounds, n.exponent))
             sources.append((n.label, feed))
-            signature.append(f"{n.key}^{n.exponent}={feed}")
+            signature[n.key] = f"{signature.get(n.key, '')} {feed}^{n.exponent}"
         histories: dict[str, Any] = {
             k: ps[0][0] if len(ps) == 1 and ps[0][1] == 1 else product_history(ps) for k, ps in parts.items()
         }
         for n in needs:
             if n.lookup is not None and n.key not in histories:  # every feed of a product unset: no price at all
                 return self._none(p, f"no price history for {n.label}: the oracle names no feed for it")
-        # a price the protocol fixes never moves: held flat at every time another feed moved
-        times = sorted({t for h in histories.values() for t, _ in h})
-        for n in needs:
-            if n.lookup is None:
-                histories[n.key] = [(t, 1) for t in times]
-        # volatilities are shared by asset only among positions whose assets come from the same feeds: one token
-        # has other feeds in another market (two Comets, two Morpho oracles)
-        shared = memo.setdefault(("by sources", *sorted(signature)), {})
+        fixed = [n.key for n in needs if n.lookup is None]
+        if fixed:  # a price the protocol fixes never moves: held flat at every time another feed moved
+            times = sorted({t for h in histories.values() for t, _ in h})
+            histories.update({k: [(t, 1) for t in times] for k in fixed})
+        shared = _namespace(memo, signature)
+        feeds = tuple(sources)
         return [
-            replace(e, feeds=tuple(sources)) for e in liquidation_probability(p, histories, self.horizons, cache=shared)
+            Estimate(e.horizon_s, e.probability, e.sigma_annual, e.samples, e.model, e.note, feeds)
+            for e in liquidation_probability(p, histories, self.horizons, cache=shared)
         ]
 
     def _none(self, p: Position, note: str) -> list[Estimate]:
@@ -131,6 +130,21 @@ class Outlook:
                 self._feeds[(client.name, f)] = _Feed([], block, f"the feed serves no round history ({h})")
             else:
                 self._feeds[(client.name, f)] = _Feed(h.rounds, block)
+
+
+def _namespace(memo: dict[tuple[str, ...], Any], signature: Mapping[str, str]) -> dict[tuple[str, ...], Any]:
+    """The share of `memo` for a position whose assets' histories come from `signature` (asset -> sources).
+
+    Volatilities are cached by asset, so positions share them only where every asset they hold comes from the same
+    feeds: one token has other feeds in another market (two Comets, two Morpho oracles). Usually one share serves all.
+    """
+    spaces: list[tuple[dict[str, str], dict[tuple[str, ...], Any]]] = memo.setdefault(("namespaces",), [])
+    for mapping, share in spaces:
+        if all(mapping.get(a, s) == s for a, s in signature.items()):
+            mapping.update(signature)
+            return share
+    spaces.append((dict(signature), {}))
+    return spaces[-1][1]
 
 
 __all__ = ["Outlook"]
