@@ -144,6 +144,8 @@ class AlertsConfig(Strict):
     falling_window: float = Field(default=600.0, gt=0, le=365 * MAX_INTERVAL)
     #: warn when interest alone liquidates within this many days at constant prices (None: no such rule)
     warn_days_to_liquidation: float | None = Field(default=None, gt=0, le=3650)
+    #: warn when the probability of liquidation within 24 h reaches this (None: no such rule; needs [probability])
+    warn_probability_24h: float | None = Field(default=None, gt=0, lt=1)
     overrides: list[Override] = []
 
 
@@ -372,4 +374,13 @@ class Config(Strict):
         for name in self.venues:
             if name in self.chains:
                 raise ValueError(f"venues.{name}: the name is already a chain's; give the venue another")
+        return self
+
+    @model_validator(mode="after")
+    def _probability_rule(self) -> Config:
+        if self.alerts.warn_probability_24h is not None:
+            if not self.probability.enabled:
+                raise ValueError("alerts.warn_probability_24h: needs probability.enabled = true")
+            if 86400.0 not in self.probability.horizons:
+                raise ValueError("alerts.warn_probability_24h: needs 86400 (24 h) among probability.horizons")
         return self
