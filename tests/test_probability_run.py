@@ -101,6 +101,7 @@ def test_the_24h_probability_warns_and_clears_through_the_rule(run_setup: RunSet
     assert vol_after is not None and _day(after)["sigma_annual"] == pytest.approx(vol_after.sigma_annual)
     assert _day(after)["probability"] < 0.001
 
+
 def test_without_the_rule_the_same_position_is_ok_and_carries_the_figures(run_setup: RunSetup) -> None:
     setup = run_setup
     _feeds(setup)
