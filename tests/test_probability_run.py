@@ -6,11 +6,13 @@ on anvil whose oracle reads round-keeping feeds.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pytest
 
 from tests import run_harness
+from tests.rpc_proxy import RpcProxy
 from tests.run_harness import RunSetup, check_json, wait_for
 from tests.test_probability import walk
 from watcher.devchain.aave import AaveMarket
@@ -134,3 +136,46 @@ def test_a_rule_the_config_cannot_serve_is_refused_by_name(
     run = check_json(run_setup.write_config(sections))
     assert run.code == 2 and "alerts.warn_probability_24h" in run.stderr and says in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
+
+
+LATEST_ROUND = "feaf968c"  #: latestRoundData(): the history read's first call; the check itself never sends it
+
+
+def test_a_stalled_history_read_never_holds_a_check_or_its_alert(run_setup: RunSetup) -> None:
+    """The node hangs on every request that reads a feed's rounds: checks go on, the critical alert arrives within
+    a check of the move, and the document says the history is unreadable, until the node answers again."""
+    setup = run_setup
+    feed, _ = _feeds(setup)
+    _borrower(setup)
+    with RpcProxy(setup.anvil.url) as proxy:
+        proxy.set_mode("stall", carrying=LATEST_ROUND)
+        proc = setup.start(setup.write_config(RULES, rpc_urls=[proxy.url]))
+        unreadable = wait_for(
+            lambda: (
+                (d := proc.get("/positions")["positions"][0]).get("liquidation_probability")
+                and "price history unreadable" in d["liquidation_probability"][0].get("note", "")
+                and d
+            ),
+            30,
+            what="the history named unreadable",
+        )
+        assert all(e["probability"] is None for e in unreadable["liquidation_probability"])
+        # WETH to $1,850: health 1.11, a warn; the check does not wait on the hanging history reads
+        now = setup.market.w3.eth.get_block("latest")["timestamp"]
+        moved = time.monotonic()
+        push_rounds(setup.market.w3, feed, [(now, 1_850 * PRICE)])
+        wait_for(lambda: any("WARN" in r.text for r in setup.telegram.received), 10, what="the warn")
+        took = time.monotonic() - moved
+        print(f"warn {took:.2f} s after the move, history reads hanging")
+        assert took < 2.5  # checks every 0.5 s; a history read hangs for the client's 3 s timeout
+        assert proc.get("/health")["status"] == "ok"  # the chain itself reads: a history is not the watcher's health
+        proxy.clear()
+        back = wait_for(
+            lambda: (
+                (d := proc.get("/positions")["positions"][0])["liquidation_probability"][0]["probability"] is not None
+                and d
+            ),
+            30,
+            what="the figures once the node answers",
+        )
+        assert back["liquidation_probability"][0]["samples"] == 499
