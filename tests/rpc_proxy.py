@@ -6,9 +6,10 @@ it stays valid); wrong_id (the real answer with other ids, single and batch); ch
 too, goes to the second upstream); stuck_head (the head frozen as it was when the mode was set); lag (the head
 `blocks` behind the upstream's); delay (the real answer after `every` seconds: a healthy, distant node);
 wrong_block (eth_call answered from the block before the one asked, for the next `times` calls or for ever); down
-(connections refused, or HTTP 503 with how="503"). `only` limits a fault to requests carrying one of those methods
-and `spare` exempts methods, `carrying` limits it to bodies holding a text (a call's selector); the others pass. Every request's methods are counted. Nothing runs unbounded: a long
-answer (trickle, stall, oversize) ends when the mode changes or the proxy stops.
+(connections refused, or HTTP 503 with how="503"). `only` limits a fault to requests carrying one of those methods,
+`spare` exempts methods, and `carrying` limits it to bodies holding a text (a call's selector); the others pass. Every
+request's methods are counted. Nothing runs unbounded: a long answer (trickle, stall, oversize) ends when the mode
+changes or the proxy stops.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ on anvil whose oracle reads round-keeping feeds.
 from __future__ import annotations
 
 import math
+import random
+import sqlite3
 import time
 from typing import Any
 
@@ -13,13 +15,13 @@ import pytest
 
 from tests import run_harness
 from tests.rpc_proxy import RpcProxy
-from tests.run_harness import RunSetup, check_json, wait_for
+from tests.run_harness import RunSetup, check_json, set_price, wait_for
 from tests.test_probability import walk
 from watcher.devchain.aave import AaveMarket
 from watcher.devchain.deploy import Calldata, Tx, send_txs
 from watcher.devchain.feeds import deploy_round_feed, push_rounds
 from watcher.messages import percent_text
-from watcher.probability import CLOSED_FORM, first_passage, realised_volatility
+from watcher.probability import CLOSED_FORM, first_passage, ratio_history, realised_volatility
 
 run_market = run_harness.run_market
 run_setup = run_harness.run_setup
@@ -52,6 +54,12 @@ def _borrower(setup: RunSetup) -> str:
     return user
 
 
+def _first(proc: Any) -> dict[str, Any]:
+    """The one watched position's document, or {} before the first check committed."""
+    docs = proc.get("/positions")["positions"]
+    return docs[0] if docs else {}
+
+
 def _day(doc: dict[str, Any]) -> dict[str, Any]:
     return next(e for e in doc["liquidation_probability"] if e["horizon_s"] == 86_400)
 
@@ -67,7 +75,7 @@ def test_the_24h_probability_warns_and_clears_through_the_rule(run_setup: RunSet
     proc = setup.start(cfg)
 
     def figures() -> dict[str, Any] | None:
-        [doc] = proc.get("/positions")["positions"]
+        doc = _first(proc)
         probs = doc.get("liquidation_probability") or []
         return doc if probs and probs[0]["probability"] is not None else None
 
@@ -86,7 +94,7 @@ def test_the_24h_probability_warns_and_clears_through_the_rule(run_setup: RunSet
     assert f"from {day['samples']} price returns" in msg, msg
     [alert] = proc.get("/alerts?open=true")["alerts"]
     assert alert["level"] == "warn" and alert["kind"] == "fire", alert
-    assert proc.get("/positions")["positions"][0]["level"] == "ok"  # the document's level is health's own
+    assert _first(proc)["level"] == "ok"  # the document's level is health's own
 
     # WETH's feed takes a new round at $2,600: health 1.56, the probability falls far below the rule's: recovered
     now = setup.market.w3.eth.get_block("latest")["timestamp"]
@@ -111,7 +119,7 @@ def test_without_the_rule_the_same_position_is_ok_and_carries_the_figures(run_se
     proc = setup.start(setup.write_config(RULES))
     doc = wait_for(
         lambda: (
-            (d := proc.get("/positions")["positions"][0]).get("liquidation_probability")
+            (d := _first(proc)).get("liquidation_probability")
             and d["liquidation_probability"][0]["probability"] is not None
             and d
         ),
@@ -152,7 +160,7 @@ def test_a_stalled_history_read_never_holds_a_check_or_its_alert(run_setup: RunS
         proc = setup.start(setup.write_config(RULES, rpc_urls=[proxy.url]))
         unreadable = wait_for(
             lambda: (
-                (d := proc.get("/positions")["positions"][0]).get("liquidation_probability")
+                (d := _first(proc)).get("liquidation_probability")
                 and "price history unreadable" in d["liquidation_probability"][0].get("note", "")
                 and d
             ),
@@ -171,11 +179,50 @@ def test_a_stalled_history_read_never_holds_a_check_or_its_alert(run_setup: RunS
         assert proc.get("/health")["status"] == "ok"  # the chain itself reads: a history is not the watcher's health
         proxy.clear()
         back = wait_for(
-            lambda: (
-                (d := proc.get("/positions")["positions"][0])["liquidation_probability"][0]["probability"] is not None
-                and d
-            ),
+            lambda: (d := _first(proc))["liquidation_probability"][0]["probability"] is not None and d,
             30,
             what="the figures once the node answers",
         )
         assert back["liquidation_probability"][0]["samples"] == 499
+
+
+def test_where_the_feed_keeps_no_rounds_the_watchers_own_readings_become_the_history(run_setup: RunSetup) -> None:
+    """Aave's own MockAggregator keeps no rounds: `probability.readings_every` samples the prices the checks read,
+    they are stored, and after a restart the first check's estimate is exactly that stored history's."""
+    setup = run_setup
+    _borrower(setup)
+    proc = setup.start(setup.write_config(RULES | {"probability": {"readings_every": 0.3}}))
+    early = wait_for(lambda: (_first(proc).get("liquidation_probability") or [None])[0], 30, what="a first estimate")
+    assert early["probability"] is None and "the watcher's own price readings: " in early["note"], early
+    rng = random.Random(5)
+    usd = 2_000.0
+    for _ in range(40):  # WETH wanders about 1 % a step, one step a reading or so
+        usd *= math.exp(0.01 * rng.gauss(0.0, 1.0))
+        set_price(setup.market, "WETH", round(usd))
+        time.sleep(0.35)
+    live = wait_for(lambda: _day(_first(proc))["probability"] is not None and _first(proc), 30, what="figures")
+    assert "from the watcher's own price readings, one every 0.3 s" in _day(live)["note"], _day(live)
+    proc.stop()
+
+    db = sqlite3.connect(setup.db_path)
+    rows = db.execute("select asset, at, price from price_readings order by at").fetchall()
+    db.close()
+    series: dict[str, list[tuple[int, int]]] = {}
+    for asset, at, price in rows:
+        series.setdefault(asset.lower(), []).append((int(at), int(price)))
+    weth, usdc = (series[setup.market.assets[s].lower()] for s in ("WETH", "USDC"))
+    assert len(weth) > 21 and len({p for _, p in weth}) > 10  # the moves were read, a reading apart
+
+    # A restart that samples no more for an hour: its first estimate is the stored readings' own
+    restarted = time.time()
+    again = setup.start(setup.write_config(RULES | {"probability": {"readings_every": 3600}}, name="again.toml"))
+    # the stored document first; then the new run's first check, already with the figures
+    doc = wait_for(lambda: (d := _first(again)).get("updated_at", 0) > restarted and d, 30, what="a new check")
+    assert _day(doc)["probability"] is not None, doc
+    vol = realised_volatility(ratio_history(weth, usdc))
+    assert vol is not None
+    day = _day(doc)
+    assert day["samples"] == vol.samples and day["sigma_annual"] == pytest.approx(vol.sigma_annual)
+    health = doc["health_raw"] / 10**18
+    assert day["probability"] == pytest.approx(first_passage(math.log(health), vol.sigma_annual, 86_400))
+    assert "one every 3600 s" in day["note"]

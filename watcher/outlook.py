@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from watcher.abi import Contract, word_address
@@ -18,7 +18,8 @@ from watcher.adapters.base import Call
 from watcher.chain import ChainClient, ChainError
 from watcher.feeds import feed_histories
 from watcher.model import Position
-from watcher.probability import DEFAULT_HORIZONS, Estimate, liquidation_probability
+from watcher.probability import DEFAULT_HORIZONS, MIN_RETURNS, Estimate, liquidation_probability
+from watcher.readings import Readings
 
 log = logging.getLogger("watcher.outlook")
 ORACLE = Contract("IAaveOracle")
@@ -40,6 +41,7 @@ class Outlook:
     rounds: int = 500  #: feed rounds to walk back: about three weeks of an hourly heartbeat
     _sources: dict[tuple[str, str, str], str] = field(default_factory=dict)  #: (chain, oracle, asset) -> feed
     _feeds: dict[tuple[str, str], _Feed] = field(default_factory=dict)
+    readings: Readings | None = None  #: the watcher's own sampled prices, where a feed keeps no rounds (watcher run)
     _version: int = 0
     _asked: set[tuple[str, str, str]] = field(default_factory=set)  #: sources asked for, found or not
 
@@ -76,6 +78,7 @@ class Outlook:
         config name to its client's name, `errors` says why a chain's history could not be read."""
         out: dict[str, list[Estimate]] = {}
         memo: dict[tuple[str, ...], Any] = {}  # one call's volatilities and correlations, shared across positions
+        own: dict[tuple[str, ...], Any] = {}  # the same from the readings: other series of the same assets
         for p in positions:
             if not self._readable(p, chains):
                 out[p.key] = self._none(p, f"price history is not read for {p.protocol} positions yet")
@@ -83,7 +86,19 @@ class Outlook:
                 out[p.key] = self._none(p, f"price history unreadable: {errors[p.chain]}")
             else:
                 out[p.key] = self._for(p, chains[p.chain], memo)
+            if self.readings is not None and p.has_debt and out[p.key][0].probability is None:
+                out[p.key] = self._from_readings(p, out[p.key][0].note, own)
         return out
+
+    def _from_readings(self, p: Position, why: str, memo: dict[tuple[str, ...], Any]) -> list[Estimate]:
+        """The estimate from the watcher's own readings, where the oracle's history gave none (and said why)."""
+        assert self.readings is not None
+        have = self.readings.count(p)
+        if have <= MIN_RETURNS:
+            return self._none(p, f"{why}; the watcher's own price readings: {have} of {MIN_RETURNS + 1} so far")
+        got = liquidation_probability(p, self.readings.histories(p), self.horizons, cache=memo)
+        source = f"from the watcher's own price readings, one every {self.readings.every:g} s ({why})"
+        return [replace(e, note=f"{e.note}; {source}" if e.note else source) for e in got]
 
     @property
     def version(self) -> int:

@@ -156,6 +156,8 @@ class ProbabilityConfig(Strict):
     #: seconds ahead to estimate for: 1 h, 24 h and 7 d unless given
     horizons: list[float] = Field(default=[3600.0, 86400.0, 604800.0], min_length=1, max_length=8)
     rounds: int = Field(default=500, ge=21, le=10_000)  #: feed rounds to walk back for the volatility
+    #: seconds between two of the watcher's own price readings: the history where a feed keeps no rounds
+    readings_every: float = Field(default=300.0, gt=0, le=MAX_INTERVAL)
 
     @field_validator("horizons")
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,6 +22,8 @@ from watcher.engine.publish import Check, Staged
 from watcher.model import Position
 from watcher.outlook import Outlook
 from watcher.probability import Estimate
+from watcher.readings import Readings
+from watcher.store import Store
 
 log = logging.getLogger("watcher")
 
@@ -39,9 +42,18 @@ class _Kept:
 class Probabilities:
     """Estimates per position (`get`), and the task that keeps their price histories read (`run`)."""
 
-    def __init__(self, cfg: Config, clients: Mapping[str, ChainClient]) -> None:
-        self.enabled = cfg.probability.enabled
-        self.outlook = Outlook([int(h) for h in cfg.probability.horizons], cfg.probability.rounds)
+    def __init__(
+        self, cfg: Config, clients: Mapping[str, ChainClient], store: Store | None = None, now: float = 0.0
+    ) -> None:
+        pc = cfg.probability
+        self.enabled = pc.enabled
+        self.store = store
+        self.outlook = Outlook([int(h) for h in pc.horizons], pc.rounds)
+        self.readings = Readings(pc.readings_every, pc.rounds)
+        if store is not None and self.enabled:
+            # a restart goes on from the readings it took before: the samples are spread over hours, not a check
+            self.readings.load(store.price_readings(now - pc.readings_every * pc.rounds * 2, pc.rounds))
+        self.outlook.readings = self.readings
         self.clients = dict(clients)
         self.chains = {name: c.name for name, c in clients.items()}
         self.errors: dict[str, str] = {}  #: per chain, why its last history read failed
@@ -73,6 +85,7 @@ class Probabilities:
                 p.liquidatable,
                 p.has_debt,
                 self.errors.get(p.chain),
+                self.readings.version,
             )
             kept = self._kept.get(p.key)
             if kept is None or kept.inputs != inputs:
@@ -90,6 +103,12 @@ class Probabilities:
             return
         source, positions = self._staged
         self._staged = None
+        rows = self.readings.sample(positions, staged.now)
+        if rows and self.store is not None:
+            try:
+                self.store.add_price_readings(rows)
+            except (sqlite3.Error, OSError) as exc:  # kept in memory; a restart would start these series anew
+                log.warning("price readings not stored", extra={"error": f"{type(exc).__name__}: {exc}"})
         if positions and any(p.chain in self.clients for p in positions):
             self._due[source] = positions
             if self._wake is not None:
