@@ -8,6 +8,7 @@ from decimal import Decimal
 from watcher.alerts import Event
 from watcher.forecast_doc import CACHE, forecast_line
 from watcher.model import Level, Position
+from watcher.probability import Estimate
 from watcher.render import health_text, perp_text, short, top_up_text
 from watcher.risk import Advice, perp_top_ups
 
@@ -34,6 +35,7 @@ def position_message(
     previous: int | None,
     target: int | None = None,
     ttl_under: int | None = None,
+    chance: Estimate | None = None,
 ) -> tuple[str, str]:
     """(subject, text) for an alert about a position; `previous` is an earlier health, for the trend."""
     level = event.level.name
@@ -57,6 +59,8 @@ def position_message(
         ttl = forecast_line(p, CACHE.get(p), max(30 * 86_400, ttl_under or 0))
         if ttl:
             lines.append(ttl)
+        if chance is not None and chance.probability is not None and chance.sigma_annual is not None:
+            lines.append(chance_text(chance))
     if advice is not None and event.kind != "recover":
         for lp in advice.liquidation_prices[:3]:
             move = Decimal(lp.move_ppm) / Decimal(10_000)
@@ -82,6 +86,24 @@ def position_message(
         if ups:
             lines.append(f"To reach {health_text(target)}: " + " and ".join(top_up_text(p, u) for u in ups))
     return subject, "\n".join(lines)
+
+
+def percent_text(probability: float) -> str:
+    """A probability as a percentage for people: "3.2 %", "< 0.1 %", "> 99.9 %"."""
+    if probability < 0.0005:
+        return "< 0.1 %"
+    if probability > 0.9995:
+        return "> 99.9 %"
+    return f"{probability * 100:.1f} %"
+
+
+def chance_text(e: Estimate) -> str:
+    """ "Liquidation probability within 24 h: 3.2 % (σ 80 %/yr from 499 price returns)", the model named by the
+    README and the API document beside it."""
+    hours = e.horizon_s / 3600
+    span = f"{hours:g} h" if hours < 48 else f"{hours / 24:g} d"
+    sigma = f"σ {(e.sigma_annual or 0) * 100:.0f} %/yr from {e.samples} price returns"
+    return f"Liquidation probability within {span}: {percent_text(e.probability or 0.0)} ({sigma})"
 
 
 def chain_message(chain: str, degraded: bool, reason: str, unknown: int = 0, read: int = 0) -> tuple[str, str]:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from watcher.chain import ChainClient, ChainError
 from watcher.feed_sources import Lookup, Need, feed_needs, product_history, resolve
 from watcher.feeds import feed_histories
 from watcher.model import Position
-from watcher.probability import DEFAULT_HORIZONS, Estimate, liquidation_probability
+from watcher.probability import DEFAULT_HORIZONS, MIN_RETURNS, Estimate, liquidation_probability
+from watcher.readings import Readings
 
 log = logging.getLogger("watcher.outlook")
 
@@ -38,42 +39,83 @@ class Outlook:
     rounds: int = 500  #: feed rounds to walk back: about three weeks of an hourly heartbeat
     _sources: dict[tuple[str, Lookup], str] = field(default_factory=dict)  #: (chain, path to the feed) -> feed
     _feeds: dict[tuple[str, str], _Feed] = field(default_factory=dict)
+    readings: Readings | None = None  #: the watcher's own sampled prices, where a feed keeps no rounds (watcher run)
+    _version: int = 0
+    _asked: set[tuple[str, Lookup]] = field(default_factory=set)  #: feed paths asked for, found or not
 
     async def estimate(
         self, positions: Sequence[Position], clients: Mapping[str, ChainClient]
     ) -> dict[str, list[Estimate]]:
-        """By position id, the probability of liquidation within each horizon.
+        """By position id, the probability of liquidation within each horizon: `refresh`, then `cached`.
 
-        Per chain one eth_call per step of the feed paths not yet known (one for Aave, Compound and GMX, two for
-        Liquity v1) and one reads every feed's latest round, then one more for each 200 rounds walked back; the same
-        block again reads nothing.
+        Per chain one eth_call per step of the feed paths not yet known (one for Aave, Compound, GMX and Morpho, two
+        for Liquity v1) and one reads every feed's latest round, then one more for each 200 rounds walked back; the
+        same block again reads nothing.
         """
-        out: dict[str, list[Estimate]] = {}
-        memo: dict[tuple[str, ...], Any] = {}  # one call's volatilities and correlations, shared across positions
-        by_chain: dict[str, list[Position]] = {}
-        needs: dict[str, list[Need]] = {}
-        for p in positions:
-            got = feed_needs(p)
-            if isinstance(got, list) and p.chain in clients and (p.has_debt or p.perps):
-                by_chain.setdefault(p.chain, []).append(p)
-                needs[p.key] = got
-            else:
-                out[p.key] = self._none(p, got if isinstance(got, str) else f"{p.chain} has no client")
-        for chain, group in by_chain.items():
+        errors = await self.refresh(positions, clients)
+        return self.cached(positions, {name: c.name for name, c in clients.items()}, errors)
+
+    async def refresh(self, positions: Sequence[Position], clients: Mapping[str, ChainClient]) -> dict[str, str]:
+        """Read what the estimates need (feeds not yet known, rounds added since); per chain, the error that stopped
+        it. The daemon runs this off the check path and `cached` on it."""
+        errors: dict[str, str] = {}
+        for chain, group in self._by_chain(positions, clients).items():
             client = clients[chain]
             block = max(p.block.number for p in group)
-            lookups = [n.lookup for p in group for n in needs[p.key] if n.lookup is not None]
+            lookups = [n.lookup for p in group for n in _needs(p) if n.lookup is not None]
             try:
-                await resolve(client, lookups, block, self._sources)
+                await self._learn_sources(client, lookups, block)
                 await self._learn_histories(client, lookups, block)
             except ChainError as exc:
                 log.warning("price history unreadable", extra={"chain": chain, "error": str(exc)})
-                for p in group:
-                    out[p.key] = self._none(p, f"price history unreadable: {exc}")
-                continue
-            for p in group:
-                out[p.key] = self._for(p, needs[p.key], client.name, memo)
+                errors[chain] = str(exc)
+        return errors
+
+    def cached(
+        self, positions: Sequence[Position], chains: Mapping[str, str], errors: Mapping[str, str] | None = None
+    ) -> dict[str, list[Estimate]]:
+        """By position id, the estimates from what `refresh` has read so far (no I/O); `chains` maps a chain's
+        config name to its client's name, `errors` says why a chain's history could not be read."""
+        out: dict[str, list[Estimate]] = {}
+        memo: dict[tuple[str, ...], Any] = {}  # one call's volatilities and correlations, shared across positions
+        own: dict[tuple[str, ...], Any] = {}  # the same from the readings: other series of the same assets
+        for p in positions:
+            if not self._readable(p, chains):
+                got = feed_needs(p)
+                out[p.key] = self._none(p, got if isinstance(got, str) else f"no client for chain {p.chain}")
+            elif errors and p.chain in errors:
+                out[p.key] = self._none(p, f"price history unreadable: {errors[p.chain]}")
+            else:
+                out[p.key] = self._for(p, _needs(p), chains[p.chain], memo)
+            if self.readings is not None and p.has_debt and out[p.key][0].probability is None:
+                out[p.key] = self._from_readings(p, out[p.key][0].note, own)
         return out
+
+    def _from_readings(self, p: Position, why: str, memo: dict[tuple[str, ...], Any]) -> list[Estimate]:
+        """The estimate from the watcher's own readings, where the oracle's history gave none (and said why)."""
+        assert self.readings is not None
+        have = self.readings.count(p)
+        if have <= MIN_RETURNS:
+            return self._none(p, f"{why}; the watcher's own price readings: {have} of {MIN_RETURNS + 1} so far")
+        got = liquidation_probability(p, self.readings.histories(p), self.horizons, cache=memo)
+        source = f"from the watcher's own price readings, one every {self.readings.every:g} s ({why})"
+        return [replace(e, note=f"{e.note}; {source}" if e.note else source) for e in got]
+
+    @property
+    def version(self) -> int:
+        """Changes whenever a feed or a history is learned: estimates computed at the same version can be kept."""
+        return self._version
+
+    @staticmethod
+    def _readable(p: Position, chains: Mapping[str, object]) -> bool:
+        return isinstance(feed_needs(p), list) and p.chain in chains and (p.has_debt or bool(p.perps))
+
+    def _by_chain(self, positions: Sequence[Position], clients: Mapping[str, ChainClient]) -> dict[str, list[Position]]:
+        by_chain: dict[str, list[Position]] = {}
+        for p in positions:
+            if self._readable(p, clients):
+                by_chain.setdefault(p.chain, []).append(p)
+        return by_chain
 
     def _for(self, p: Position, needs: Sequence[Need], chain: str, memo: dict[tuple[str, ...], Any]) -> list[Estimate]:
         parts: dict[str, list[tuple[list[tuple[int, int]], int]]] = {}
@@ -85,9 +127,12 @@ class Outlook:
                 signature[n.key] = "fixed"
                 continue
             feed = self._sources.get((chain, n.lookup))
+            known = self._feeds.get((chain, feed)) if feed else None
+            if (chain, n.lookup) not in self._asked or (feed is not None and known is None):
+                # the daemon reads histories after a check commits: its first check of a position has none yet
+                return self._none(p, "price history is being read: the next check carries the figures")
             if feed is None and n.optional:
                 continue  # an unset feed of a product (Morpho's): it counts as 1
-            known = self._feeds.get((chain, feed)) if feed else None
             if feed is None or known is None or known.error:
                 why = "the oracle names no feed for it" if feed is None else (known.error if known else "not read")
                 return self._none(p, f"no price history for {n.label}: {why} ({n.lookup.describe()})")
@@ -116,6 +161,15 @@ class Outlook:
             return [Estimate(h, 0.0, None, 0, "no debt") for h in self.horizons]
         return [Estimate(h, None, None, 0, "none", note) for h in self.horizons]
 
+    async def _learn_sources(self, client: ChainClient, lookups: Sequence[Lookup], block: int) -> None:
+        # paths not found yet are asked again: an oracle may be given a feed later
+        wanted = {lk for lk in lookups if (client.name, lk) not in self._sources}
+        if not wanted:
+            return
+        await resolve(client, wanted, block, self._sources)
+        self._version += 1
+        self._asked.update((client.name, lk) for lk in wanted)
+
     async def _learn_histories(self, client: ChainClient, lookups: Sequence[Lookup], block: int) -> None:
         feeds = {self._sources[key] for lk in lookups if (key := (client.name, lk)) in self._sources}
         # a feed read at this block is known; one that served no rounds stays so (a mock answering latestAnswer)
@@ -126,10 +180,19 @@ class Outlook:
             return
         got = await feed_histories(client, due, block, self.rounds)
         for f, h in got.items():
+            old = self._feeds.get((client.name, f))
             if isinstance(h, str):
-                self._feeds[(client.name, f)] = _Feed([], block, f"the feed serves no round history ({h})")
+                new = _Feed([], block, f"the feed serves no round history ({h})")
             else:
-                self._feeds[(client.name, f)] = _Feed(h.rounds, block)
+                new = _Feed(h.rounds, block)
+            if old is None or (old.rounds, old.error) != (new.rounds, new.error):
+                self._version += 1  # a new round (or a feed gone quiet) changes estimates; the same rounds do not
+            self._feeds[(client.name, f)] = new
+
+
+def _needs(p: Position) -> list[Need]:
+    got = feed_needs(p)
+    return got if isinstance(got, list) else []
 
 
 def _namespace(memo: dict[tuple[str, ...], Any], signature: Mapping[str, str]) -> dict[tuple[str, ...], Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from watcher.alerts import AlertState, Event, Observation, classify, evaluate
+from watcher.engine.probabilities import Probabilities
 from watcher.engine.publish import Check, Staged
 from watcher.engine.rules import RuleBook
 from watcher.forecast_doc import ttl_of
@@ -16,9 +17,16 @@ from watcher.store import AlertRecord, Store
 class Alerting:
     """Evaluates the alert rules on every position read; silenced positions' alerts are stored but not sent."""
 
-    def __init__(self, store: Store, rules: RuleBook, last_history: Mapping[str, tuple[float, int | None, str]]):
+    def __init__(
+        self,
+        store: Store,
+        rules: RuleBook,
+        last_history: Mapping[str, tuple[float, int | None, str]],
+        probabilities: Probabilities | None = None,
+    ):
         self.store = store
         self.rules = rules
+        self.probabilities = probabilities  #: staged before this listener: the 24 h figure of the same check
         #: the health last written to history, per position: a message says where the health came from
         self.last_history = last_history
         self.states: dict[str, AlertState] = store.alert_states()
@@ -33,7 +41,8 @@ class Alerting:
             if rules.warn_ttl is not None:
                 # an ok-by-health position may reuse a young forecast (see forecast_doc); worse ones are solved anew
                 ttl = ttl_of(p, classify(p.health, p.liquidatable, rules.warn, rules.critical) is Level.OK)
-            obs = Observation(check.now, p.health, p.liquidatable, ttl)
+            day = self.probabilities.within_day(p.key) if self.probabilities is not None else None
+            obs = Observation(check.now, p.health, p.liquidatable, ttl, day.probability if day is not None else None)
             new, events = evaluate(p.key, state, obs, rules)
             if new != state:
                 staged.states[p.key] = new
@@ -54,6 +63,7 @@ class Alerting:
             previous[1] if previous else None,
             self.rules.cfg.thresholds.target,
             ttl_under=self.rules.rules_for(p).warn_ttl,
+            chance=self.probabilities.within_day(p.key) if self.probabilities is not None else None,
         )
         return AlertRecord(ev.alert_id, p.key, ev.kind, ev.level.name.lower(), p.health, ev.at, subject, text)
 
