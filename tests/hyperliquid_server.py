@@ -35,6 +35,8 @@ class HyperliquidStandIn(LocalHttpServer):
         """Hold the answers to serve."""
         self.meta, self.mids, self.states = meta, mids, states
         self.book_mids = book_mids
+        #: hourly funding rate served per coin ("0.0" where not named); None leaves the field out of the context
+        self.funding: dict[str, str | None] = {}
         #: "http500", "badjson", "badutf8", "deepjson", "down", "stall", "trickle" or "oversize"
         self.fault: str | None = None
         self.trickle_every = 1.0  #: seconds between the bytes of a "trickle" answer
@@ -124,6 +126,12 @@ class HyperliquidStandIn(LocalHttpServer):
     def _ctx(self, coin: str, book: dict[str, str]) -> dict[str, Any]:
         """One perp asset context in the documented shape; markPx left out for a coin without a mark."""
         ctx: dict[str, Any] = {"funding": "0.0", "openInterest": "0.0", "premium": "0.0", "dayNtlVlm": "0.0"}
+        if coin in self.funding:
+            rate = self.funding[coin]
+            if rate is None:
+                del ctx["funding"]
+            else:
+                ctx["funding"] = rate
         if coin in self.mids:
             mark = self.mids[coin]
             ctx |= {"markPx": mark, "oraclePx": mark, "prevDayPx": mark}
