@@ -3,7 +3,8 @@
 Off the check's critical path: a check's positions go in, estimates come out, and the feed histories are cached
 per chain and feed so that a later call reads only the rounds added since (or nothing, at the same block).
 Where the oracle's feeds are known (Aave and its forks: `AaveOracle.getSourceOfAsset`) the history is the feed's own
-rounds; other protocols say that their price history is not read yet, never a probability without its data.
+rounds; Hyperliquid's is the venue's hourly candles (candleSnapshot, watcher/adapters/hyperliquid/history.py); other
+protocols say that their price history is not read yet, never a probability without its data.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Outlook:
     rounds: int = 500  #: feed rounds to walk back: about three weeks of an hourly heartbeat
     _sources: dict[tuple[str, str, str], str] = field(default_factory=dict)  #: (chain, oracle, asset) -> feed
     _feeds: dict[tuple[str, str], _Feed] = field(default_factory=dict)
+    #: off-chain venue readers by venue name: Hyperliquid positions take their history from the venue's candles
+    venues: Mapping[str, Any] = field(default_factory=dict)
+    _candles: Any = None  #: CandleHistories, made on first use with `rounds` candles
 
     async def estimate(
         self, positions: Sequence[Position], clients: Mapping[str, ChainClient]
@@ -52,11 +56,19 @@ class Outlook:
         out: dict[str, list[Estimate]] = {}
         memo: dict[tuple[str, ...], Any] = {}  # one call's volatilities and correlations, shared across positions
         by_chain: dict[str, list[Position]] = {}
+        on_venue = []
         for p in positions:
-            if isinstance(p.details.get("oracle"), str) and p.chain in clients and p.has_debt:
+            if p.protocol == "hyperliquid" and p.chain in self.venues:
+                on_venue.append(p)
+            elif isinstance(p.details.get("oracle"), str) and p.chain in clients and p.has_debt:
                 by_chain.setdefault(p.chain, []).append(p)
             else:
                 out[p.key] = self._none(p, f"price history is not read for {p.protocol} positions yet")
+        if on_venue:
+            from watcher.adapters.hyperliquid.history import CandleHistories
+
+            self._candles = self._candles or CandleHistories(self.rounds)
+            out |= await self._candles.estimate(on_venue, self.venues, self.horizons)
         for chain, group in by_chain.items():
             client = clients[chain]
             block = max(p.block.number for p in group)
