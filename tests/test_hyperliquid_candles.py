@@ -12,6 +12,7 @@ import itertools
 import math
 import random
 import time
+import tomllib
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 from tests import run_harness
 from tests.hyperliquid_server import HyperliquidStandIn
 from tests.notify_servers import TelegramStandIn
-from tests.run_harness import check_json
+from tests.run_harness import check_json, write_toml
 from tests.test_faults_venue import SLACK, TIMEOUT, Venue, venue_keys, venues, write_config
 from tests.test_hyperliquid import META, world
 from tests.test_hyperliquid_simulator import MIXED, read_all
@@ -159,3 +160,17 @@ def test_check_json_estimates_from_candles_and_a_broken_venue_gives_null_with_th
             assert {e["probability"] for e in est} == {None}, (fault, label, est)
             assert named in est[0]["note"] and est[0]["note"].startswith("price history unreadable"), est[0]
         venue.server.candle_fault = None
+
+
+def test_probability_rounds_in_the_config_sets_the_candles_read_back(
+    tmp_path: Path, telegram_standin: TelegramStandIn, venues: Callable[[], Venue]
+) -> None:
+    venue = venues()
+    venue._apply(lambda s: s.candles.update({"BTC": walk(95_000.0, 5), "ETH": walk(3_100.0, 6)}))
+    config = write_config(tmp_path, telegram_standin, {"hl": venue_keys(venue)})
+    doc = tomllib.loads(config.read_text())
+    write_toml(config, doc | {"probability": {"rounds": 100}})
+    run = check_json(config)
+    assert run.code == 0 and run.doc is not None, run.stderr
+    # 100 hours back: the 100 candles opened since (the last one still open), so 99 returns (the default: 499)
+    assert {e["samples"] for est in _probabilities(run.doc).values() for e in est} == {99}
