@@ -36,7 +36,7 @@ from watcher.forecast import forecast
 from watcher.ladder import price_ladder
 from watcher.model import WAD, Position
 from watcher.risk import Thresholds
-from watcher.whatif import parse_shock, simulate
+from watcher.whatif import At, parse_shock, simulate
 
 TH = Thresholds(125 * WAD // 100, 110 * WAD // 100, 150 * WAD // 100)
 USD = 10**6
@@ -227,3 +227,14 @@ def test_a_missing_funding_rate_gives_no_time_and_says_which_coin() -> None:
 def test_a_malformed_funding_rate_is_a_read_error_naming_it(bad: str) -> None:
     with pytest.raises(ReadError, match=r"assetCtxs\[BTC\]: field 'funding' is not a plain decimal"):
         read_all(Fraction(95_000), Fraction(3_100), funding={"BTC": bad})
+
+
+def test_a_shock_at_a_later_time_charges_the_funding_hours_in_between() -> None:
+    got = read_all(Fraction(95_000), Fraction(3_100), funding={"BTC": "0.0001"})
+    p = got[CROSS]
+    [o] = [o for o in simulate([p], [parse_shock("BTC=-10%")], At(ahead=30 * 86_400), TH)]
+    hours = (p.block.timestamp + 30 * 86_400) // HOUR - p.block.timestamp // HOUR
+    # 720 hours at 9.5 USD an hour (on the read oracle price), then BTC at 85,500: the venue's reading of that state
+    truth = read_all(Fraction(85_500), Fraction(3_100), extra_cross=-hours * Fraction(95, 10))[CROSS]
+    assert hours in (720, 721) and o.at == p.block.timestamp + 30 * 86_400
+    assert (o.health_after, o.liquidatable_after) == (truth.health, truth.liquidatable)
