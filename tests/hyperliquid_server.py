@@ -45,8 +45,10 @@ class HyperliquidStandIn(LocalHttpServer):
         #: hourly closes per coin served by candleSnapshot: (open time ms, close) oldest first
         self.candles: dict[str, list[tuple[int, str]]] = {}
         #: a fault of candleSnapshot alone: "garbage" (not a list), "many" (every candle, ignoring the window),
-        #: "badclose" (a close that is no decimal), "down" (HTTP 503) or "stall" (no answer until cleared)
+        #: "badclose" (a close that is no decimal), "down" (HTTP 503), "stall" (no answer until cleared) or "slow"
+        #: (the right answer after `candle_delay` seconds)
         self.candle_fault: str | None = None
+        self.candle_delay = 0.5
         self.candle_requests = 0
         self._closing = False  #: set on stop: every held answer ends
 
@@ -140,6 +142,8 @@ class HyperliquidStandIn(LocalHttpServer):
             return web.Response(status=503, text="stalled")
         if fault == "down":
             return web.Response(status=503, text="service unavailable")
+        if fault == "slow":
+            await self._hold(lambda: True, self.candle_delay)
         if fault == "garbage":
             return web.json_response({"candles": "soon"})
         coin, hour = req["coin"], 3_600_000

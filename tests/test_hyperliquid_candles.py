@@ -104,6 +104,23 @@ def test_a_broken_candle_answer_is_a_read_error_naming_it_quickly(fault: str, na
     assert time.monotonic() - start < 1.0 + 2.0  # the deadline, and a loaded machine
 
 
+def test_a_slow_answer_within_the_deadline_is_read_and_a_venue_not_listening_is_a_read_error() -> None:
+    got = _serve("slow", timeout=2.0)  # half a second late, inside a 2 s deadline
+    assert isinstance(got, list) and len(got) >= 500
+
+    async def closed_port() -> str:
+        now = int(time.time() * 1000)
+        async with aiohttp.ClientSession() as session:
+            try:
+                await fetch_candles(session, "http://127.0.0.1:9", "BTC", now - HOUR_MS, now, timeout=2.0)
+            except ReadError as exc:
+                return str(exc)
+        raise AssertionError("a closed port answered")
+
+    start = time.monotonic()
+    assert "ClientConnectorError" in asyncio.run(closed_port()) and time.monotonic() - start < 2.0
+
+
 def test_the_one_market_probability_is_the_first_passage_to_the_liquidation_price() -> None:
     got = read_all(Fraction(95_000), Fraction(3_100))
     history = [(t // 1000, Fraction(c)) for t, c in walk(95_000.0, 2)]
