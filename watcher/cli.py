@@ -87,7 +87,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             chains.merge(off_chain)
             estimates: dict[str, Any] = {}
             if args.json and cfg.probability.enabled:
-                outlook = Outlook([int(h) for h in cfg.probability.horizons], cfg.probability.rounds)
+                horizons = [int(h) for h in cfg.probability.horizons]
+                outlook = Outlook(horizons, cfg.probability.rounds, venues={v.chain: v for v in venues})
                 estimates = await outlook.estimate(chains.positions, clients)
         finally:
             for c in clients.values():

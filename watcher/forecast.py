@@ -7,7 +7,8 @@ debt compounds (convex in time), so "collateral x threshold - debt" is concave i
 is one interval: from a healthy start, the liquidatable seconds are a ray [T, oo). The answer is checked where it
 is found: the protocol's verdict says liquidatable at T and not at T - 1. Simulators whose time path is not of
 that shape (funding that can turn in the account's favour) or whose `at_time` does not accrue get no time
-("not modelled"), never a made-up one.
+("not modelled"), never a made-up one. Hyperliquid's hourly funding at a constant rate takes the same amount from
+each margin group every hour (a one-way path per group), so its simulator solves the hour in closed form (`solve`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class _Model:
     apy: Callable[[Position, Any], dict[tuple[str, str], str]] | None = None
     prepare: Callable[[Any], Any] | None = None  #: a cheaper copy for many `at_time` calls
     refuse: Callable[[Position, Any], str | None] | None = None  #: a reason this one position is not modelled
+    #: the time solved by the simulator itself (sim, start, horizon) instead of the generic search
+    solve: Callable[[Any, int, int], int | None] | None = None
 
 
 def verdict(sim: Simulator) -> bool:
@@ -223,6 +226,17 @@ MODELS: dict[str, _Model] = {
         refuse=_liquity_v2_refuse,
     ),
     "LiquityV1Simulator": _Model("Liquity v1 charges no interest: nothing drifts", lambda s: s.debt),
+    # each margin group loses the same funding every hour at constant marks and rates: a one-way path
+    "HyperliquidSimulator": _Model(
+        "Hyperliquid funding charged on the hour at the rates read, on the oracle price (marks held)",
+        None,
+        refuse=lambda p, s: (
+            f"not modelled: the venue served no funding rate for {', '.join(s.unknown_funding())}"
+            if s.unknown_funding()
+            else None
+        ),
+        solve=lambda s, start, horizon: s.liquidation_time(start, horizon),
+    ),
 }
 #: simulators whose time path the search does not cover, and why
 NOT_MODELLED = {
@@ -250,5 +264,8 @@ def forecast(position: Position, horizon: int = DEFAULT_HORIZON) -> Forecast:
     per_day = None
     if model.debt_value is not None:
         per_day = model.debt_value(sim.at_time(start + DAY)) - model.debt_value(sim.at_time(start))
-    at = first_liquidatable(sim, start, horizon) if position.has_debt else None
+    if model.solve is not None:
+        at = model.solve(sim, start, horizon)
+    else:
+        at = first_liquidatable(sim, start, horizon) if position.has_debt else None
     return Forecast(at, horizon, start, True, model.basis, per_day, apy)
