@@ -23,8 +23,8 @@ import pytest
 from tests import run_harness
 from tests.hyperliquid_server import HyperliquidStandIn
 from tests.notify_servers import TelegramStandIn
-from tests.run_harness import check_json, write_toml
-from tests.test_faults_venue import SLACK, TIMEOUT, Venue, venue_keys, venues, write_config
+from tests.run_harness import check_json, wait_for, write_toml
+from tests.test_faults_venue import SLACK, TIMEOUT, Venue, start, venue_keys, venues, write_config
 from tests.test_hyperliquid import META, world
 from tests.test_hyperliquid_simulator import MIXED, read_all
 from watcher.adapters.base import ReadError
@@ -191,3 +191,45 @@ def test_probability_rounds_in_the_config_sets_the_candles_read_back(
     assert run.code == 0 and run.doc is not None, run.stderr
     # 100 hours back: the 100 candles opened since (the last one still open), so 99 returns (the default: 499)
     assert {e["samples"] for est in _probabilities(run.doc).values() for e in est} == {99}
+
+
+def test_watcher_run_serves_the_candle_probability_in_the_api_document(
+    tmp_path: Path, telegram_standin: TelegramStandIn, venues: Callable[[], Venue]
+) -> None:
+    """In `watcher run` the candles are read after a check commits: the next check's documents carry the figures,
+    the same as `watcher check --json` gives, and a venue whose candles break says so without stopping the checks."""
+    venue = venues()
+    venue._apply(lambda s: s.candles.update({"BTC": walk(95_000.0, 3), "ETH": walk(3_100.0, 4)}))
+    config = write_config(tmp_path, telegram_standin, {"hl": venue_keys(venue)})
+    once = _probabilities(check_json(config).doc)
+    w = start(config, "hl")
+    try:
+
+        def served() -> dict[str, list[dict]] | None:
+            docs = w.get("/positions")["positions"]
+            got = {d["label"]: d.get("liquidation_probability") for d in docs}
+            return got if got and all(e and e[0]["probability"] is not None for e in got.values()) else None
+
+        got = wait_for(served, 30, what="candle figures in the API documents")
+        assert got.keys() == once.keys()
+        for label, est in got.items():
+            # the candle still open moves with the clock between the two reads: the same history to 1e-4
+            assert [e["sigma_annual"] for e in est] == pytest.approx([e["sigma_annual"] for e in once[label]], rel=1e-4)
+            assert [e["samples"] for e in est] == [e["samples"] for e in once[label]]
+        checks = w.get("/health")
+        venue.server.candle_fault = "garbage"
+        # the candles are kept within their hour, so a broken venue shows only when they are read again: a restart
+        w.stop()
+        w = start(config, "hl")
+        broken = wait_for(
+            lambda: (
+                (docs := w.get("/positions")["positions"])
+                and all("price history unreadable" in (d["liquidation_probability"][0].get("note") or "") for d in docs)
+                and docs
+            ),
+            30,
+            what="the broken candles named",
+        )
+        assert all(d["level"] for d in broken) and w.get("/health")["status"] == checks["status"]
+    finally:
+        w.stop()
