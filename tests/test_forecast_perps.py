@@ -11,7 +11,9 @@ the time.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,8 @@ from tests.run_harness import check_json
 from tests.test_gmx_between_checks import KeptReader
 from tests.test_synthetix_perps_standin import StandInWatcher, _liquidatable_at
 from watcher.adapters.gmx_v2 import FLOAT, market_key, open_interest_in_tokens_key, open_interest_key, pool_amount_key
+from watcher.adapters.gmx_v2 import positions as positions_module
+from watcher.adapters.gmx_v2.accrual import GmxAccrual
 from watcher.devchain.anvil import Anvil
 from watcher.devchain.comet import new_addresses
 from watcher.devchain.deploy import revert_snapshot, take_snapshot
@@ -70,6 +74,14 @@ def gmx_accrual(gmx: GmxStandIn, since: int) -> dict[bytes, int]:
     }
 
 
+def _feeds_refreshed_at(gmx: GmxStandIn, at: int) -> None:
+    """USDC's feed answered again at `at` - 1 and WETH's at `at`, the same prices: the reader's heartbeat is met."""
+    for symbol, ts in (("USDC", at - 1), ("WETH", at)):
+        next_block_at(gmx.w3, ts)
+        block = gmx.set_answer(symbol, gmx.answer(symbol))
+        assert gmx.w3.eth.get_block(block)["timestamp"] == ts
+
+
 def _gmx_liquidatable_at(gmx: GmxStandIn, user: str, collateral: str, is_long: bool, at: int) -> bool:
     """The stand-in's isPositionLiquidatable in a block mined at `at`, the feeds' prices unchanged. Rolled back."""
     snap = take_snapshot(gmx.w3)
@@ -90,10 +102,26 @@ def test_gmx_fees_accrue_to_the_stand_ins_liquidation_second(gmx: GmxStandIn) ->
     gmx.set_position(payer, "ETH/USD", "WETH", True, 20_000 * USD, 20 * D18 // 3, 12 * D18 // 100, 0, FLOAT // 10**4)
     # The short side receives funding and has no borrowing factor: its costs do not grow.
     gmx.set_position(receiver, "ETH/USD", "USDC", False, 20_000 * USD, 20 * D18 // 3, 300 * 10**6)
-    result = KeptReader(gmx, [payer, receiver]).check()
-    by_user = {p.account: p for p in result.positions}
+    kept = KeptReader(gmx, [payer, receiver])
+    by_user = {p.account: p for p in kept.check().positions}
     p = by_user[payer]
     assert p.simulator.accrues, "the replayed rate model reproduces the Reader's fees at the read block"
+    [now], [day] = p.simulator.positions, p.simulator.at_time(p.block.timestamp + DAY).positions
+    assert day.borrowing_fee_usd > now.borrowing_fee_usd and day.funding_fee_amount > now.funding_fee_amount
+    # at_time(t) owes what the stand-in's Reader answers in a block at t, to the unit
+    for dt in (1, 3_600, DAY, 9 * DAY):
+        at = p.block.timestamp + dt
+        snap = take_snapshot(gmx.w3)
+        try:
+            _feeds_refreshed_at(gmx, at)
+            later = {q.account: q for q in kept.check().positions}
+        finally:
+            revert_snapshot(gmx.w3, snap)
+        for user in (payer, receiver):
+            [leg] = later[user].perps
+            [sim] = by_user[user].simulator.at_time(at).positions
+            got = (sim.borrowing_fee_usd, sim.funding_fee_amount)
+            assert got == (leg.details["pending_borrowing_fee_usd"], leg.details["pending_funding_fee_amount"]), dt
     f = forecast(p)
     assert f.modelled and f.at is not None and DAY < f.at - p.block.timestamp < 30 * DAY, f
     assert f.interest_per_day is not None and 15 * USD < f.interest_per_day < 35 * USD, f.interest_per_day
@@ -206,3 +234,51 @@ def test_check_json_carries_the_synthetix_time(snx: SynthetixStandInMarket, anvi
     ttl = doc["time_to_liquidation"]
     assert ttl["modelled"] and "turning point" in ttl["basis"], ttl
     assert ttl["at"] == forecast(p).at and ttl["seconds"] == ttl["at"] - doc["block"]["timestamp"]
+
+
+def _gmx_config(gmx: GmxStandIn, anvil: Anvil, users: list[str], path: Path) -> Path:
+    deployment = {
+        "protocol": "gmx_v2",
+        "name": "gmx_local",
+        "address": gmx.reader.address,
+        "contracts": {"data_store": gmx.data_store.address},
+    }
+    return check_config(
+        path, local_chain(anvil.chain_id, anvil.url, batch_reader(anvil.w3)), deployment, accounts(users)
+    )
+
+
+def test_check_json_carries_the_gmx_time(gmx: GmxStandIn, anvil: Anvil, tmp_path: Path) -> None:
+    [payer] = new_addresses(1, "gmx-ttl-json")
+    gmx.set_uints(gmx_accrual(gmx, latest_timestamp(gmx.w3) - 3_600))
+    gmx.set_position(payer, "ETH/USD", "WETH", True, 20_000 * USD, 20 * D18 // 3, 12 * D18 // 100, 0, FLOAT // 10**4)
+    run = check_json(_gmx_config(gmx, anvil, [payer], tmp_path / "config.toml"))
+    assert run.doc is not None, run.stderr
+    [doc] = run.doc["positions"]
+    ttl = doc["time_to_liquidation"]
+    assert ttl["modelled"] and "GMX borrowing" in ttl["basis"] and isinstance(ttl["at"], int), ttl
+    assert DAY < ttl["seconds"] < 30 * DAY and doc["interest_per_day"] > 0
+    assert not _gmx_liquidatable_at(gmx, payer, "WETH", True, ttl["at"] - 1)
+    assert _gmx_liquidatable_at(gmx, payer, "WETH", True, ttl["at"])
+
+
+def test_gmx_rate_model_that_misses_the_readers_fees_gives_no_time(
+    gmx: GmxStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A market whose rate model is not the one replayed (a kink, exponents, adaptive funding) shows as a replay
+    that does not give the Reader's own fees at the read block: that position's fees are held and no time is given."""
+    [payer] = new_addresses(1, "gmx-ttl-off")
+    gmx.set_uints(gmx_accrual(gmx, latest_timestamp(gmx.w3) - 3_600))
+    gmx.set_position(payer, "ETH/USD", "WETH", True, 20_000 * USD, 20 * D18 // 3, 12 * D18 // 100, 0, FLOAT // 10**4)
+    real = positions_module.position_accrual
+
+    def another_model(*args: Any) -> GmxAccrual | None:
+        acc = real(*args)
+        return None if acc is None else replace(acc, borrowing_per_second=acc.borrowing_per_second * 2)
+
+    monkeypatch.setattr(positions_module, "position_accrual", another_model)
+    [p] = KeptReader(gmx, [payer]).check().positions
+    assert not p.simulator.accrues and p.simulator.positions[0].accrual is None
+    f = forecast(p)
+    assert not f.modelled and f.at is None and "held as read" in f.basis, f
+    assert p.simulator.at_time(p.block.timestamp + DAY) == p.simulator
