@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from tests.aave_helpers import batch_reader, latest_timestamp, next_block_at
-from tests.configs import accounts, check_config, local_chain
-from tests.run_harness import check_json
+from tests.configs import accounts, check_config, local_chain, write_toml
+from tests.notify_servers import TelegramStandIn, free_port
+from tests.run_harness import TOKEN, TOKEN_ENV, WatcherProcess, check_json, wait_for
 from tests.test_gmx_between_checks import KeptReader
 from tests.test_synthetix_perps_standin import StandInWatcher, _liquidatable_at
 from watcher.adapters.gmx_v2 import FLOAT, market_key, open_interest_in_tokens_key, open_interest_key, pool_amount_key
@@ -282,3 +283,49 @@ def test_gmx_rate_model_that_misses_the_readers_fees_gives_no_time(
     f = forecast(p)
     assert not f.modelled and f.at is None and "held as read" in f.basis, f
     assert p.simulator.at_time(p.block.timestamp + DAY) == p.simulator
+
+
+def test_warn_days_to_liquidation_warns_a_synthetix_account_healthy_by_its_margin(
+    snx: SynthetixStandInMarket, anvil: Anvil, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    p, _ = _snx_account(snx, *FALLING, surplus=60 * D18)  # health about 1.27: ok at warn 1.25, liquidatable in hours
+    assert p.health is not None and p.health > 125 * D18 // 100
+    [owner] = owner_addresses(1)
+    telegram = TelegramStandIn(TOKEN).start()
+    try:
+        parts = {
+            "thresholds": {"warn": 1.25, "critical": 1.1, "target": 1.5},
+            "chains": {"local": local_chain(anvil.chain_id, anvil.url, batch_reader(anvil.w3), interval=0.5)},
+            "deployments": [
+                {
+                    "protocol": "synthetix_perps_v3",
+                    "name": "snx_local",
+                    "chains": ["local"],
+                    "address": snx.proxy.address,
+                    "account_ids": [ACCOUNT],
+                }
+            ],
+            "accounts": accounts([owner]),
+            "alerts": {"confirm_warn": 1},
+            "notify": {"telegram": {"token": {"env": TOKEN_ENV}, "chat_id": "42", "base_url": telegram.base_url}},
+            "storage": {"path": str(tmp_path / "watcher.db")},
+            "api": {"port": free_port()},
+        }
+        plain = WatcherProcess(write_toml(tmp_path / "plain.toml", parts)).start()
+        wait_for(lambda: len(plain.logs("check")) >= 2, 30, what="two checks")
+        plain.stop()
+        assert telegram.received == []  # ok by its margin: nothing without the rule
+
+        parts["alerts"] = {"confirm_warn": 1, "warn_days_to_liquidation": 1}
+        parts["storage"] = {"path": str(tmp_path / "rule.db")}
+        proc = WatcherProcess(write_toml(tmp_path / "rule.toml", parts)).start()
+        try:
+            [text] = wait_for(lambda: [r.text for r in telegram.received], 30, what="a warn")
+            assert text.startswith("⚠️ WARN") and "at constant prices" in text and " hours " in text, text
+            [doc] = proc.get("/positions")["positions"]
+            assert doc["level"] == "ok" and doc["time_to_liquidation"]["at"] == forecast(p).at
+        finally:
+            proc.stop()
+    finally:
+        telegram.stop()

@@ -145,7 +145,7 @@ CACHE = ForecastCache()
 
 def ttl_of(p: Position, ok: bool = False) -> int | None:
     """Seconds from the read block to liquidation at constant prices, for the alert rule; None if none is known."""
-    if not p.has_debt:
+    if not (p.has_debt or p.perps):  # perps owe fees and funding without a debt leg
         return None
     f = CACHE.get(p, ok)
     return None if f.at is None else max(f.at - p.block.timestamp, 0)
