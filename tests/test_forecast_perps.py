@@ -197,8 +197,13 @@ def test_synthetix_dip_that_stays_above_gives_none(snx: SynthetixStandInMarket) 
     # why: its lowest margin, at the turning point, still covers the requirement, as the stand-in says there
     t_star = synthetix_turning_point(p.simulator)
     assert t_star is not None and p.block.timestamp < t_star < p.block.timestamp + 2 * DAY
-    low = p.simulator.at_time(int(t_star))
-    assert 0 < low.available() - low.requirement() < 60 * D18
+
+    def surplus(t: int) -> int:
+        at = p.simulator.at_time(t)
+        return at.available() - at.requirement()
+
+    low = surplus(int(t_star))
+    assert 0 < low < 60 * D18 and low < surplus(int(t_star) - 3_600) and low < surplus(int(t_star) + 3_600)
     assert not _liquidatable_at(snx, ACCOUNT, ETH.market_id, ETH.price, int(t_star))
 
 
