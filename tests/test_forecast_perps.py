@@ -334,3 +334,26 @@ def test_warn_days_to_liquidation_warns_a_synthetix_account_healthy_by_its_margi
             proc.stop()
     finally:
         telegram.stop()
+
+
+@pytest.mark.parametrize(
+    ("name", "side", "value"),
+    [
+        ("OPTIMAL_USAGE_FACTOR", True, 75 * FLOAT // 100),
+        ("BORROWING_EXPONENT_FACTOR", False, 15 * FLOAT // 10),
+        ("FUNDING_EXPONENT_FACTOR", None, 12 * FLOAT // 10),
+        ("FUNDING_INCREASE_FACTOR_PER_SECOND", None, 10**15),
+    ],
+)
+def test_gmx_market_configuring_an_unreplayed_model_gives_no_time(
+    gmx: GmxStandIn, name: str, side: bool | None, value: int
+) -> None:
+    """The stand-in ignores these keys (its Reader's fees do not change), but GMX's rate model would not be the one
+    replayed: the watcher reads them and gives no time for the market's positions."""
+    [payer] = new_addresses(1, "gmx-ttl-kink")
+    values = gmx_accrual(gmx, latest_timestamp(gmx.w3) - 3_600)
+    gmx.set_uints(values | {market_key(name, gmx.market("ETH/USD").address, side): value})
+    gmx.set_position(payer, "ETH/USD", "WETH", True, 20_000 * USD, 20 * D18 // 3, 12 * D18 // 100, 0, FLOAT // 10**4)
+    [p] = KeptReader(gmx, [payer]).check().positions
+    f = forecast(p)
+    assert not p.simulator.accrues and not f.modelled and f.at is None and "held as read" in f.basis, f

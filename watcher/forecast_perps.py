@@ -4,8 +4,8 @@ GMX v2: at constant prices and open interest, a position's borrowing fee grows l
 borrowing factor gains a constant factor per second) and a paying side's funding amount per size grows with time
 (the current funding factor per second held, see watcher/adapters/gmx_v2/accrual.py); the receiving side's claimable
 funding is not counted by isPositionLiquidatable. So remaining collateral only falls, the liquidatable seconds are a
-ray [T, oo) and forecast.py's single search is exact. Positions whose read fees the replayed rate model does not
-reproduce get no time.
+ray [T, oo) and forecast.py's single search is exact. Positions in markets configuring a model that is not replayed,
+or whose read fees the replay does not reproduce, get no time.
 
 Synthetix perps v3: at constant prices and skew the funding rate moves at a constant velocity (skew / skewScale *
 maxFundingVelocity per day), so the funding a position accrues is quadratic in time; the account's interest (a
@@ -52,8 +52,8 @@ def gmx_refuse(p: Position, sim: Any) -> str | None:
     """A reason no time is given: some position's read fees were not reproduced by the replayed rate model."""
     if not getattr(sim, "accrues", False):
         return (
-            "not modelled: GMX borrowing and funding fees are held as read (the market's rate model did not "
-            "reproduce the Reader's fees at the read block: kink, exponents or adaptive funding)"
+            "not modelled: GMX borrowing and funding fees are held as read (the market configures a kink, exponents "
+            "or adaptive funding, or the replay did not give the Reader's fees at the read block)"
         )
     return None
 

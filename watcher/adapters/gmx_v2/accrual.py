@@ -10,9 +10,12 @@ amount per size grows with time and the receiving side's cost stays as read (cla
 GMX's adaptive funding (FUNDING_INCREASE_FACTOR_PER_SECOND) moves that factor over time; it is not projected, the
 current factor is held.
 
-A position's accrual is kept only when it reproduces, at the read block, the borrowing and funding fees the Reader
-itself answered; where it does not (a kink model, exponents, adaptive funding, the smaller side skipping borrowing),
-the simulator holds fees as read and the forecast refuses, rather than projecting a different rate model.
+A market that configures a model this does not replay (OPTIMAL_USAGE_FACTOR: the kink borrowing model; a
+BORROWING_EXPONENT_FACTOR or FUNDING_EXPONENT_FACTOR other than 1; FUNDING_INCREASE_FACTOR_PER_SECOND: adaptive
+funding) gets no accrual. And a position's accrual is kept only when it reproduces, at the read block, the borrowing
+and funding fees the Reader itself answered (which also catches SKIP_BORROWING_FEE_FOR_SMALLER_SIDE, not read, once
+any time has passed since the last update). Without an accrual the simulator holds fees as read and the forecast
+refuses, rather than projecting a different rate model.
 """
 
 from __future__ import annotations
@@ -38,12 +41,19 @@ def funding_per_size_key(market: str, collateral: str, is_long: bool) -> bytes:
     )
 
 
+#: per market, then per market and side: keys whose non-default values switch on a model that is not replayed
+_UNREPLAYED_MARKET = ("FUNDING_EXPONENT_FACTOR", "FUNDING_INCREASE_FACTOR_PER_SECOND")
+_UNREPLAYED_SIDE = ("OPTIMAL_USAGE_FACTOR", "BORROWING_EXPONENT_FACTOR")
+
+
 def accrual_keys(market: str, info: GmxMarket) -> list[bytes]:
     """The DataStore uints the accrual needs for one market, beyond what the liquidation check reads."""
     keys = [market_key("FUNDING_UPDATED_AT", market), market_key("FUNDING_FACTOR", market)]
+    keys += [market_key(name, market) for name in _UNREPLAYED_MARKET]
     for is_long in (True, False):
         for name in ("CUMULATIVE_BORROWING_FACTOR", "CUMULATIVE_BORROWING_FACTOR_UPDATED_AT", "BORROWING_FACTOR"):
             keys.append(market_key(name, market, is_long))
+        keys += [market_key(name, market, is_long) for name in _UNREPLAYED_SIDE]
         for collateral in dict.fromkeys((info.long, info.short)):
             keys.append(funding_per_size_key(market, collateral, is_long))
     return keys
@@ -59,6 +69,7 @@ class MarketAccrual:
     funding_factor: int
     funding_per_size: tuple[tuple[str, bool, int], ...]  #: (collateral, is_long, stored amount per size)
     oi_by_collateral: tuple[tuple[str, bool, int], ...]  #: (collateral, is_long, open interest / pool divisor)
+    unreplayed: str = ""  #: the model the market configures that is not replayed; "" when there is none
 
     @property
     def divisor(self) -> int:
@@ -85,6 +96,10 @@ def market_accrual(uint: Callable[[bytes], int], market: str, info: GmxMarket) -
         for is_long in (True, False)
     )
     collaterals = tuple(dict.fromkeys((info.long, info.short)))
+    unreplayed = [n for n in _UNREPLAYED_MARKET if uint(market_key(n, market)) not in _DEFAULTS[n]]
+    unreplayed += [
+        n for n in _UNREPLAYED_SIDE for side in (True, False) if uint(market_key(n, market, side)) not in _DEFAULTS[n]
+    ]
     return MarketAccrual(
         info,
         (sides[0], sides[1]),  # type: ignore[arg-type]
@@ -92,7 +107,17 @@ def market_accrual(uint: Callable[[bytes], int], market: str, info: GmxMarket) -
         uint(market_key("FUNDING_FACTOR", market)),
         tuple((c, s, uint(funding_per_size_key(market, c, s))) for c in collaterals for s in (True, False)),
         tuple((c, s, uint(open_interest_key(market, c, s)) // divisor) for c in collaterals for s in (True, False)),
+        ", ".join(dict.fromkeys(unreplayed)),
     )
+
+
+#: the values under which the replayed model is GMX's: unset, or an exponent of exactly 1
+_DEFAULTS = {
+    "FUNDING_EXPONENT_FACTOR": (0, FLOAT),
+    "BORROWING_EXPONENT_FACTOR": (0, FLOAT),
+    "FUNDING_INCREASE_FACTOR_PER_SECOND": (0,),
+    "OPTIMAL_USAGE_FACTOR": (0,),
+}
 
 
 def _since(updated_at: int, now: int) -> int:
@@ -153,8 +178,10 @@ def position_accrual(
     pool_amount: int,
 ) -> GmxAccrual | None:
     """One position's accrual (`numbers`: Position.Props numbers; `oi`: long and short open interest); None when
-    the pool of its side is empty (GMX reverts on the borrowing factor then)."""
+    the market configures a model not replayed, or the pool of its side is empty (GMX reverts on the factor then)."""
     info = ma.info
+    if ma.unreplayed:
+        return None
     cumulative, updated_at, factor = ma.borrowing[0 if is_long else 1]
     # MarketUtils.getReservedUsd: longs reserve their tokens at the index price, shorts their USD size
     reserved = oi_tokens_long * prices[info.index] if is_long else oi[1]
