@@ -4,8 +4,8 @@ GMX v2: at constant prices and open interest, a position's borrowing fee grows l
 borrowing factor gains a constant factor per second) and a paying side's funding amount per size grows with time
 (the current funding factor per second held, see watcher/adapters/gmx_v2/accrual.py); the receiving side's claimable
 funding is not counted by isPositionLiquidatable. So remaining collateral only falls, the liquidatable seconds are a
-ray [T, oo) and forecast.py's single search is exact. Positions in markets configuring a model that is not replayed,
-or whose read fees the replay does not reproduce, get no time.
+ray [T, oo) and forecast.py's single search is exact. Positions in markets configuring a model that is not replayed
+(a kink, exponents, adaptive funding), or whose read fees the replay does not reproduce, get no time.
 
 Synthetix perps v3: at constant prices and skew the funding rate moves at a constant velocity (skew / skewScale *
 maxFundingVelocity per day), so the funding a position accrues is quadratic in time; the account's interest (a
@@ -37,7 +37,7 @@ from watcher.risk import least_true
 
 GMX_BASIS = (
     "GMX borrowing (cumulative factor + seconds x factor per second) and funding at the current funding factor per "
-    "second, prices and open interest held (adaptive funding is not projected)"
+    "second, prices and open interest held"
 )
 SYNTHETIX_BASIS = (
     "Synthetix funding at constant velocity (quadratic in time, searched on each side of its turning point) and "

@@ -7,8 +7,7 @@ second is computed as our stand-in does (and GMX with exponent 1 and no kink mod
 BORROWING_FACTOR). Funding (getNextFundingAmountPerSize): recomputed from the seconds since FUNDING_UPDATED_AT at the
 current funding factor per second (FUNDING_FACTOR * |long OI - short OI| / total OI, exponent 1), so the paying side's
 amount per size grows with time and the receiving side's cost stays as read (claimable funding is not in the check).
-GMX's adaptive funding (FUNDING_INCREASE_FACTOR_PER_SECOND) moves that factor over time; it is not projected, the
-current factor is held.
+GMX's adaptive funding would move that factor over time: it is not projected, and markets using it get none (below).
 
 A market that configures a model this does not replay (OPTIMAL_USAGE_FACTOR: the kink borrowing model; a
 BORROWING_EXPONENT_FACTOR or FUNDING_EXPONENT_FACTOR other than 1; FUNDING_INCREASE_FACTOR_PER_SECOND: adaptive
@@ -88,13 +87,14 @@ class MarketAccrual:
 def market_accrual(uint: Callable[[bytes], int], market: str, info: GmxMarket) -> MarketAccrual:
     """The market's accrual state from the batch's DataStore answers (`uint(key)`)."""
     divisor = 2 if info.long == info.short else 1
-    sides = tuple(
-        tuple(
+
+    def side(is_long: bool) -> tuple[int, int, int]:
+        cumulative, updated_at, factor = (
             uint(market_key(n, market, is_long))
             for n in ("CUMULATIVE_BORROWING_FACTOR", "CUMULATIVE_BORROWING_FACTOR_UPDATED_AT", "BORROWING_FACTOR")
         )
-        for is_long in (True, False)
-    )
+        return cumulative, updated_at, factor
+
     collaterals = tuple(dict.fromkeys((info.long, info.short)))
     unreplayed = [n for n in _UNREPLAYED_MARKET if uint(market_key(n, market)) not in _DEFAULTS[n]]
     unreplayed += [
@@ -102,7 +102,7 @@ def market_accrual(uint: Callable[[bytes], int], market: str, info: GmxMarket) -
     ]
     return MarketAccrual(
         info,
-        (sides[0], sides[1]),  # type: ignore[arg-type]
+        (side(True), side(False)),
         uint(market_key("FUNDING_UPDATED_AT", market)),
         uint(market_key("FUNDING_FACTOR", market)),
         tuple((c, s, uint(funding_per_size_key(market, c, s))) for c in collaterals for s in (True, False)),
