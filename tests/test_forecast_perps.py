@@ -32,6 +32,7 @@ from watcher.devchain.deploy import revert_snapshot, take_snapshot
 from watcher.devchain.gmx import GmxStandIn, deploy_gmx_stand_in
 from watcher.devchain.synthetix import ETH, SynthetixStandInMarket, deploy_synthetix_stand_in, owner_addresses
 from watcher.forecast import DAY, forecast
+from watcher.forecast_doc import ForecastCache
 from watcher.forecast_perps import synthetix_turning_point
 from watcher.model import Position
 from watcher.risk import least_true
@@ -327,7 +328,7 @@ def test_warn_days_to_liquidation_warns_a_synthetix_account_healthy_by_its_margi
         proc = WatcherProcess(write_toml(tmp_path / "rule.toml", parts)).start()
         try:
             [text] = wait_for(lambda: [r.text for r in telegram.received], 30, what="a warn")
-            assert text.startswith("⚠️ WARN") and "at constant prices" in text and " hours " in text, text
+            assert text.startswith("⚠️ WARN") and " hours at constant prices (fees and funding)" in text, text
             [doc] = proc.get("/positions")["positions"]
             assert doc["level"] == "ok" and doc["time_to_liquidation"]["at"] == forecast(p).at
         finally:
@@ -357,3 +358,23 @@ def test_gmx_market_configuring_an_unreplayed_model_gives_no_time(
     [p] = KeptReader(gmx, [payer]).check().positions
     f = forecast(p)
     assert not p.simulator.accrues and not f.modelled and f.at is None and "held as read" in f.basis, f
+
+
+def test_gmx_ok_position_reuses_its_young_forecast_until_its_holdings_change(gmx: GmxStandIn) -> None:
+    """Fees change every block, so the inputs never repeat; an ok position's forecast from a minute ago stands in
+    while its sizes and collateral are the same (forecast_doc's STALE_OK), and a deposit is solved anew."""
+    [payer] = new_addresses(1, "gmx-ttl-cache")
+    gmx.set_uints(gmx_accrual(gmx, latest_timestamp(gmx.w3) - 3_600))
+    opened = (payer, "ETH/USD", "WETH", True, 20_000 * USD, 20 * D18 // 3)
+    gmx.set_position(*opened, 12 * D18 // 100, 0, FLOAT // 10**4)
+    kept, cache = KeptReader(gmx, [payer]), ForecastCache()
+    [first] = kept.check().positions
+    f = cache.get(first, ok=True)
+    _feeds_refreshed_at(gmx, first.block.timestamp + 60)
+    [later] = kept.check().positions
+    assert later.simulator != first.simulator  # the fees moved
+    assert cache.get(later, ok=True) == f and (cache.hits, cache.misses) == (1, 1)
+    gmx.set_position(*opened, 20 * D18 // 100, 0, FLOAT // 10**4)  # a deposit: 0.2 WETH
+    [topped] = kept.check().positions
+    g = cache.get(topped, ok=True)
+    assert cache.misses == 2 and g.at is not None and f.at is not None and g.at > f.at
