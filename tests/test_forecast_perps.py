@@ -142,11 +142,9 @@ def test_gmx_fees_accrue_to_the_stand_ins_liquidation_second(gmx: GmxStandIn) ->
 # --- Synthetix: one long of 10 ETH at 2,000 (20,000 USD) in the ETH market, whose funding we place
 
 
-def _snx_account(snx: SynthetixStandInMarket, rate: int, skew: int, surplus: int) -> tuple[Position, int]:
-    """The long under funding rate `rate` (D18 per day) moving with `skew`, its margin `surplus` over the requirement.
-
-    Returns the position as the watcher reads it and the stand-in's funding start.
-    """
+def _snx_account(snx: SynthetixStandInMarket, rate: int, skew: int, surplus: int) -> Position:
+    """The long, as the watcher reads it, under funding rate `rate` (D18 per day) moving with `skew`, its margin
+    `surplus` over the requirement."""
     now = latest_timestamp(snx.w3)  # not later than the next block: elapsed time is unsigned in the stand-in
     value = 7 * D18 // 10
     snx.send("setFunding", ETH.market_id, skew, rate, value, now)
@@ -162,7 +160,7 @@ def _snx_account(snx: SynthetixStandInMarket, rate: int, skew: int, surplus: int
         snx.send("setCollateral", ACCOUNT, 0, usd)
     p = watcher.positions()[ACCOUNT]
     assert abs(p.simulator.available() - p.simulator.requirement() - surplus) < D18 // 10
-    return p, now
+    return p
 
 
 # funding 1% a day for longs, falling by 1% a day per day (a short skew): longs pay ~100 USD over the first day,
@@ -171,7 +169,7 @@ FALLING = (D18 // 100, -1_111_111 * D18 // 1_000)
 
 
 def test_synthetix_dip_that_recovers_is_found_where_a_one_way_search_finds_none(snx: SynthetixStandInMarket) -> None:
-    p, _ = _snx_account(snx, *FALLING, surplus=50 * D18)
+    p = _snx_account(snx, *FALLING, surplus=50 * D18)
     f = forecast(p)
     assert f.modelled and f.at is not None and 0 < f.at - p.block.timestamp < DAY, f
     assert not _liquidatable_at(snx, ACCOUNT, ETH.market_id, ETH.price, f.at - 1)
@@ -192,7 +190,7 @@ def test_synthetix_dip_that_recovers_is_found_where_a_one_way_search_finds_none(
 
 
 def test_synthetix_dip_that_stays_above_gives_none(snx: SynthetixStandInMarket) -> None:
-    p, _ = _snx_account(snx, *FALLING, surplus=150 * D18)
+    p = _snx_account(snx, *FALLING, surplus=150 * D18)
     f = forecast(p)
     assert f.modelled and f.at is None, f
     # why: its lowest margin, at the turning point, still covers the requirement, as the stand-in says there
@@ -211,7 +209,7 @@ def test_synthetix_dip_that_stays_above_gives_none(snx: SynthetixStandInMarket) 
 def test_synthetix_funding_in_favour_then_against_gives_the_later_stretch(snx: SynthetixStandInMarket) -> None:
     # longs receive 1% a day now, the rate rising 1% a day per day (a long skew): the margin rises for a day, then
     # falls for good
-    p, _ = _snx_account(snx, -D18 // 100, 1_111_111 * D18 // 1_000, surplus=20 * D18)
+    p = _snx_account(snx, -D18 // 100, 1_111_111 * D18 // 1_000, surplus=20 * D18)
     f = forecast(p)
     t_star = synthetix_turning_point(p.simulator)
     assert t_star is not None and f.at is not None and t_star < f.at < p.block.timestamp + 10 * DAY, (f, t_star)
@@ -221,7 +219,7 @@ def test_synthetix_funding_in_favour_then_against_gives_the_later_stretch(snx: S
 
 
 def test_check_json_carries_the_synthetix_time(snx: SynthetixStandInMarket, anvil: Anvil, tmp_path: Path) -> None:
-    p, _ = _snx_account(snx, *FALLING, surplus=50 * D18)
+    p = _snx_account(snx, *FALLING, surplus=50 * D18)
     [owner] = owner_addresses(1)
     deployment = {
         "protocol": "synthetix_perps_v3",
@@ -295,7 +293,7 @@ def test_warn_days_to_liquidation_warns_a_synthetix_account_healthy_by_its_margi
     snx: SynthetixStandInMarket, anvil: Anvil, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
-    p, _ = _snx_account(snx, *FALLING, surplus=60 * D18)  # health about 1.27: ok at warn 1.25, liquidatable in hours
+    p = _snx_account(snx, *FALLING, surplus=60 * D18)  # health about 1.27: ok at warn 1.25, liquidatable in hours
     assert p.health is not None and p.health > 125 * D18 // 100
     [owner] = owner_addresses(1)
     telegram = TelegramStandIn(TOKEN).start()
