@@ -92,7 +92,7 @@ class Daemon:
         self.book = RuleBook(cfg)
         self.history = History(store, self.book, cfg.storage)
         #: liquidation probabilities: estimated as a check is staged, their price histories read after it commits
-        self.probabilities = Probabilities(cfg, clients, store, clock())
+        self.probabilities = Probabilities(cfg, clients, store, clock(), venues=venues, session=lambda: self._session)
         self.alerting = Alerting(store, self.book, self.history.last, self.probabilities)
         self.documents = Documents(store, self.book, cfg, self.probabilities)
         self.health = SourceHealth(store)

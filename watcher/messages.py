@@ -9,7 +9,7 @@ from watcher.alerts import Event
 from watcher.forecast_doc import CACHE, forecast_line
 from watcher.model import Level, Position
 from watcher.probability import Estimate
-from watcher.render import health_text, perp_text, short, top_up_text
+from watcher.render import health_text, percent_text, perp_text, short, top_up_text
 from watcher.risk import Advice, perp_top_ups
 
 _HEAD = {
@@ -86,15 +86,6 @@ def position_message(
         if ups:
             lines.append(f"To reach {health_text(target)}: " + " and ".join(top_up_text(p, u) for u in ups))
     return subject, "\n".join(lines)
-
-
-def percent_text(probability: float) -> str:
-    """A probability as a percentage for people: "3.2 %", "< 0.1 %", "> 99.9 %"."""
-    if probability < 0.0005:
-        return "< 0.1 %"
-    if probability > 0.9995:
-        return "> 99.9 %"
-    return f"{probability * 100:.1f} %"
 
 
 def chance_text(e: Estimate) -> str:

@@ -3,8 +3,9 @@
 Off the check's critical path: a check's positions go in, estimates come out, and the feed histories are cached
 per chain and feed so that a later call reads only the rounds added since (or nothing, at the same block).
 Where the oracle's feeds are known (watcher/feed_sources.py: Aave and its forks, Compound v3, Liquity v1, GMX v2,
-Morpho Blue's Chainlink oracle) the history is the feed's own rounds; other protocols say that their price history is
-not read yet, never a probability without its data. Each estimate names the feed every history came from.
+Morpho Blue's Chainlink oracle) the history is the feed's own rounds; Hyperliquid's is the venue's hourly candles
+(candleSnapshot, watcher/adapters/hyperliquid/history.py); other protocols say that their price history is not read
+yet, never a probability without its data. Each estimate names the feed every history came from.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class Outlook:
     readings: Readings | None = None  #: the watcher's own sampled prices, where a feed keeps no rounds (watcher run)
     _version: int = 0
     _asked: set[tuple[str, Lookup]] = field(default_factory=set)  #: feed paths asked for, found or not
+    #: off-chain venue readers by venue name: Hyperliquid positions take their history from the venue's candles
+    venues: Mapping[str, Any] = field(default_factory=dict)
+    _candles: Any = None  #: CandleHistories, made on first use with `rounds` candles
 
     async def estimate(
         self, positions: Sequence[Position], clients: Mapping[str, ChainClient]
@@ -55,10 +59,16 @@ class Outlook:
         errors = await self.refresh(positions, clients)
         return self.cached(positions, {name: c.name for name, c in clients.items()}, errors)
 
-    async def refresh(self, positions: Sequence[Position], clients: Mapping[str, ChainClient]) -> dict[str, str]:
-        """Read what the estimates need (feeds not yet known, rounds added since); per chain, the error that stopped
-        it. The daemon runs this off the check path and `cached` on it."""
+    async def refresh(
+        self, positions: Sequence[Position], clients: Mapping[str, ChainClient], session: Any = None
+    ) -> dict[str, str]:
+        """Read what the estimates need (feeds not yet known, rounds added since, a venue's new candles); per chain,
+        the error that stopped it. The daemon runs this off the check path and `cached` on it; `session` is the
+        aiohttp session venues are read through (None: one of its own)."""
         errors: dict[str, str] = {}
+        on_venue = [p for p in positions if self._on_venue(p)]
+        if on_venue:
+            await self._venue_candles().refresh(on_venue, self.venues, session)
         for chain, group in self._by_chain(positions, clients).items():
             client = clients[chain]
             block = max(p.block.number for p in group)
@@ -80,7 +90,9 @@ class Outlook:
         memo: dict[tuple[str, ...], Any] = {}  # one call's volatilities and correlations, shared across positions
         own: dict[tuple[str, ...], Any] = {}  # the same from the readings: other series of the same assets
         for p in positions:
-            if not self._readable(p, chains):
+            if self._on_venue(p):
+                out[p.key] = self._venue_candles().cached([p], self.venues, self.horizons)[p.key]
+            elif not self._readable(p, chains):
                 got = feed_needs(p)
                 out[p.key] = self._none(p, got if isinstance(got, str) else f"no client for chain {p.chain}")
             elif errors and p.chain in errors:
@@ -104,7 +116,17 @@ class Outlook:
     @property
     def version(self) -> int:
         """Changes whenever a feed or a history is learned: estimates computed at the same version can be kept."""
-        return self._version
+        return self._version + (self._candles.version if self._candles is not None else 0)
+
+    def _on_venue(self, p: Position) -> bool:
+        return p.protocol == "hyperliquid" and p.chain in self.venues
+
+    def _venue_candles(self) -> Any:
+        if self._candles is None:
+            from watcher.adapters.hyperliquid.history import CandleHistories  # only where a venue is watched
+
+            self._candles = CandleHistories(self.rounds)
+        return self._candles
 
     @staticmethod
     def _readable(p: Position, chains: Mapping[str, object]) -> bool:

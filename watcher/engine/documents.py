@@ -72,7 +72,9 @@ class Documents:
             kept = self.advised.get(p.key)
         at, lps, adv = kept if kept is not None else (None, [], None)
         doc |= {"liquidation_prices": lps, "advice": adv, "advice_at": at, "updated_at": now}
-        doc["price_ladder"] = self.ladders.for_document(p, refresh=advice is not None)  # see bench/bench_ladder.py
+        # a perp has no advice to follow: its ladder (a few replays) is rebuilt every check, see bench/bench_ladder.py
+        refresh = advice is not None or bool(p.perps)
+        doc["price_ladder"] = self.ladders.for_document(p, refresh=refresh)
         estimates = self.probabilities.get(p.key) if self.probabilities is not None else None
         if estimates is not None:
             doc["liquidation_probability"] = [e.as_json() for e in estimates]

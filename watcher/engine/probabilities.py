@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from watcher.adapters.base import VenueReader
 from watcher.chain import ChainClient
 from watcher.config import Config
 from watcher.engine.heads import first_done
@@ -43,12 +45,20 @@ class Probabilities:
     """Estimates per position (`get`), and the task that keeps their price histories read (`run`)."""
 
     def __init__(
-        self, cfg: Config, clients: Mapping[str, ChainClient], store: Store | None = None, now: float = 0.0
+        self,
+        cfg: Config,
+        clients: Mapping[str, ChainClient],
+        store: Store | None = None,
+        now: float = 0.0,
+        *,
+        venues: Sequence[VenueReader] = (),
+        session: Callable[[], Any] = lambda: None,
     ) -> None:
         pc = cfg.probability
         self.enabled = pc.enabled
         self.store = store
-        self.outlook = Outlook([int(h) for h in pc.horizons], pc.rounds)
+        self.session = session  #: the daemon's aiohttp session, which venues' candles are read through
+        self.outlook = Outlook([int(h) for h in pc.horizons], pc.rounds, venues={v.chain: v for v in venues})
         self.readings = Readings(pc.readings_every, pc.rounds)
         if store is not None and self.enabled:
             # a restart goes on from the readings it took before: the samples are spread over hours, not a check
@@ -109,7 +119,7 @@ class Probabilities:
                 self.store.add_price_readings(rows)
             except (sqlite3.Error, OSError) as exc:  # kept in memory; a restart would start these series anew
                 log.warning("price readings not stored", extra={"error": f"{type(exc).__name__}: {exc}"})
-        if positions and any(p.chain in self.clients for p in positions):
+        if positions and any(p.chain in self.clients or p.chain in self.outlook.venues for p in positions):
             self._due[source] = positions
             if self._wake is not None:
                 self._wake.set()
@@ -129,7 +139,9 @@ class Probabilities:
     async def _refresh(self, positions: list[Position]) -> None:
         chains = {p.chain for p in positions if p.chain in self.clients}
         try:
-            errors = await asyncio.wait_for(self.outlook.refresh(positions, self.clients), REFRESH_TIMEOUT)
+            errors = await asyncio.wait_for(
+                self.outlook.refresh(positions, self.clients, self.session()), REFRESH_TIMEOUT
+            )
         except TimeoutError:
             errors = dict.fromkeys(chains, f"no answer within {REFRESH_TIMEOUT:g} s")
         except Exception as exc:  # a history is a convenience: its failure must not stop the task for good
