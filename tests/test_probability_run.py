@@ -226,3 +226,23 @@ def test_where_the_feed_keeps_no_rounds_the_watchers_own_readings_become_the_his
     health = doc["health_raw"] / 10**18
     assert day["probability"] == pytest.approx(first_passage(math.log(health), vol.sigma_annual, 86_400))
     assert "one every 3600 s" in day["note"]
+
+
+def test_telegram_position_says_the_24h_probability(run_setup: RunSetup) -> None:
+    """/position answers with the 24 h figure the API document carries, in an alert message's words."""
+    setup = run_setup
+    _feeds(setup)
+    _borrower(setup)
+    commands = {"notify": {"telegram": {"commands": True, "poll_timeout": 1, "timeout": 2.0}}}
+    proc = setup.start(setup.write_config(RULES | commands))
+    doc = wait_for(
+        lambda: (d := _first(proc)).get("liquidation_probability") and _day(d)["probability"] is not None and d,
+        30,
+        what="the figures",
+    )
+    before = len(setup.telegram.sent_to("42"))
+    setup.telegram.updates.push("42", "/position user0")
+    [answer] = wait_for(lambda: setup.telegram.sent_to("42")[before:], 20, what="the /position answer")
+    day = _day(doc)
+    assert f"Liquidation probability within 24 h: {percent_text(day['probability'])}" in answer, answer
+    assert f"from {day['samples']} price returns" in answer
