@@ -9,11 +9,14 @@ import math
 import random
 import sqlite3
 import time
+import urllib.parse
+import urllib.request
 from typing import Any
 
 import pytest
 
 from tests import run_harness
+from tests.dom import parse
 from tests.rpc_proxy import RpcProxy
 from tests.run_harness import RunSetup, check_json, set_price, wait_for
 from tests.test_probability import walk
@@ -226,3 +229,31 @@ def test_where_the_feed_keeps_no_rounds_the_watchers_own_readings_become_the_his
     health = doc["health_raw"] / 10**18
     assert day["probability"] == pytest.approx(first_passage(math.log(health), vol.sigma_annual, 86_400))
     assert "one every 3600 s" in day["note"]
+
+
+def test_telegram_position_and_the_dashboard_say_the_probability(run_setup: RunSetup) -> None:
+    """/position answers with the 24 h figure the API document carries, in an alert message's words; the dashboard
+    lists every horizon."""
+    setup = run_setup
+    _feeds(setup)
+    _borrower(setup)
+    commands = {"notify": {"telegram": {"commands": True, "poll_timeout": 1, "timeout": 2.0}}}
+    proc = setup.start(setup.write_config(RULES | commands))
+    doc = wait_for(
+        lambda: (d := _first(proc)).get("liquidation_probability") and _day(d)["probability"] is not None and d,
+        30,
+        what="the figures",
+    )
+    before = len(setup.telegram.sent_to("42"))
+    setup.telegram.updates.push("42", "/position user0")
+    [answer] = wait_for(lambda: setup.telegram.sent_to("42")[before:], 20, what="the /position answer")
+    day = _day(doc)
+    assert f"Liquidation probability within 24 h: {percent_text(day['probability'])}" in answer, answer
+    assert f"from {day['samples']} price returns" in answer
+
+    # the dashboard's position page lists every horizon's figure, sigma and sample
+    page = urllib.request.urlopen(f"{proc.url}/ui/positions/{urllib.parse.quote(doc['id'], safe=':')}", timeout=5)
+    rows = parse(page.read().decode()).find("table", id="chances").find_all("tr", class_="chance")
+    assert len(rows) == 3
+    cells = [[c.text for c in row.find_all("td")] for row in rows]
+    assert cells[1][:4] == ["24 h", percent_text(day["probability"]), f"{day['sigma_annual'] * 100:.0f} %", "499"]

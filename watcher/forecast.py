@@ -240,6 +240,12 @@ MODELS: dict[str, _Model] = {
         ),
         search=lambda s, start, horizon: s.liquidation_time(start, horizon),
     ),
+    # dYdX v4: funding at each hourly tick (watcher/adapters/dydx_v4/simulator.py); per day: the funding paid
+    "DydxSubaccountSim": _Model(
+        "dYdX v4 funding settled at each hourly tick at the served nextFundingRate, oracle prices held",
+        lambda s: s.funding_paid(),
+        refuse=lambda p, s: s.not_modelled(),
+    ),
     # perps: "interest per day" is what the positions pay over the day (fees; Synthetix: interest minus funding)
     "GmxAccountSim": _Model(perps.GMX_BASIS, perps.gmx_fees_usd, refuse=perps.gmx_refuse),
     "SynthetixAccountSimulator": _Model(perps.SYNTHETIX_BASIS, perps.synthetix_costs, search=perps.synthetix_search),

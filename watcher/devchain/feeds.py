@@ -1,5 +1,7 @@
-"""Our Chainlink-style feed stand-in with a round history (devchain/sol/RoundFeedStandIn.sol), and a stand-in of
-Morpho's MorphoChainlinkOracleV2 over such feeds (devchain/sol/MorphoChainlinkOracleStandIn.sol), for local chains."""
+"""Our Chainlink-style feed stand-ins, for local chains: a feed keeping its round history
+(devchain/sol/RoundFeedStandIn.sol), a proxy fronting several of them as the phases of one feed
+(devchain/sol/FeedProxyStandIn.sol), and a stand-in of Morpho's MorphoChainlinkOracleV2 over such feeds
+(devchain/sol/MorphoChainlinkOracleStandIn.sol)."""
 
 from __future__ import annotations
 
@@ -15,18 +17,18 @@ from web3.contract import Contract
 from watcher.devchain.deploy import Tx, deploy_bytecode, send_txs
 from watcher.devchain.solc import compile_standard_json, contract_output
 
-_SOURCE = Path(__file__).with_name("sol") / "RoundFeedStandIn.sol"
-_MORPHO_ORACLE = Path(__file__).with_name("sol") / "MorphoChainlinkOracleStandIn.sol"
+_SOL = Path(__file__).with_name("sol")
 ZERO = "0x" + "00" * 20
 _PUSH_BATCH = 200  #: rounds per push transaction: two fresh storage words each, well under a block's gas
 
 
 @functools.cache
-def _artifact(path: Path, name: str) -> tuple[list[dict[str, Any]], str]:
-    source = path.name
+def _artifact(name: str) -> tuple[list[dict[str, Any]], str]:
+    """Compile sol/{name}.sol with solc-js and return (abi, creation bytecode hex)."""
+    source = f"{name}.sol"
     input_json = {
         "language": "Solidity",
-        "sources": {source: {"content": path.read_text()}},
+        "sources": {source: {"content": (_SOL / source).read_text()}},
         "settings": {
             "optimizer": {"enabled": True, "runs": 200},
             "evmVersion": "shanghai",
@@ -38,18 +40,31 @@ def _artifact(path: Path, name: str) -> tuple[list[dict[str, Any]], str]:
 
 
 def round_feed_artifact() -> tuple[list[dict[str, Any]], str]:
-    """Compile RoundFeedStandIn.sol with solc-js and return (abi, creation bytecode hex)."""
-    return _artifact(_SOURCE, "RoundFeedStandIn")
+    """RoundFeedStandIn's (abi, creation bytecode hex)."""
+    return _artifact("RoundFeedStandIn")
 
 
 def deploy_morpho_chainlink_oracle(
     w3: Web3, scale_factor: int, base1: str = ZERO, base2: str = ZERO, quote1: str = ZERO, quote2: str = ZERO
 ) -> Contract:
     """Deploy our MorphoChainlinkOracleV2 stand-in over these feeds (a zero address counts as 1)."""
-    abi, bytecode = _artifact(_MORPHO_ORACLE, "MorphoChainlinkOracleStandIn")
+    abi, bytecode = _artifact("MorphoChainlinkOracleStandIn")
     admin = to_checksum_address(w3.eth.accounts[0])
     args = [base1, base2, quote1, quote2, scale_factor]
     return deploy_bytecode(w3, abi, bytecode, args, admin, label="deploy MorphoChainlinkOracleStandIn")
+
+
+def deploy_feed_proxy(w3: Web3, phases: Sequence[Contract]) -> Contract:
+    """Deploy a FeedProxyStandIn whose phases 1, 2, ... are the given round feeds (the last one current)."""
+    abi, bytecode = _artifact("FeedProxyStandIn")
+    admin = to_checksum_address(w3.eth.accounts[0])
+    proxy = deploy_bytecode(w3, abi, bytecode, [], admin, label="deploy FeedProxyStandIn")
+    txs = [
+        Tx(admin, proxy.address, proxy.encode_abi("confirmAggregator", args=[f.address]), 200_000, "confirm phase")
+        for f in phases
+    ]
+    send_txs(w3, txs, errors_abi=proxy.abi)
+    return proxy
 
 
 def deploy_round_feed(
