@@ -288,6 +288,14 @@ def _silences(rows: list[tuple[Any, ...]]) -> str:
     return _table("silences", ("id", "mutes", "until (UTC)"), out)
 
 
+def _next_oracle(doc: dict[str, Any]) -> str:
+    """A Maker vault's OSM queued price, in the words its alerts use."""
+    nxt = doc.get("next_oracle") or {}
+    if not nxt.get("text"):
+        return ""
+    return f'<p id="next-oracle" class="lv-{_e(nxt.get("level"))}">{_e(nxt["text"])}</p>'
+
+
 async def position_page(request: web.Request) -> web.Response:
     """GET /ui/positions/{id}: one position, its charted history, its alerts and the silences that cover it."""
     _query(request, ())
@@ -309,7 +317,7 @@ async def position_page(request: web.Request) -> web.Response:
         f' <span class="lv-{_e(level)}">{_e(level)}</span></h2>'
         f'<p><span class="muted">{_e(key)}</span><br>health <strong class="num">'
         f"{_health_text(doc.get('health_raw'))}</strong>, read {_e(updated)} at block"
-        f" {_e((doc.get('block') or {}).get('number'))}</p>{stale}"
+        f" {_e((doc.get('block') or {}).get('number'))}</p>{stale}{_next_oracle(doc)}"
         f"{_legs(doc)}<h2>Liquidation prices</h2>{_liquidation_prices(doc)}<h2>Advice</h2>{_advice(doc)}"
         f"{_charts(doc, readings, settings['config'])}"
         f'<h2>Readings ({len(readings)})</h2><p><a href="/positions/{_e(raw)}/history?format=csv">CSV</a>'

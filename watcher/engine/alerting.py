@@ -10,6 +10,7 @@ from watcher.engine.rules import RuleBook
 from watcher.forecast_doc import ttl_of
 from watcher.messages import position_message
 from watcher.model import Level, Position
+from watcher.next_oracle import alert_health
 from watcher.store import AlertRecord, Store
 
 
@@ -33,7 +34,7 @@ class Alerting:
             if rules.warn_ttl is not None:
                 # an ok-by-health position may reuse a young forecast (see forecast_doc); worse ones are solved anew
                 ttl = ttl_of(p, classify(p.health, p.liquidatable, rules.warn, rules.critical) is Level.OK)
-            obs = Observation(check.now, p.health, p.liquidatable, ttl)
+            obs = Observation(check.now, alert_health(p, rules.maker_next_price), p.liquidatable, ttl)
             new, events = evaluate(p.key, state, obs, rules)
             if new != state:
                 staged.states[p.key] = new
@@ -47,13 +48,15 @@ class Alerting:
 
     def _record(self, check: Check, p: Position, ev: Event) -> AlertRecord:
         previous = self.last_history.get(p.key)
+        rules = self.rules.rules_for(p)
         subject, text = position_message(
             p,
             ev,
             check.advice(p),
             previous[1] if previous else None,
             self.rules.cfg.thresholds.target,
-            ttl_under=self.rules.rules_for(p).warn_ttl,
+            ttl_under=rules.warn_ttl,
+            levels=(rules.warn, rules.critical),
         )
         return AlertRecord(ev.alert_id, p.key, ev.kind, ev.level.name.lower(), p.health, ev.at, subject, text)
 
