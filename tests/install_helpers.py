@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import tomlkit
 
-from tests.notify_servers import free_port
+from tests.loopback import free_port
 from tests.run_harness import REPO_ROOT, child_env, wait_for
 
 

@@ -33,7 +33,8 @@ from web3 import Web3
 
 from tests.aave_helpers import batch_reader
 from tests.configs import DELETE, merge, write_toml
-from tests.notify_servers import TelegramStandIn, free_port
+from tests.loopback import free_port
+from tests.telegram_server import TelegramStandIn
 from watcher.devchain.aave import AaveMarket, PositionSpec, deploy_aave
 from watcher.devchain.anvil import Anvil
 from watcher.devchain.deploy import mine, revert_snapshot, take_snapshot

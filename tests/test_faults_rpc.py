@@ -30,7 +30,7 @@ import pytest
 import requests
 
 from tests.aave_helpers import batch_reader
-from tests.notify_servers import Received, TelegramStandIn, free_port
+from tests.loopback import free_port
 from tests.rpc_proxy import RpcProxy
 from tests.run_harness import (
     TOKEN,
@@ -45,6 +45,7 @@ from tests.run_harness import (
     wait_for,
     write_toml,
 )
+from tests.telegram_server import Received, TelegramStandIn
 from watcher.devchain.aave import AaveMarket, deploy_aave
 from watcher.devchain.anvil import Anvil, rpc
 from watcher.devchain.deploy import mine, revert_snapshot, take_snapshot

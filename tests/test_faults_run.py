@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from tests import run_harness
-from tests.notify_servers import StuckSMTP, TelegramStandIn
 from tests.run_harness import (
     RunSetup,
     SwitchableNode,
@@ -30,6 +29,8 @@ from tests.run_harness import (
     set_price,
     wait_for,
 )
+from tests.smtp_servers import StuckSMTP
+from tests.telegram_server import TelegramStandIn
 
 # The harness's fixtures, found by pytest under these names.
 run_market = run_harness.run_market

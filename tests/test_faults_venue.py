@@ -22,7 +22,6 @@ import pytest
 
 from tests import run_harness
 from tests.hyperliquid_server import HyperliquidStandIn
-from tests.notify_servers import TelegramStandIn
 from tests.run_harness import (
     TOKEN_ENV,
     CheckRun,
@@ -33,6 +32,7 @@ from tests.run_harness import (
     wait_for,
     write_toml,
 )
+from tests.telegram_server import TelegramStandIn
 from tests.test_hyperliquid import ACCOUNTS, CROSS_LIQ, META, world
 
 # The harness's fixtures, found by pytest under these names.

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests import run_harness
-from tests.notify_servers import free_port
+from tests.loopback import free_port
 from tests.rpc_proxy import RpcProxy
 from tests.run_harness import REPO_ROOT, RunSetup, child_env, set_price, wait_for
 

@@ -23,8 +23,9 @@ import pytest
 from tests import run_harness
 from tests.aave_helpers import batch_reader
 from tests.configs import accounts, check_config, local_chain
-from tests.notify_servers import TelegramStandIn, free_port
+from tests.loopback import free_port
 from tests.run_harness import TOKEN_ENV, WatcherProcess, check_json, child_env, wait_for
+from tests.telegram_server import TelegramStandIn
 from watcher.adapters.maker import spot_of
 from watcher.devchain.anvil import Anvil
 from watcher.devchain.deploy import advance_time, revert_snapshot, take_snapshot

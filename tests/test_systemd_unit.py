@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.install_helpers import api_process, shipped_config, wait_api, watcher_api
-from tests.notify_servers import free_port
+from tests.loopback import free_port
 from tests.run_harness import REPO_ROOT, RunSetup, WatcherProcess, child_env, run_market, run_setup, telegram_standin
 from tests.run_harness import wait_for as wait_until
 from tests.test_sdnotify import NotifySocket
