@@ -12,7 +12,7 @@ import pytest
 import tomlkit
 
 from tests.loopback import free_port
-from tests.run_harness import REPO_ROOT, child_env, wait_for
+from tests.processes import REPO_ROOT, child_env, wait_for
 
 
 def shipped_config(tmp_path: Path, port: int) -> Path:

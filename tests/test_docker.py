@@ -19,7 +19,7 @@ import pytest
 
 from tests.install_helpers import watcher_api
 from tests.loopback import free_port
-from tests.run_harness import REPO_ROOT
+from tests.processes import REPO_ROOT
 from watcher.cli import parser
 from watcher.config import ApiConfig
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.aave_helpers import batch_reader
 from tests.configs import accounts, check_config, local_chain
-from tests.run_harness import check_json
+from tests.processes import check_json
 from tests.test_probability import walk
 from watcher.devchain.aave import AaveMarket, deploy_aave
 from watcher.devchain.anvil import Anvil

@@ -9,7 +9,8 @@ import urllib.parse
 
 from tests import run_harness
 from tests.loopback import free_port
-from tests.run_harness import REPO_ROOT, RunSetup, WatcherProcess, child_env, wait_for
+from tests.processes import REPO_ROOT, WatcherProcess, child_env, wait_for
+from tests.run_harness import RunSetup
 from tests.test_simulate import simulate
 from watcher.api.simulate import NO_SIMULATORS
 
