@@ -24,7 +24,7 @@ from tests import run_harness
 from tests.aave_helpers import batch_reader
 from tests.configs import accounts, check_config, local_chain
 from tests.loopback import free_port
-from tests.run_harness import TOKEN_ENV, WatcherProcess, check_json, child_env, wait_for
+from tests.processes import REPO_ROOT, TOKEN_ENV, WatcherProcess, check_json, child_env, wait_for
 from tests.telegram_server import TelegramStandIn
 from watcher.adapters.maker import spot_of
 from watcher.devchain.anvil import Anvil
@@ -92,7 +92,9 @@ def test_osm_next_price_alerts_before_the_vat_and_the_poke_matches(
 ) -> None:
     owner, cdp = _vault(maker)
     ts = int(anvil.w3.eth.get_block("latest")["timestamp"])
-    zzz = ts - ts % 3600  # the OSM's last poke, at the hour as osm.sol stamps it
+    # zzz as if the OSM was poked at this block (osm.sol stamps the hour; any zzz reads the same, and this keeps
+    # zzz + hop a whole hour ahead of the checks below)
+    zzz = ts
     queued = maker.set_osm("ETH-A", NOW_PRICE, NEXT_PRICE, zzz)
     at = zzz + 3600  # hop
     announced = INK * spot_of(NEXT_PRICE, RAY, 3 * RAY // 2) * WAD // (ART * RAY)  # the Vat's own rule, at rate 1
@@ -155,12 +157,12 @@ def test_watcher_check_shows_the_next_oracle_price(
 ) -> None:
     owner, _ = _vault(maker)
     ts = int(anvil.w3.eth.get_block("latest")["timestamp"])
-    maker.set_osm("ETH-A", NOW_PRICE, NEXT_PRICE, ts - ts % 3600)
+    maker.set_osm("ETH-A", NOW_PRICE, NEXT_PRICE, ts)
     cfg = _config(tmp_path / "config.toml", anvil, maker, owner, telegram_standin)
-    hhmm = time.strftime("%H:%M", time.gmtime(ts - ts % 3600 + 3600))
+    hhmm = time.strftime("%H:%M", time.gmtime(ts + 3600))
     table = subprocess.run(
         [sys.executable, "-m", "watcher.cli", "check", "--config", str(cfg)],
-        cwd=run_harness.REPO_ROOT,
+        cwd=REPO_ROOT,
         env=child_env(),
         capture_output=True,
         text=True,
@@ -171,7 +173,7 @@ def test_watcher_check_shows_the_next_oracle_price(
     assert cells[:3] == ["1.0370 critical", f"OSM next $1,400 at {hhmm} UTC", "→ 1.0370 critical"], table.stdout
     run = check_json(cfg)
     [doc] = run.doc["positions"]
-    assert doc["next_oracle"]["level"] == "critical" and doc["next_oracle"]["at"] == ts - ts % 3600 + 3600
+    assert doc["next_oracle"]["level"] == "critical" and doc["next_oracle"]["at"] == ts + 3600
     # A stopped OSM does not move at its time: the line says it waits for the restart.
     maker.osm_call("ETH-A", "stop")
     [doc] = check_json(cfg).doc["positions"]
@@ -192,7 +194,7 @@ def test_maker_next_price_must_be_a_boolean(tmp_path: Path) -> None:
     cfg.write_text('[alerts]\nmaker_next_price = "sometimes"\n')
     out = subprocess.run(
         [sys.executable, "-m", "watcher.cli", "check", "--config", str(cfg)],
-        cwd=run_harness.REPO_ROOT,
+        cwd=REPO_ROOT,
         env=child_env(),
         capture_output=True,
         text=True,
