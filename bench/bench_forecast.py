@@ -3,9 +3,10 @@
 N Aave v3 borrowers on loopback anvil. Times, per check: the read and health replay (run_check); the position
 documents without the figures; with them on a cold cache (every forecast solved); on a warm cache with nothing
 changed; and after another user's borrow moved the shared reserve state (ok positions reuse theirs, see
-watcher/forecast_doc.py). Also checks every predicted second against the simulator's own verdict.
+watcher/forecast_doc.py). Also checks every predicted second against the simulator's own verdict. Then the perps
+line: N Synthetix perps v3 accounts on our stand-in, funding with a turning point (bench/bench_forecast_perps.py).
 
-Run: python bench/bench_forecast.py [--n 1000] [--aave 3.0] [--repeat 3]
+Run: python bench/bench_forecast.py [--n 1000] [--aave 3.0] [--repeat 3] [--perps 1000]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import watcher.render as render
 from bench.bench_check import GAS_BUDGET, borrowers, timed
+from bench.bench_forecast_perps import perps_figures
 from watcher.adapters.aave_v3 import AaveV3Reader
 from watcher.adapters.base import Account
 from watcher.chain import ChainClient
@@ -59,6 +61,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--aave", default="3.0", choices=("3.0", "3.6"))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--perps", type=int, default=1000, help="Synthetix accounts for the perps line (0: none)")
     ap.add_argument("--drain", action="store_true", help="borrow 95%% of every reserve first: rates past the kink")
     args = ap.parse_args()
     with Anvil() as node:
@@ -87,7 +90,7 @@ def main() -> None:
             return [_doc(p, c) for p in result.positions]
 
         def _doc(p: Any, c: ForecastCache) -> dict[str, Any]:
-            doc = render._position_json(p, None, THRESHOLDS)
+            doc = render._position_json(p, None, THRESHOLDS, None)
             real_add(doc, p, ok=doc["level"] == "ok", cache=c)
             return doc
 
@@ -140,6 +143,8 @@ def main() -> None:
         )
         median = f"median {statistics.median(days):.1f} days" if days else "none"
         print(f"  {len(found)}/{n} with a time within 10 years ({median})")
+    if args.perps:
+        print("\n".join(perps_figures(args.perps, args.repeat)))
 
 
 if __name__ == "__main__":

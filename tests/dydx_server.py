@@ -1,6 +1,7 @@
 """A stand-in of the dYdX v4 indexer (comlink) REST API on 127.0.0.1, serving documented-shape answers.
 
-It serves GET /v4/perpetualMarkets and GET /v4/addresses/{address}/subaccountNumber/{n} from plain dicts, computes
+It serves GET /v4/perpetualMarkets, GET /v4/addresses/{address}/subaccountNumber/{n} and hourly candles
+(GET /v4/candles/perpetualMarkets/{ticker}) from plain dicts, computes
 equity and freeCollateral the way comlink's calculateEquityAndFreeCollateral does (sum of size * oracle price plus
 USDC; minus |notional| * base initial margin fraction), and can be switched to one kind of bad answer via `fault`.
 """
@@ -28,6 +29,9 @@ FAULTS = (
     "missing_field",
     "zero_price",
     "wrong_shape",
+    "candles_garbage",
+    "candles_oversize",
+    "candles_unordered",
 )
 
 
@@ -96,6 +100,9 @@ class DydxIndexerStandIn(LocalHttpServer):
         self.height = 1234
         self.lag = 0.0  #: seconds the served /v4/height time lags the clock (a stuck indexer)
         self.requests = 0
+        #: ticker -> [(hour start unix seconds, close)], oldest first, served by the candles route
+        self.candles: dict[str, list[tuple[int, str]]] = {}
+        self.candle_queries: list[dict[str, str]] = []
 
     def set_price(self, ticker: str, price: Fraction | str) -> None:
         """Move one market's oracle price."""
@@ -206,8 +213,49 @@ class DydxIndexerStandIn(LocalHttpServer):
             return web.json_response({"errors": [{"msg": msg}]}, status=404)
         return web.json_response({"subaccount": self.subaccount_body(address, n)})
 
+    async def _candles(self, request: web.Request) -> web.Response:
+        """GET /v4/candles/perpetualMarkets/{ticker}?resolution=1HOUR&limit=N: newest first, toISO inclusive."""
+        self.candle_queries.append(dict(request.query))
+        if self.fault == "slow":
+            await asyncio.sleep(self.slow_seconds)
+        if (bad := self._fault()) is not None:
+            return bad
+        ticker = request.match_info["ticker"]
+        limit = int(request.query.get("limit", "100"))
+        rows = self.candles.get(ticker, [])
+        if "toISO" in request.query:
+            to = datetime.fromisoformat(request.query["toISO"].replace("Z", "+00:00")).timestamp()
+            rows = [r for r in rows if r[0] <= to]
+        served = []
+        for t, close in list(reversed(rows))[:limit]:
+            started = datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            served.append(
+                {
+                    "startedAt": started,
+                    "ticker": ticker,
+                    "resolution": request.query.get("resolution"),
+                    "low": close,
+                    "high": close,
+                    "open": close,
+                    "close": close,
+                    "baseTokenVolume": "0",
+                    "usdVolume": "0",
+                    "trades": 0,
+                    "startingOpenInterest": "0",
+                    "id": f"{ticker}-{t}",
+                }
+            )
+        if self.fault == "candles_garbage" and served:
+            served[0]["close"] = "NaN"
+        elif self.fault == "candles_unordered" and len(served) > 1:
+            served[0], served[1] = served[1], served[0]
+        elif self.fault == "candles_oversize":
+            return web.json_response({"candles": served, "pad": "x" * 2_000_000})
+        return web.json_response({"candles": served})
+
     def routes(self, app: web.Application) -> None:
         """The routes this stand-in serves."""
+        app.router.add_get("/v4/candles/perpetualMarkets/{ticker}", self._candles)
         app.router.add_get("/v4/height", self._height)
         app.router.add_get("/v4/perpetualMarkets", self._markets)
         app.router.add_get("/v4/addresses/{address}/subaccountNumber/{n}", self._subaccount)

@@ -35,11 +35,21 @@ class HyperliquidStandIn(LocalHttpServer):
         """Hold the answers to serve."""
         self.meta, self.mids, self.states = meta, mids, states
         self.book_mids = book_mids
+        #: hourly funding rate served per coin ("0.0" where not named); None leaves the field out of the context
+        self.funding: dict[str, str | None] = {}
         #: "http500", "badjson", "badutf8", "deepjson", "down", "stall", "trickle" or "oversize"
         self.fault: str | None = None
         self.trickle_every = 1.0  #: seconds between the bytes of a "trickle" answer
         self.oversize_bytes = 20_000_000  #: length of an "oversize" answer
         self.requests = 0  #: info requests that arrived, answered or not
+        #: hourly closes per coin served by candleSnapshot: (open time ms, close) oldest first
+        self.candles: dict[str, list[tuple[int, str]]] = {}
+        #: a fault of candleSnapshot alone: "garbage" (not a list), "many" (every candle, ignoring the window),
+        #: "badclose" (a close that is no decimal), "down" (HTTP 503), "stall" (no answer until cleared) or "slow"
+        #: (the right answer after `candle_delay` seconds)
+        self.candle_fault: str | None = None
+        self.candle_delay = 0.5
+        self.candle_requests = 0
         self._closing = False  #: set on stop: every held answer ends
 
     async def __aexit__(self, *exc: object) -> None:
@@ -91,6 +101,8 @@ class HyperliquidStandIn(LocalHttpServer):
         """Answer one info request as the venue would (or with the planned fault)."""
         self.requests += 1
         raw = await request.read()
+        if b"candleSnapshot" in raw:
+            return await self._candles(json.loads(raw)["req"])
         if self.fault == "stall":
             await self._hold(lambda: self.fault == "stall")
             if self._closing:
@@ -121,9 +133,49 @@ class HyperliquidStandIn(LocalHttpServer):
             return web.json_response(self.states[body["user"]])
         return web.Response(status=422, text="unknown type")
 
+    async def _candles(self, req: dict[str, Any]) -> web.Response:
+        """candleSnapshot: the candles of `req["coin"]` opening in [startTime, endTime], hourly, or the candle fault."""
+        self.candle_requests += 1
+        fault = self.candle_fault
+        if fault == "stall":
+            await self._hold(lambda: self.candle_fault == "stall")
+            return web.Response(status=503, text="stalled")
+        if fault == "down":
+            return web.Response(status=503, text="service unavailable")
+        if fault == "slow":
+            await self._hold(lambda: True, self.candle_delay)
+        if fault == "garbage":
+            return web.json_response({"candles": "soon"})
+        coin, hour = req["coin"], 3_600_000
+        rows = [
+            {
+                "t": t,
+                "T": t + hour - 1,
+                "s": coin,
+                "i": req["interval"],
+                "o": c,
+                "c": c,
+                "h": c,
+                "l": c,
+                "v": "1.0",
+                "n": 1,
+            }
+            for t, c in self.candles.get(coin, [])
+            if fault == "many" or req["startTime"] <= t <= req["endTime"]
+        ]
+        if fault == "badclose" and rows:
+            rows[-1]["c"] = "NaN"
+        return web.json_response(rows)
+
     def _ctx(self, coin: str, book: dict[str, str]) -> dict[str, Any]:
         """One perp asset context in the documented shape; markPx left out for a coin without a mark."""
         ctx: dict[str, Any] = {"funding": "0.0", "openInterest": "0.0", "premium": "0.0", "dayNtlVlm": "0.0"}
+        if coin in self.funding:
+            rate = self.funding[coin]
+            if rate is None:
+                del ctx["funding"]
+            else:
+                ctx["funding"] = rate
         if coin in self.mids:
             mark = self.mids[coin]
             ctx |= {"markPx": mark, "oraclePx": mark, "prevDayPx": mark}

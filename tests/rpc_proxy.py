@@ -6,9 +6,10 @@ it stays valid); wrong_id (the real answer with other ids, single and batch); ch
 too, goes to the second upstream); stuck_head (the head frozen as it was when the mode was set); lag (the head
 `blocks` behind the upstream's); delay (the real answer after `every` seconds: a healthy, distant node);
 wrong_block (eth_call answered from the block before the one asked, for the next `times` calls or for ever); down
-(connections refused, or HTTP 503 with how="503"). `only` limits a fault to requests carrying one of those methods
-and `spare` exempts methods; the others pass. Every request's methods are counted. Nothing runs unbounded: a long
-answer (trickle, stall, oversize) ends when the mode changes or the proxy stops.
+(connections refused, or HTTP 503 with how="503"). `only` limits a fault to requests carrying one of those methods,
+`spare` exempts methods, and `carrying` limits it to bodies holding a text (a call's selector); the others pass. Every
+request's methods are counted. Nothing runs unbounded: a long answer (trickle, stall, oversize) ends when the mode
+changes or the proxy stops.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Setting:
     how: str = "refuse"  #: down: "refuse" (listening socket closed), "503", "429" (Retry-After a day) or "reset"
     only: frozenset[str] | None = None  #: the fault applies only to requests with one of these methods
     spare: frozenset[str] = frozenset()  #: ... and never to requests made of these methods alone
+    carrying: str | None = None  #: ... and only to requests whose body holds this text (a selector's hex, say)
     frozen: int | None = None  #: stuck_head: the head block number when the mode was set
     times: int | None = None  #: wrong_block: how many eth_call requests it applies to (None: all)
     generation: int = 0
@@ -246,6 +248,7 @@ class RpcProxy:
         with self._lock:
             self.seen.extend(Seen(now, m, s.mode) for m in methods)
         applies = (s.only is None or any(m in s.only for m in methods)) and not all(m in s.spare for m in methods)
+        applies = applies and (s.carrying is None or s.carrying.encode() in body)
         mode = s.mode if applies else "pass"
         if mode == "down":
             if s.how == "503":

@@ -143,7 +143,7 @@ def test_liquity_v2_batch_fee_is_refused_not_projected_late() -> None:
 
 def test_not_modelled_simulators_give_no_time() -> None:
     class Frozen:
-        """A stand-in for a simulator whose at_time does not accrue (GMX's): its class name is what decides."""
+        """A simulator named as GMX's without positions that accrue (fees held as read): no time is given."""
 
     Frozen.__name__ = "GmxAccountSim"
     leg = PerpLeg("ETH", 10**6, 6, Fraction(3000), Fraction(3000), 3_000 * 10**6, 30 * 10**6, Fraction(1, 100))

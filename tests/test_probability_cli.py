@@ -4,6 +4,8 @@ oracle reads; `[probability]` sets the horizons and the rounds, or turns it off.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,13 +14,14 @@ import pytest
 
 from tests.aave_helpers import batch_reader
 from tests.configs import accounts, check_config, local_chain
-from tests.processes import check_json
+from tests.processes import REPO_ROOT, check_json, child_env
 from tests.test_probability import walk
 from watcher.devchain.aave import AaveMarket, deploy_aave
 from watcher.devchain.anvil import Anvil
 from watcher.devchain.deploy import Calldata, Tx, revert_snapshot, send_txs, take_snapshot
 from watcher.devchain.feeds import deploy_round_feed
 from watcher.probability import CLOSED_FORM, first_passage, realised_volatility
+from watcher.render import percent_text
 
 SIGMA = 0.8
 
@@ -69,6 +72,18 @@ def test_check_json_carries_the_probability_from_the_feeds_rounds(
         assert e["probability"] == pytest.approx(first_passage(math.log(health), vol.sigma_annual, e["horizon_s"]))
     print("probabilities:", [(e["horizon_s"], round(e["probability"], 5)) for e in estimates])
     assert 0 < estimates[0]["probability"] < estimates[1]["probability"] < estimates[2]["probability"] < 1
+
+    # the table says the 24 h figure under the health
+    table = subprocess.run(
+        [sys.executable, "-m", "watcher.cli", "check", "--config", str(tmp_path / "c.toml")],
+        cwd=REPO_ROOT,
+        env=child_env({"COLUMNS": "200"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert table.returncode == 1, table.stderr
+    assert f"24 h liq. {percent_text(estimates[1]['probability'])}" in table.stdout, table.stdout
 
 
 def test_probability_config_sets_horizons_and_rounds_or_turns_it_off(

@@ -26,6 +26,8 @@ class Rules:
     warn_ttl: int | None = None
     #: a Maker vault is judged at the worse of its health now and at the OSM's queued price (False: now only)
     maker_next_price: bool = True
+    #: warn when the probability of liquidation within 24 h is at least this (None: no such rule)
+    warn_p24: float | None = None
 
     def threshold(self, level: Level) -> int:
         """Health at or below which `level` applies (liquidatable: below 1, the protocol's verdict)."""
@@ -40,6 +42,7 @@ class Observation:
     health: int | None  #: WAD; None when there is no debt
     liquidatable: bool  #: the protocol's own verdict
     ttl: int | None = None  #: seconds to liquidation at constant prices (watcher/forecast.py); None: none known
+    p24: float | None = None  #: probability of liquidation within 24 h (watcher/probability.py); None: none known
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +92,17 @@ def classify(health: int | None, liquidatable: bool, warn: int, critical: int) -
 TTL_CLEAR_TENTHS = 11
 
 
+#: a warn raised by the 24 h probability holds until the probability falls below this share of the rule's
+P24_CLEAR_SHARE = 0.8
+
+
 def _ttl_warns(obs: Observation, rules: Rules, tenths: int = 10) -> bool:
-    return rules.warn_ttl is not None and obs.ttl is not None and obs.ttl * 10 <= rules.warn_ttl * tenths
+    """A risk rule (time to liquidation, or the 24 h probability) asks for at least a warn; `tenths` > 10 is the
+    looser test a firing warn holds by."""
+    if rules.warn_ttl is not None and obs.ttl is not None and obs.ttl * 10 <= rules.warn_ttl * tenths:
+        return True
+    share = 1.0 if tenths == 10 else P24_CLEAR_SHARE
+    return rules.warn_p24 is not None and obs.p24 is not None and obs.p24 >= rules.warn_p24 * share
 
 
 def raw_level(obs: Observation, rules: Rules) -> Level:

@@ -86,8 +86,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             chains, off_chain = await asyncio.gather(check_chains(clients, readers), check_venues(venues))
             chains.merge(off_chain)
             estimates: dict[str, Any] = {}
-            if args.json and cfg.probability.enabled:
-                outlook = Outlook([int(h) for h in cfg.probability.horizons], cfg.probability.rounds)
+            if cfg.probability.enabled:
+                horizons = [int(h) for h in cfg.probability.horizons]
+                outlook = Outlook(horizons, cfg.probability.rounds, venues={v.chain: v for v in venues})
                 estimates = await outlook.estimate(chains.positions, clients)
         finally:
             for c in clients.values():
@@ -104,7 +105,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 p["liquidation_probability"] = [e.as_json() for e in estimates.get(p["id"], ())]
         print(json.dumps(doc, indent=2))
     else:
-        render_table(result, advices, thresholds, make_console())
+        day = {k: e for k, es in estimates.items() for e in es if e.horizon_s == 86_400}
+        render_table(result, advices, thresholds, make_console(), chances=day)
     return exit_code(result, thresholds)
 
 

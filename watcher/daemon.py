@@ -25,6 +25,7 @@ from watcher.engine.heads import HeadFollower
 from watcher.engine.health import SourceHealth
 from watcher.engine.history import History
 from watcher.engine.live import LivePositions
+from watcher.engine.probabilities import Probabilities
 from watcher.engine.publish import Publisher
 from watcher.engine.rules import RuleBook
 from watcher.engine.sources import ChainSource, Source, VenueSource
@@ -90,14 +91,16 @@ class Daemon:
         )
         self.book = RuleBook(cfg)
         self.history = History(store, self.book, cfg.storage)
-        self.alerting = Alerting(store, self.book, self.history.last)
-        self.documents = Documents(store, self.book, cfg)
+        #: liquidation probabilities: estimated as a check is staged, their price histories read after it commits
+        self.probabilities = Probabilities(cfg, clients, store, clock(), venues=venues, session=lambda: self._session)
+        self.alerting = Alerting(store, self.book, self.history.last, self.probabilities)
+        self.documents = Documents(store, self.book, cfg, self.probabilities)
         self.health = SourceHealth(store)
         self.latest = LivePositions(self.book, cfg.thresholds.target)  # what GET /positions/{id}/simulate replays
         wake = self.relay.wake if channels else (lambda: None)
         self.publisher = Publisher(
             store,
-            [self.alerting, self.documents, self.history, self.health, self.latest],
+            [self.probabilities, self.alerting, self.documents, self.history, self.health, self.latest],
             list(channels),
             cfg.thresholds.target,
             clock,
@@ -249,6 +252,8 @@ class Daemon:
         watchdog = asyncio.create_task(self._watchdog_loop(stop))
         if self.commands is not None:
             tasks.append(asyncio.create_task(self.commands.run(stop), name="telegram-commands"))
+        if self.probabilities.enabled:
+            tasks.append(asyncio.create_task(self.probabilities.run(stop), name="price-histories"))
         log.info(
             "started",
             extra={

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from watcher.abi import Contract, words
+from watcher.abi import Contract, word_address, words
 from watcher.adapters.base import Call
 from watcher.chain import ChainClient, ReadStats
 
@@ -42,10 +42,11 @@ async def feed_histories(
     """Each feed's last `max_rounds` rounds at `block`, walked back together: one eth_call for every feed's
     latestRoundData, then one for each BATCH rounds further back. A feed that serves no rounds gets the reason.
 
-    The walk stays within the current aggregator phase (round ids below its first round belong to an earlier
-    aggregator, reached only through the proxy's phaseAggregators) and stops at a round that reverts or answers
-    nothing (updatedAt 0), as a feed's very first rounds can. Answers that are not positive are left out: a feed
-    answering zero or less is broken, not a price.
+    At the first round of a phase (the proxy's aggregator was replaced) the walk goes on into the phase before:
+    the proxy's `phaseAggregators(phase - 1)` names that aggregator and its `latestRound()` the round to go on
+    from, two more eth_calls for all the feeds at that point. It stops at phase 1, at a feed that is no proxy (those
+    calls revert), and at a round that reverts or answers nothing (updatedAt 0), as a feed's very first rounds can.
+    Answers that are not positive are left out: a feed answering zero or less is broken, not a price.
     """
     feeds = list(dict.fromkeys(feeds))
     calls = [
@@ -69,10 +70,16 @@ async def feed_histories(
                 continue
             if len(w.got) >= max_rounds:
                 w.stopped = "limit"
-            elif w.next < 1:
+            elif w.next < 1 and w.phase <= 1:
                 w.stopped = "phase start"
+            elif w.next < 1:
+                continue  # its earlier phase is looked up below, with every other feed at the same point
             else:
                 asked.append((f, list(range(w.next, max(0, w.next - min(BATCH, max_rounds - len(w.got))), -1))))
+        hops = [f for f, w in walks.items() if not w.stopped and w.next < 1]
+        if hops:
+            await _earlier_phases(client, walks, hops, block, stats)
+            continue
         if not asked:
             break
         batch = [
@@ -97,6 +104,35 @@ async def feed_histories(
     for f, w in walks.items():
         out[f] = FeedHistory(f, [(t, a) for t, a in reversed(w.got) if a > 0], w.decimals, w.stopped)
     return out
+
+
+async def _earlier_phases(
+    client: ChainClient, walks: dict[str, _Walk], feeds: list[str], block: int, stats: ReadStats | None
+) -> None:
+    """Move each walk at the start of its phase to the last round of the phase before, or stop it there."""
+    calls = [Call(f, FEED.phaseAggregators.encode(walks[f].phase - 1), _GAS) for f in feeds]
+    _, answers = await client.read(calls, block, stats)
+    aggregators: dict[str, str] = {}
+    for f, (ok, data) in zip(feeds, answers, strict=True):
+        try:
+            address = word_address(data) if ok else ""
+        except ValueError:
+            address = ""
+        if int(address or "0x0", 16) == 0:
+            walks[f].stopped = "phase start"  # not a proxy, or no aggregator recorded for that phase
+        else:
+            aggregators[f] = address
+    if not aggregators:
+        return
+    calls = [Call(a, FEED.latestRound.encode(), _GAS) for a in aggregators.values()]
+    _, answers = await client.read(calls, block, stats)
+    for f, (ok, data) in zip(aggregators, answers, strict=True):
+        w = walks[f]
+        if not ok or len(data) < 32 or not 0 < words(data)[0] < 1 << PHASE_SHIFT:
+            w.stopped = "phase start"
+            continue
+        w.phase -= 1
+        w.next = words(data)[0]
 
 
 @dataclass

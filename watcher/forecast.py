@@ -6,8 +6,11 @@ this follows from the shape of the accrual: collateral grows at most linearly (A
 debt compounds (convex in time), so "collateral x threshold - debt" is concave in time and its non-negative set
 is one interval: from a healthy start, the liquidatable seconds are a ray [T, oo). The answer is checked where it
 is found: the protocol's verdict says liquidatable at T and not at T - 1. Simulators whose time path is not of
-that shape (funding that can turn in the account's favour) or whose `at_time` does not accrue get no time
-("not modelled"), never a made-up one.
+that shape or whose `at_time` does not accrue get no time ("not modelled"), never a made-up one, unless their
+model brings a search of its own: Synthetix perps, whose funding can turn in the account's favour, is searched on
+each side of its one turning point (watcher/forecast_perps.py states that argument and GMX v2's), and Hyperliquid's
+hourly funding at a constant rate takes the same amount from each margin group every hour (a one-way path per
+group), so its simulator solves the hour in closed form.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
 from typing import Any
 
+from watcher import forecast_perps as perps
 from watcher.model import WAD, Position, Simulator
 from watcher.risk import least_true
 
@@ -50,6 +54,8 @@ class _Model:
     apy: Callable[[Position, Any], dict[tuple[str, str], str]] | None = None
     prepare: Callable[[Any], Any] | None = None  #: a cheaper copy for many `at_time` calls
     refuse: Callable[[Position, Any], str | None] | None = None  #: a reason this one position is not modelled
+    #: a search of its own (sim, start, horizon) -> first liquidatable second: a path with a turning point, or solved
+    search: Callable[[Any, int, int], int | None] | None = None
 
 
 def verdict(sim: Simulator) -> bool:
@@ -223,13 +229,29 @@ MODELS: dict[str, _Model] = {
         refuse=_liquity_v2_refuse,
     ),
     "LiquityV1Simulator": _Model("Liquity v1 charges no interest: nothing drifts", lambda s: s.debt),
+    # each margin group loses the same funding every hour at constant marks and rates: a one-way path
+    "HyperliquidSimulator": _Model(
+        "Hyperliquid funding charged on the hour at the rates read, on the oracle price (marks held)",
+        None,
+        refuse=lambda p, s: (
+            f"not modelled: the venue served no funding rate for {', '.join(s.unknown_funding())}"
+            if s.unknown_funding()
+            else None
+        ),
+        search=lambda s, start, horizon: s.liquidation_time(start, horizon),
+    ),
+    # dYdX v4: funding at each hourly tick (watcher/adapters/dydx_v4/simulator.py); per day: the funding paid
+    "DydxSubaccountSim": _Model(
+        "dYdX v4 funding settled at each hourly tick at the served nextFundingRate, oracle prices held",
+        lambda s: s.funding_paid(),
+        refuse=lambda p, s: s.not_modelled(),
+    ),
+    # perps: "interest per day" is what the positions pay over the day (fees; Synthetix: interest minus funding)
+    "GmxAccountSim": _Model(perps.GMX_BASIS, perps.gmx_fees_usd, refuse=perps.gmx_refuse),
+    "SynthetixAccountSimulator": _Model(perps.SYNTHETIX_BASIS, perps.synthetix_costs, search=perps.synthetix_search),
 }
 #: simulators whose time path the search does not cover, and why
-NOT_MODELLED = {
-    "GmxAccountSim": "not modelled: GMX borrowing and funding fees are held as read (at_time does not accrue)",
-    "SynthetixAccountSimulator": "not modelled: funding can turn in the account's favour, so the time path is "
-    "not one-way and this search would not be exact",
-}
+NOT_MODELLED: dict[str, str] = {}
 
 
 def forecast(position: Position, horizon: int = DEFAULT_HORIZON) -> Forecast:
@@ -250,5 +272,6 @@ def forecast(position: Position, horizon: int = DEFAULT_HORIZON) -> Forecast:
     per_day = None
     if model.debt_value is not None:
         per_day = model.debt_value(sim.at_time(start + DAY)) - model.debt_value(sim.at_time(start))
-    at = first_liquidatable(sim, start, horizon) if position.has_debt else None
+    search = model.search or first_liquidatable
+    at = search(sim, start, horizon) if position.has_debt or position.perps else None
     return Forecast(at, horizon, start, True, model.basis, per_day, apy)

@@ -73,6 +73,11 @@ _HOLDINGS = {
     "CometSimulator": lambda s: (s.principal, s.balances, s.assets_in),
     "MorphoSimulator": lambda s: (s.market.id, s.borrow_shares, s.collateral),
     "MakerSimulator": lambda s: (s.ink, s.art),
+    # perps: sizes, collateral and the position records funding and borrowing are measured from
+    "GmxAccountSim": lambda s: tuple(
+        (p.is_long, p.size_usd, p.size_tokens, p.collateral_amount, p.accrual is not None) for p in s.positions
+    ),
+    "SynthetixAccountSimulator": lambda s: (s.positions, s.collateral_value, s.debt, s.flagged),
 }
 
 
@@ -145,7 +150,7 @@ CACHE = ForecastCache()
 
 def ttl_of(p: Position, ok: bool = False) -> int | None:
     """Seconds from the read block to liquidation at constant prices, for the alert rule; None if none is known."""
-    if not p.has_debt:
+    if not (p.has_debt or p.perps):  # perps owe fees and funding without a debt leg
         return None
     f = CACHE.get(p, ok)
     return None if f.at is None else max(f.at - p.block.timestamp, 0)
@@ -163,7 +168,8 @@ def forecast_line(p: Position, f: Forecast, under: int = 30 * DAY) -> str | None
     if f.at is None or p.liquidatable:
         return None
     left = f.at - p.block.timestamp
-    return f"Liquidation in {days_text(left)} at constant prices (interest)" if left < under else None
+    what = "fees and funding" if p.perps else "interest"
+    return f"Liquidation in {days_text(left)} at constant prices ({what})" if left < under else None
 
 
 def add_forecast(doc: dict[str, Any], p: Position, ok: bool = False, cache: ForecastCache = CACHE) -> Forecast:

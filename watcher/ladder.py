@@ -2,9 +2,11 @@
 
 Computed on the position's exact simulator when the document is rebuilt, never per request, and refreshed with the
 advice (every check for a position at warn or worse, every `storage.history_every` otherwise): `Ladders` keeps the
-last one. Only lending positions with debt get one: the main collateral is the leg of largest value that an oracle
-prices; a perp's document already carries a liquidation price per market. The rungs stop at the first liquidatable
-one; the exact boundary is the document's `liquidation_prices`.
+last one. Lending positions with debt get one on the main collateral, the leg of largest value that an oracle
+prices; the rungs stop at the first liquidatable one, the exact boundary is the document's `liquidation_prices`. A
+perp account gets one where its simulator names a market to move (`ladder_market`: Hyperliquid's largest position,
+down for a long and up for a short; it is rebuilt every check, as a perp has no advice to follow); other perps carry
+a liquidation price per market instead.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from watcher.model import BPS, Leg, Position
+from watcher.model import BPS, Leg, Position, Simulator
 from watcher.render import units
 from watcher.whatif import verdict
 
@@ -39,19 +41,13 @@ def main_collateral(p: Position) -> Leg | None:
     return None
 
 
-def price_ladder(p: Position, step_bps: int = STEP_BPS, max_rungs: int = MAX_RUNGS) -> dict[str, Any] | None:
-    """Health at each step down of the main collateral's price, stopping at the first liquidatable rung."""
-    if not p.has_debt or p.perps or p.liquidatable:
-        return None
-    leg = main_collateral(p)
-    sim = p.simulator
-    if leg is None or sim is None:
-        return None
+def _rungs(sim: Simulator, asset: str, start: int, sign: int, step_bps: int, max_rungs: int) -> list[dict[str, Any]]:
+    """Health at each step of `asset`'s price (down for sign -1, up for +1), to the first liquidatable rung."""
     rungs = []
     for k in range(1, max_rungs + 1):
-        bps = -step_bps * k
-        price = leg.price * (BPS + bps) // BPS
-        shocked = sim.with_price(leg.asset, price)
+        bps = sign * step_bps * k
+        price = start * (BPS + bps) // BPS
+        shocked = sim.with_price(asset, price)
         health, liq = shocked.health(), verdict(shocked)
         rungs.append(
             {
@@ -64,11 +60,44 @@ def price_ladder(p: Position, step_bps: int = STEP_BPS, max_rungs: int = MAX_RUN
         )
         if liq:
             break
+    return rungs
+
+
+def price_ladder(p: Position, step_bps: int = STEP_BPS, max_rungs: int = MAX_RUNGS) -> dict[str, Any] | None:
+    """Health at each step down of the main collateral's price, stopping at the first liquidatable rung."""
+    if p.perps:
+        return perp_ladder(p, step_bps, max_rungs)
+    if not p.has_debt or p.liquidatable:
+        return None
+    leg = main_collateral(p)
+    sim = p.simulator
+    if leg is None or sim is None:
+        return None
+    rungs = _rungs(sim, leg.asset, leg.price, -1, step_bps, max_rungs)
     return {
         "asset": leg.asset,
         "symbol": leg.symbol,
         "price_raw": leg.price,
         "step_pct": step_bps // 100,
+        "rungs": rungs,
+    }
+
+
+def perp_ladder(p: Position, step_bps: int = STEP_BPS, max_rungs: int = MAX_RUNGS) -> dict[str, Any] | None:
+    """A perp account's ladder, where its simulator names a market (`ladder_market`): moves against the position."""
+    pick = getattr(p.simulator, "ladder_market", None)
+    found = pick() if callable(pick) and not p.liquidatable else None
+    if found is None or p.simulator is None:
+        return None
+    symbol, start, sign = found
+    rungs = _rungs(p.simulator, symbol, start, sign, step_bps, max_rungs)
+    direction = "down" if sign < 0 else "up"
+    return {
+        "asset": symbol,
+        "symbol": symbol,
+        "price_raw": start,
+        "step_pct": step_bps // 100,
+        "direction": direction,
         "rungs": rungs,
     }
 

@@ -3,14 +3,15 @@
 Off the check's critical path: a check's positions go in, estimates come out, and the feed histories are cached
 per chain and feed so that a later call reads only the rounds added since (or nothing, at the same block).
 Where the oracle's feeds are known (Aave and its forks: `AaveOracle.getSourceOfAsset`) the history is the feed's own
-rounds; other protocols say that their price history is not read yet, never a probability without its data.
+rounds; Hyperliquid's is the venue's hourly candles (candleSnapshot, watcher/adapters/hyperliquid/history.py); other
+protocols say that their price history is not read yet, never a probability without its data.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from watcher.abi import Contract, word_address
@@ -18,7 +19,8 @@ from watcher.adapters.base import Call
 from watcher.chain import ChainClient, ChainError
 from watcher.feeds import feed_histories
 from watcher.model import Position
-from watcher.probability import DEFAULT_HORIZONS, Estimate, liquidation_probability
+from watcher.probability import DEFAULT_HORIZONS, MIN_RETURNS, Estimate, liquidation_probability
+from watcher.readings import Readings
 
 log = logging.getLogger("watcher.outlook")
 ORACLE = Contract("IAaveOracle")
@@ -40,24 +42,35 @@ class Outlook:
     rounds: int = 500  #: feed rounds to walk back: about three weeks of an hourly heartbeat
     _sources: dict[tuple[str, str, str], str] = field(default_factory=dict)  #: (chain, oracle, asset) -> feed
     _feeds: dict[tuple[str, str], _Feed] = field(default_factory=dict)
+    readings: Readings | None = None  #: the watcher's own sampled prices, where a feed keeps no rounds (watcher run)
+    _version: int = 0
+    _asked: set[tuple[str, str, str]] = field(default_factory=set)  #: sources asked for, found or not
+    #: off-chain venue readers by venue name: Hyperliquid positions take their history from the venue's candles
+    venues: Mapping[str, Any] = field(default_factory=dict)
+    _candles: Any = None  #: CandleHistories, made on first use with `rounds` candles
 
     async def estimate(
         self, positions: Sequence[Position], clients: Mapping[str, ChainClient]
     ) -> dict[str, list[Estimate]]:
-        """By position id, the probability of liquidation within each horizon.
+        """By position id, the probability of liquidation within each horizon: `refresh`, then `cached`.
 
         Per chain at most one eth_call asks the oracles for the feeds not yet known and one reads every feed's
         latest round, then one more for each 200 rounds walked back; the same block again reads nothing.
         """
-        out: dict[str, list[Estimate]] = {}
-        memo: dict[tuple[str, ...], Any] = {}  # one call's volatilities and correlations, shared across positions
-        by_chain: dict[str, list[Position]] = {}
-        for p in positions:
-            if isinstance(p.details.get("oracle"), str) and p.chain in clients and p.has_debt:
-                by_chain.setdefault(p.chain, []).append(p)
-            else:
-                out[p.key] = self._none(p, f"price history is not read for {p.protocol} positions yet")
-        for chain, group in by_chain.items():
+        errors = await self.refresh(positions, clients)
+        return self.cached(positions, {name: c.name for name, c in clients.items()}, errors)
+
+    async def refresh(
+        self, positions: Sequence[Position], clients: Mapping[str, ChainClient], session: Any = None
+    ) -> dict[str, str]:
+        """Read what the estimates need (feeds not yet known, rounds added since, a venue's new candles); per chain,
+        the error that stopped it. The daemon runs this off the check path and `cached` on it; `session` is the
+        aiohttp session venues are read through (None: one of its own)."""
+        errors: dict[str, str] = {}
+        on_venue = [p for p in positions if self._on_venue(p)]
+        if on_venue:
+            await self._venue_candles().refresh(on_venue, self.venues, session)
+        for chain, group in self._by_chain(positions, clients).items():
             client = clients[chain]
             block = max(p.block.number for p in group)
             try:
@@ -65,18 +78,75 @@ class Outlook:
                 await self._learn_histories(client, group, block)
             except ChainError as exc:
                 log.warning("price history unreadable", extra={"chain": chain, "error": str(exc)})
-                for p in group:
-                    out[p.key] = self._none(p, f"price history unreadable: {exc}")
-                continue
-            for p in group:
-                out[p.key] = self._for(p, client.name, memo)
+                errors[chain] = str(exc)
+        return errors
+
+    def cached(
+        self, positions: Sequence[Position], chains: Mapping[str, str], errors: Mapping[str, str] | None = None
+    ) -> dict[str, list[Estimate]]:
+        """By position id, the estimates from what `refresh` has read so far (no I/O); `chains` maps a chain's
+        config name to its client's name, `errors` says why a chain's history could not be read."""
+        out: dict[str, list[Estimate]] = {}
+        memo: dict[tuple[str, ...], Any] = {}  # one call's volatilities and correlations, shared across positions
+        own: dict[tuple[str, ...], Any] = {}  # the same from the readings: other series of the same assets
+        for p in positions:
+            if self._on_venue(p):
+                out[p.key] = self._venue_candles().cached([p], self.venues, self.horizons)[p.key]
+            elif not self._readable(p, chains):
+                out[p.key] = self._none(p, f"price history is not read for {p.protocol} positions yet")
+            elif errors and p.chain in errors:
+                out[p.key] = self._none(p, f"price history unreadable: {errors[p.chain]}")
+            else:
+                out[p.key] = self._for(p, chains[p.chain], memo)
+            if self.readings is not None and p.has_debt and out[p.key][0].probability is None:
+                out[p.key] = self._from_readings(p, out[p.key][0].note, own)
         return out
+
+    def _from_readings(self, p: Position, why: str, memo: dict[tuple[str, ...], Any]) -> list[Estimate]:
+        """The estimate from the watcher's own readings, where the oracle's history gave none (and said why)."""
+        assert self.readings is not None
+        have = self.readings.count(p)
+        if have <= MIN_RETURNS:
+            return self._none(p, f"{why}; the watcher's own price readings: {have} of {MIN_RETURNS + 1} so far")
+        got = liquidation_probability(p, self.readings.histories(p), self.horizons, cache=memo)
+        source = f"from the watcher's own price readings, one every {self.readings.every:g} s ({why})"
+        return [replace(e, note=f"{e.note}; {source}" if e.note else source) for e in got]
+
+    @property
+    def version(self) -> int:
+        """Changes whenever a feed or a history is learned: estimates computed at the same version can be kept."""
+        return self._version + (self._candles.version if self._candles is not None else 0)
+
+    def _on_venue(self, p: Position) -> bool:
+        return p.protocol == "hyperliquid" and p.chain in self.venues
+
+    def _venue_candles(self) -> Any:
+        if self._candles is None:
+            from watcher.adapters.hyperliquid.history import CandleHistories  # only where a venue is watched
+
+            self._candles = CandleHistories(self.rounds)
+        return self._candles
+
+    @staticmethod
+    def _readable(p: Position, chains: Mapping[str, object]) -> bool:
+        return isinstance(p.details.get("oracle"), str) and p.chain in chains and p.has_debt
+
+    def _by_chain(self, positions: Sequence[Position], clients: Mapping[str, ChainClient]) -> dict[str, list[Position]]:
+        by_chain: dict[str, list[Position]] = {}
+        for p in positions:
+            if self._readable(p, clients):
+                by_chain.setdefault(p.chain, []).append(p)
+        return by_chain
 
     def _for(self, p: Position, chain: str, memo: dict[tuple[str, ...], Any]) -> list[Estimate]:
         histories: dict[str, list[tuple[int, int]]] = {}
         for leg in (*p.collateral, *p.debt):
-            feed = self._sources.get((chain, str(p.details["oracle"]), leg.asset))
+            source = (chain, str(p.details["oracle"]), leg.asset)
+            feed = self._sources.get(source)
             known = self._feeds.get((chain, feed)) if feed else None
+            if source not in self._asked or (feed is not None and known is None):
+                # the daemon reads histories after a check commits: its first check of a position has none yet
+                return self._none(p, "price history is being read: the next check carries the figures")
             if feed is None or known is None or known.error:
                 why = "the oracle names no feed for it" if feed is None else (known.error if known else "not read")
                 return self._none(p, f"no price history for {leg.symbol}: {why}")
@@ -101,6 +171,8 @@ class Outlook:
             return
         calls = [Call(oracle, ORACLE.getSourceOfAsset.encode(asset)) for oracle, asset in wanted]
         _, answers = await client.read(calls, block)
+        self._version += 1
+        self._asked.update((client.name, oracle, asset) for oracle, asset in wanted)
         for (oracle, asset), (ok, data) in zip(wanted, answers, strict=True):
             try:
                 source = word_address(data) if ok else ZERO
@@ -124,10 +196,14 @@ class Outlook:
             return
         got = await feed_histories(client, due, block, self.rounds)
         for f, h in got.items():
+            old = self._feeds.get((client.name, f))
             if isinstance(h, str):
-                self._feeds[(client.name, f)] = _Feed([], block, f"the feed serves no round history ({h})")
+                new = _Feed([], block, f"the feed serves no round history ({h})")
             else:
-                self._feeds[(client.name, f)] = _Feed(h.rounds, block)
+                new = _Feed(h.rounds, block)
+            if old is None or (old.rounds, old.error) != (new.rounds, new.error):
+                self._version += 1  # a new round (or a feed gone quiet) changes estimates; the same rounds do not
+            self._feeds[(client.name, f)] = new
 
 
 __all__ = ["Outlook"]

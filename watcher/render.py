@@ -135,14 +135,25 @@ def action_text(a: Action) -> str:
     return text if a.feasible else text + " (not enough alone)"
 
 
+def percent_text(probability: float) -> str:
+    """A probability as a percentage for people: "3.2 %", "< 0.1 %", "> 99.9 %"."""
+    if probability < 0.0005:
+        return "< 0.1 %"
+    if probability > 0.9995:
+        return "> 99.9 %"
+    return f"{probability * 100:.1f} %"
+
+
 def render_table(
     result: CheckResult,
     advices: dict[str, Advice],
     thresholds: Thresholds,
     console: Console,
     chain_names: Mapping[str, str] | None = None,
+    chances: Mapping[str, Any] | None = None,
 ) -> None:
-    """One table per account; `chain_names` shows a chain by another name (the demo's "anvil (31337)")."""
+    """One table per account; `chain_names` shows a chain by another name (the demo's "anvil (31337)"), `chances`
+    the 24 h liquidation probability by position (watcher/probability.py's Estimate)."""
     names = chain_names or {}
     by_account: dict[str, list[Position]] = {}
     for p in result.positions:
@@ -167,6 +178,9 @@ def render_table(
             osm = next_oracle_cell(p, thresholds.warn, thresholds.critical)
             if osm:
                 ttl = f"{ttl}\n{osm}" if ttl else osm
+            chance = (chances or {}).get(p.key)
+            if chance is not None and chance.probability is not None and p.has_debt and not p.liquidatable:
+                ttl += ("\n" if ttl else "") + f"24 h liq. {percent_text(chance.probability)}"
             t.add_row(
                 p.protocol,
                 # "block", not "#": "local #36" read as a chain id

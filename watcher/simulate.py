@@ -176,7 +176,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         outcomes = simulate(result.positions, shocks, at, thresholds_for(cfg))
     except ShockError as exc:
         print(f"watcher: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        # the asset may belong to a source that could not be read: say so, and exit as unknown rather than as a typo
+        for u in result.unreadable:
+            print(f"watcher: {u.protocol} on {u.chain} could not be read: {u.reason}", file=sys.stderr)
+        return EXIT_UNKNOWN if result.unreadable else EXIT_USAGE
     if args.json:
         doc = simulation_json(shocks, at, outcomes)
         doc["unknown"] = [

@@ -22,6 +22,7 @@ from watcher.api.svg import Point, Rule, Series, line_chart
 from watcher.config import Config
 from watcher.engine.rules import RuleBook
 from watcher.model import Position
+from watcher.render import percent_text
 
 #: The order the groups appear in: what needs action first.
 GROUPS = ("liquidatable", "critical", "warn", "unknown", "ok")
@@ -296,6 +297,21 @@ def _next_oracle(doc: dict[str, Any]) -> str:
     return f'<p id="next-oracle" class="lv-{_e(nxt.get("level"))}">{_e(nxt["text"])}</p>'
 
 
+def _chances(doc: dict[str, Any]) -> str:
+    estimates = [e for e in doc.get("liquidation_probability") or [] if isinstance(e, dict)]
+    if not estimates:
+        return '<p class="muted">Not estimated ([probability] is off).</p>'
+    rows = []
+    for e in estimates:
+        p, sigma, hours = e.get("probability"), e.get("sigma_annual"), (e.get("horizon_s") or 0) / 3600
+        shown = percent_text(p) if isinstance(p, float) else "unknown"
+        vol = f"{sigma * 100:.0f} %" if isinstance(sigma, float) else "-"
+        cells = "".join(f'<td class="num">{_e(v)}</td>' for v in (f"{hours:g} h", shown, vol, e.get("samples")))
+        rows.append(f'<tr class="chance">{cells}<td>{_e(e.get("model"))}</td><td>{_e(e.get("note", ""))}</td></tr>')
+    heads = ("within", "probability", "σ a year", "returns", "model", "note")
+    return _table("chances", heads, "".join(rows))
+
+
 async def position_page(request: web.Request) -> web.Response:
     """GET /ui/positions/{id}: one position, its charted history, its alerts and the silences that cover it."""
     _query(request, ())
@@ -319,6 +335,7 @@ async def position_page(request: web.Request) -> web.Response:
         f"{_health_text(doc.get('health_raw'))}</strong>, read {_e(updated)} at block"
         f" {_e((doc.get('block') or {}).get('number'))}</p>{stale}{_next_oracle(doc)}"
         f"{_legs(doc)}<h2>Liquidation prices</h2>{_liquidation_prices(doc)}<h2>Advice</h2>{_advice(doc)}"
+        f"<h2>Liquidation probability</h2>{_chances(doc)}"
         f"{_charts(doc, readings, settings['config'])}"
         f'<h2>Readings ({len(readings)})</h2><p><a href="/positions/{_e(raw)}/history?format=csv">CSV</a>'
         f' · <a href="/positions/{_e(raw)}">JSON</a></p>{_readings(readings)}'

@@ -146,6 +146,8 @@ class AlertsConfig(Strict):
     warn_days_to_liquidation: float | None = Field(default=None, gt=0, le=3650)
     #: a Maker vault alerts on the OSM's queued price before the Vat sees it (false: only once a keeper can act)
     maker_next_price: bool = True
+    #: warn when the probability of liquidation within 24 h reaches this (None: no such rule; needs [probability])
+    warn_probability_24h: float | None = Field(default=None, gt=0, lt=1)
     overrides: list[Override] = []
 
 
@@ -156,6 +158,8 @@ class ProbabilityConfig(Strict):
     #: seconds ahead to estimate for: 1 h, 24 h and 7 d unless given
     horizons: list[float] = Field(default=[3600.0, 86400.0, 604800.0], min_length=1, max_length=8)
     rounds: int = Field(default=500, ge=21, le=10_000)  #: feed rounds to walk back for the volatility
+    #: seconds between two of the watcher's own price readings: the history where a feed keeps no rounds
+    readings_every: float = Field(default=300.0, gt=0, le=MAX_INTERVAL)
 
     @field_validator("horizons")
     @classmethod
@@ -374,4 +378,13 @@ class Config(Strict):
         for name in self.venues:
             if name in self.chains:
                 raise ValueError(f"venues.{name}: the name is already a chain's; give the venue another")
+        return self
+
+    @model_validator(mode="after")
+    def _probability_rule(self) -> Config:
+        if self.alerts.warn_probability_24h is not None:
+            if not self.probability.enabled:
+                raise ValueError("alerts.warn_probability_24h: needs probability.enabled = true")
+            if 86400.0 not in self.probability.horizons:
+                raise ValueError("alerts.warn_probability_24h: needs 86400 (24 h) among probability.horizons")
         return self

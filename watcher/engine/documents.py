@@ -8,6 +8,7 @@ from typing import Any
 
 from watcher.alerts import Observation, raw_level
 from watcher.config import Config
+from watcher.engine.probabilities import Probabilities
 from watcher.engine.publish import Check, Staged
 from watcher.engine.rules import RuleBook
 from watcher.forecast_doc import CACHE as FORECASTS
@@ -27,8 +28,9 @@ Kept = tuple[float, list[Any], Any]
 class Documents:
     """Writes the positions table; advice (milliseconds per position) is computed when it matters, else reused."""
 
-    def __init__(self, store: Store, rules: RuleBook, cfg: Config) -> None:
+    def __init__(self, store: Store, rules: RuleBook, cfg: Config, probabilities: Probabilities | None = None) -> None:
         self.rules = rules
+        self.probabilities = probabilities
         self.cfg = cfg
         self.advised: dict[str, Kept] = store.advice_docs()
         self._staged: dict[str, Kept | None] = {}
@@ -70,7 +72,12 @@ class Documents:
             kept = self.advised.get(p.key)
         at, lps, adv = kept if kept is not None else (None, [], None)
         doc |= {"liquidation_prices": lps, "advice": adv, "advice_at": at, "updated_at": now}
-        doc["price_ladder"] = self.ladders.for_document(p, refresh=advice is not None)  # see bench/bench_ladder.py
+        # a perp has no advice to follow: its ladder (a few replays) is rebuilt every check, see bench/bench_ladder.py
+        refresh = advice is not None or bool(p.perps)
+        doc["price_ladder"] = self.ladders.for_document(p, refresh=refresh)
+        estimates = self.probabilities.get(p.key) if self.probabilities is not None else None
+        if estimates is not None:
+            doc["liquidation_probability"] = [e.as_json() for e in estimates]
         row = {
             "position": p.key,
             "protocol": family,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from watcher.messages import chance_text
+from watcher.probability import Estimate
 from watcher.render import health_text
 
 #: Worst first: what /status sorts by (unknown is after the levels that are known to be bad, before ok).
@@ -103,6 +105,16 @@ def _actions(doc: dict[str, Any]) -> list[str]:
     return [f"To reach {health_text(target if isinstance(target, int) else None)}: " + " or ".join(fixes)]
 
 
+def _chance(doc: dict[str, Any]) -> list[str]:
+    """The 24 h liquidation probability the document carries, as an alert message says it."""
+    for e in doc.get("liquidation_probability") or []:
+        if isinstance(e, dict) and e.get("horizon_s") == 86_400 and isinstance(e.get("probability"), float):
+            sigma, samples = e.get("sigma_annual"), e.get("samples")
+            if isinstance(sigma, float) and isinstance(samples, int):
+                return [chance_text(Estimate(86_400, e["probability"], sigma, samples, str(e.get("model"))))]
+    return []
+
+
 def position_text(doc: dict[str, Any]) -> str:
     """/position: the head, the legs, liquidation prices and the advice the stored document holds."""
     level = str(doc.get("level"))
@@ -124,6 +136,7 @@ def position_text(doc: dict[str, Any]) -> str:
             shown = "?" if move is None else f"{move:+.1f}"
             lines.append(f"{lp.get('symbol')} liquidates at {money(doc, lp.get('price'))} ({shown}%)")
     lines += [_perp(doc, leg) for leg in (doc.get("perps") or [])[:5] if isinstance(leg, dict)]
+    lines += _chance(doc)
     lines += _actions(doc)
     for up in doc.get("margin_top_ups") or []:
         if isinstance(up, dict):

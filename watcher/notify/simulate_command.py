@@ -6,7 +6,7 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from watcher.engine.live import LivePositions
-from watcher.model import Level
+from watcher.model import Level, Position
 from watcher.render import action_text, health_text
 from watcher.whatif import Outcome, Shock, ShockError, simulate
 
@@ -20,20 +20,31 @@ def simulate_with(live: LivePositions) -> Callable[[dict[str, Fraction]], str]:
         positions = list(live.positions.values())
         if not positions:
             return "No position has been read yet: try again after the first check."
-        wanted = [Shock(symbol, round(change * 10_000)) for symbol, change in shocks.items()]
+        asked = [Shock(symbol, round(change * 10_000)) for symbol, change in shocks.items()]
+        # people say ETH and BTC for the asset: a perp venue's ETH and a lending protocol's WETH are both meant
+        wanted: list[Shock] = []
+        for s in asked:
+            named = [s] if s.is_address else [s, Shock("W" + s.target, s.bps)]
+            refusals = [_refusal(positions, v, live) for v in named]
+            if all(refusals):
+                return f"/simulate: {refusals[0]}"
+            wanted += [v for v, why in zip(named, refusals, strict=True) if not why]
         try:
             outcomes = simulate(positions, wanted, None, live.thresholds)
-        except ShockError as exc:
-            # people say ETH and BTC where the protocols hold WETH and WBTC: try the wrapped token before refusing
-            wrapped = [Shock("W" + s.target, s.bps) if not s.is_address else s for s in wanted]
-            try:
-                outcomes = simulate(positions, wrapped, None, live.thresholds)
-            except ShockError:
-                return f"/simulate: {exc}"
-            wanted = wrapped
+        except ShockError as exc:  # each shock names something alone; together they may still clash
+            return f"/simulate: {exc}"
         return _text(wanted, outcomes)
 
     return answer
+
+
+def _refusal(positions: list[Position], shock: Shock, live: LivePositions) -> str:
+    """Why the what-if engine refuses this one shock ("" when some position holds what it names)."""
+    try:
+        simulate(positions, [shock], None, live.thresholds)
+    except ShockError as exc:
+        return str(exc)
+    return ""
 
 
 def _text(shocks: list[Shock], outcomes: list[Outcome]) -> str:

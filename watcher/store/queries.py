@@ -173,7 +173,27 @@ class ApiQueries:
             self.db.execute("insert or replace into meta (key, value) values (?, ?)", [key, value])
 
     def prune_history(self, before: float) -> int:
-        """Drop history older than `before`; returns the number of rows removed."""
+        """Drop history (and price readings) older than `before`; returns the number of history rows removed."""
         with self.db.atomic():
             cur = self.db.execute("delete from history where at < ?", [before])
+            self.db.execute("delete from price_readings where at < ?", [before])
         return cur.rowcount
+
+    def add_price_readings(self, rows: Iterable[tuple[str, str, str, float, int]]) -> None:
+        """Store (chain, deployment, asset, at, price) readings, the price an integer in the protocol's base units."""
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "insert into price_readings (chain, deployment, asset, at, price) values (?, ?, ?, ?, ?)",
+                [(c, d, a, at, str(price)) for c, d, a, at, price in rows],
+            )
+
+    def price_readings(self, since: float, per_series: int) -> dict[tuple[str, str, str], list[tuple[int, int]]]:
+        """The stored readings since `since`, by (chain, deployment, asset), oldest first, at most the newest
+        `per_series` of each."""
+        out: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
+        rows = self.db.execute(
+            "select chain, deployment, asset, at, price from price_readings where at >= ? order by at", [since]
+        )
+        for chain, deployment, asset, at, price in rows:
+            out.setdefault((chain, deployment, asset), []).append((int(at), int(price)))
+        return {k: v[-per_series:] for k, v in out.items()}

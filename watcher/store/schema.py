@@ -64,9 +64,14 @@ _TABLES: tuple[tuple[str, dict[str, type], str | None], ...] = (
         "position",
     ),
     ("silences", {"id": int, "account": str, "position": str, "until": float, "created_at": float}, "id"),
+    #: the prices a check read, sampled every probability.readings_every: a price history where the oracle keeps none
+    ("price_readings", {"chain": str, "deployment": str, "asset": str, "at": float, "price": str}, None),
 )
 #: indexes by table, each made right after its table (so the file's schema reads as it always did)
-_INDEXES: dict[str, list[list[str]]] = {"history": [["position", "at"]]}
+_INDEXES: dict[str, list[list[str]]] = {
+    "history": [["position", "at"]],
+    "price_readings": [["chain", "deployment", "asset", "at"]],
+}
 
 
 _SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT"}

@@ -51,6 +51,7 @@ from watcher.adapters.dydx_v4.reader import (
     make_reader,
     make_venue_reader,
 )
+from watcher.adapters.dydx_v4.simulator import DydxSubaccountSim, grid_price, simulator_of
 from watcher.adapters.dydx_v4.valuation import (
     Valued,
     liquidation_price,
@@ -67,12 +68,14 @@ __all__ = [
     "PPM",
     "PROTOCOL",
     "USDC",
+    "DydxSubaccountSim",
     "DydxV4Reader",
     "Holding",
     "Market",
     "Subaccount",
     "Valued",
     "adjusted_imf_ppm",
+    "grid_price",
     "initial_requirement",
     "is_liquidatable",
     "liquidation_price",
@@ -84,6 +87,7 @@ __all__ = [
     "parse_subaccount",
     "position_of",
     "quantums_of",
+    "simulator_of",
     "validate_address",
     "value",
 ]

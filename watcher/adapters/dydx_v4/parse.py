@@ -104,6 +104,13 @@ class Market:
     atomic_resolution: int
     market_type: str  #: CROSS or ISOLATED
     price_decimals: int  #: the search grid for liquidation prices: 10**-price_decimals USDC
+    #: nextFundingRate: the predicted rate of the next hourly funding tick (longs pay when positive); None if absent
+    funding_rate: Fraction | None = None
+
+    @property
+    def symbol(self) -> str:
+        """The base asset of the ticker ("BTC" of "BTC-USD"): the name what-if shocks use."""
+        return self.ticker.split("-")[0]
 
     @property
     def oi_notional(self) -> int:
@@ -171,7 +178,21 @@ def parse_market(ticker: str, raw: Any) -> Market:
         atomic_resolution=_resolution(raw, where),
         market_type=market_type,
         price_decimals=max(MIN_PRICE_DECIMALS, _decimals(str(raw["oraclePrice"]))),
+        funding_rate=_funding_rate(raw, where),
     )
+
+
+def _funding_rate(raw: Mapping[str, Any], where: str) -> Fraction | None:
+    """nextFundingRate as an exact Fraction; None when absent or implausible.
+
+    Only the forecast uses it: a bad rate costs the time to liquidation ("not modelled"), never the check itself.
+    """
+    try:
+        rate = _opt_dec(raw, "nextFundingRate", where)
+    except ReadError:
+        return None
+    # 100 % or more per hour is not a market's funding but a broken answer
+    return rate if rate is not None and abs(rate) < 1 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from watcher.adapters.dydx_v4.parse import (
     Market,
     Subaccount,
 )
+from watcher.adapters.dydx_v4.simulator import simulator_of
 from watcher.adapters.dydx_v4.valuation import (
     _usdc_quantums,
     liquidation_price,
@@ -124,4 +125,5 @@ def position_of(
         details=details,
         perps=tuple(legs),
         cross_equity=None if isolated or not legs else nc,
+        simulator=simulator_of(usdc, [v.market for v in valued], [v.quantums for v in valued], fetched_at),
     )

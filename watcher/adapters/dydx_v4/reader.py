@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from fractions import Fraction
 from typing import Any
 
 import aiohttp
 
 from watcher.adapters.base import Account, ReadError
+from watcher.adapters.dydx_v4.candles import hourly_closes
 from watcher.adapters.dydx_v4.parse import (
     MAX_SUBACCOUNT,
     PROTOCOL,
@@ -70,6 +72,14 @@ class DydxV4Reader:
                     raise ValueError(f"{PROTOCOL}: {acct.address}: subaccount number {n!r} not in 0..{MAX_SUBACCOUNT}")
             self.subaccounts[acct.address] = nums
         self.skipped: list[tuple[Account, str]] = []
+
+    async def hourly_closes(
+        self, session: aiohttp.ClientSession, ticker: str, count: int = 100
+    ) -> list[tuple[int, Fraction]]:
+        """The market's last `count` hourly (start, close) pairs from this venue's indexer, oldest first."""
+        return await hourly_closes(
+            session, self.base_url, ticker, count, timeout=self.timeout, max_bytes=self.max_bytes
+        )
 
     def _check_fresh(self, raw: Any, now: float) -> None:
         """An indexer stuck behind the chain answers happily with old state: that is unknown, not healthy."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
 
 from watcher.adapters.base import Account, ReadError
+from watcher.adapters.gmx_v2.accrual import MarketAccrual, position_accrual
 from watcher.adapters.gmx_v2.keys import FLOAT, GmxMarket, MarketParams, apply_factor, position_key
 from watcher.adapters.gmx_v2.simulator import GmxAccountSim, GmxPositionSim
 from watcher.model import BPS, BlockRef, Leg, PerpLeg, Position
@@ -29,8 +31,12 @@ def build_position(
     params: dict[str, MarketParams],
     min_usd: int,
     block: BlockRef,
+    accruals: dict[str, MarketAccrual] | None = None,
 ) -> Position:
-    """An account's positions valued at `prices`: position rows paired with their infos by key, one sim each."""
+    """An account's positions valued at `prices`: position rows paired with their infos by key, one sim each.
+
+    With `accruals`, each sim also carries its borrowing and funding over time where that reproduces the read fees.
+    """
     by_key = {bytes(i[0]): i for i in infos}
     if len(by_key) != len(rows):
         raise ReadError(f"{rd.protocol}/{rd.chain}: {len(rows)} positions but {len(infos)} position infos")
@@ -79,6 +85,25 @@ def build_position(
             open_interest_tokens=mp.open_interest_tokens_long if is_long else mp.open_interest_tokens_short,
             max_pnl_factor=mp.max_pnl_factor_long if is_long else mp.max_pnl_factor_short,
         )
+        if accruals is not None and market in accruals:
+            acc = position_accrual(
+                accruals[market],
+                is_long,
+                ctoken,
+                size_usd,
+                tuple(numbers),
+                prices,
+                (mp.open_interest_long, mp.open_interest_short),
+                mp.open_interest_tokens_long,
+                mp.pool_amount_long if is_long else mp.pool_amount_short,
+            )
+            t = block.timestamp
+            # only a rate model that gives the Reader's own fees at the read block is projected
+            if acc is not None and (acc.borrowing_fee_usd(t), acc.funding_fee_amount(t)) == (
+                sim.borrowing_fee_usd,
+                sim.funding_fee_amount,
+            ):
+                sim = replace(sim, accrual=acc)
         sims.append(sim)
         legs.append(build_leg(rd, sim, m, mp, key))
         cdec = rd.decimals[ctoken]

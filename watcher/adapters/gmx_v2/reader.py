@@ -15,6 +15,7 @@ from eth_utils import to_checksum_address
 
 from watcher.abi import address_word, symbol_or_prefix, words
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
+from watcher.adapters.gmx_v2.accrual import MarketAccrual, accrual_keys, market_accrual
 from watcher.adapters.gmx_v2.keys import (
     DATA_STORE,
     ERC20,
@@ -132,6 +133,8 @@ class GmxV2Reader(TaggedReader):
             self._uint(market_key("MAX_POSITION_IMPACT_FACTOR_FOR_LIQUIDATIONS", m))
             for token in dict.fromkeys((info.long, info.short)):
                 self._uint(pool_amount_key(m, token))
+            for key in accrual_keys(m, info):  # borrowing and funding state: fees over time (the forecast)
+                self._uint(key)
             for is_long in (True, False):
                 self._uint(market_key("MIN_COLLATERAL_FACTOR_FOR_OPEN_INTEREST_MULTIPLIER", m, is_long))
                 self._uint(max_pnl_factor_key("MAX_PNL_FACTOR_FOR_TRADERS", m, is_long))
@@ -260,6 +263,7 @@ class GmxV2Reader(TaggedReader):
             self.prices.update(now)
             return None
         params = self._market_params(got)
+        accruals = self._accruals(got)
         [min_usd] = self._required(got, ("uint", key_min_collateral_usd()), 1)
         self.skipped = []
         valued: list[Account] = []
@@ -300,7 +304,15 @@ class GmxV2Reader(TaggedReader):
                         f"{self.protocol}/{self.chain}: getAccountPositionInfoList({acct.address}) reverted"
                     )
                 [infos] = READER.getAccountPositionInfoList.decode(data)
-            out.append(build_position(self, acct, rows, list(infos), now, params, min_usd, block))
+            out.append(build_position(self, acct, rows, list(infos), now, params, min_usd, block, accruals))
+        return out
+
+    def _accruals(self, got: Answers) -> dict[str, MarketAccrual]:
+        """Each market's stored borrowing and funding state."""
+        out = {}
+        for m, info in self.markets.items():
+            assert info is not None
+            out[m] = market_accrual(lambda k: self._required(got, ("uint", k), 1)[0], m, info)
         return out
 
     def _market_params(self, got: dict[tuple[Any, ...], tuple[bool, bytes]]) -> dict[str, MarketParams]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from watcher.adapters.gmx_v2.accrual import GmxAccrual
 from watcher.adapters.gmx_v2.keys import apply_factor
 from watcher.model import WAD
 
@@ -39,6 +40,17 @@ class GmxPositionSim:
     open_interest_usd: int = 0  #: getOpenInterest(market, isLong) of the position's side
     open_interest_tokens: int = 0  #: getOpenInterestInTokens(market, isLong) of the position's side
     max_pnl_factor: int = 0  #: MAX_PNL_FACTOR(MAX_PNL_FACTOR_FOR_TRADERS, market, isLong)
+    #: borrowing and funding over time; None: fees held as read (the read fees were not reproduced)
+    accrual: GmxAccrual | None = None
+
+    def at_time(self, timestamp: int) -> GmxPositionSim:
+        """Borrowing and funding fees as GMX accrues them to `timestamp`, prices and open interest held."""
+        a = self.accrual
+        if a is None:
+            return self
+        return replace(
+            self, borrowing_fee_usd=a.borrowing_fee_usd(timestamp), funding_fee_amount=a.funding_fee_amount(timestamp)
+        )
 
     def uncapped_pnl(self) -> int:
         """The position's pnl before the pool cap (uncappedBasePnlUsd)."""
@@ -203,8 +215,13 @@ class GmxAccountSim:
         return any(p.liquidatable() for p in self.positions)
 
     def at_time(self, timestamp: int) -> GmxAccountSim:
-        """Fees are kept as read: their accrual runs on GMX's rate models, which the watcher reads, not replays."""
-        return self
+        """Every position's borrowing and funding accrued to `timestamp` (those without an accrual held as read)."""
+        return GmxAccountSim(tuple(p.at_time(timestamp) for p in self.positions))
+
+    @property
+    def accrues(self) -> bool:
+        """Whether every position's fees move with time (each reproduced the Reader's fees at the read block)."""
+        return bool(self.positions) and all(p.accrual is not None for p in self.positions)
 
     def with_price(self, asset: str, price: int) -> GmxAccountSim:
         """Replace a token's price, per base unit (USD*1e30): the index price, collateral price, or both."""

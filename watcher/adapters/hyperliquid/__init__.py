@@ -27,6 +27,7 @@ from watcher.adapters.hyperliquid.reader import (
     HyperliquidReader,
     make_venue_reader,
 )
+from watcher.adapters.hyperliquid.simulator import HlMarket, HyperliquidSimulator, simulator_of
 from watcher.config.values import evm_address
 from watcher.registry import VenueProtocol, register
 
@@ -34,7 +35,9 @@ __all__ = [
     "PROTOCOL",
     "USD",
     "AccountState",
+    "HlMarket",
     "HyperliquidReader",
+    "HyperliquidSimulator",
     "HyperliquidSnapshot",
     "Market",
     "PerpPosition",
@@ -46,6 +49,7 @@ __all__ = [
     "parse_market",
     "parse_position",
     "positions_from",
+    "simulator_of",
 ]
 
 register(VenueProtocol("hyperliquid", make_venue_reader, address=evm_address, evm_accounts=True))

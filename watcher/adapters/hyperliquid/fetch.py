@@ -74,6 +74,8 @@ async def fetch_state(
     accounts = {u: parse_account(u, s) for u, s in zip(users, states, strict=True)}
     markets: dict[str, Market] = {}
     marks: dict[str, Fraction] = {}
+    funding: dict[str, Fraction] = {}
+    oracles: dict[str, Fraction] = {}
     for acct in accounts.values():
         for pos in acct.positions:
             if pos.coin in markets:
@@ -86,4 +88,9 @@ async def fetch_state(
             if mark <= 0:
                 raise ReadError(f"hyperliquid: assetCtxs: non-positive mark for {pos.coin}: {mark}")
             marks[pos.coin] = mark
-    return HyperliquidSnapshot(markets, marks, accounts, int(time.time()))
+            # funding and oraclePx only feed the time to liquidation: absent is "not known", malformed is an error
+            if ctx.get("funding") is not None:
+                funding[pos.coin] = _dec(ctx, "funding", f"assetCtxs[{pos.coin}]")
+            if ctx.get("oraclePx") is not None:
+                oracles[pos.coin] = _dec(ctx, "oraclePx", f"assetCtxs[{pos.coin}]")
+    return HyperliquidSnapshot(markets, marks, accounts, int(time.time()), funding, oracles)

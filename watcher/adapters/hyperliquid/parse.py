@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -63,6 +63,8 @@ class HyperliquidSnapshot:
     marks: Mapping[str, Fraction]
     accounts: Mapping[str, AccountState]
     fetched_at: int  #: unix seconds; the info API has no block to pin to
+    funding: Mapping[str, Fraction] = field(default_factory=dict)  #: hourly funding rate per coin, where served
+    oracles: Mapping[str, Fraction] = field(default_factory=dict)  #: oracle price per coin (funding is charged on it)
 
 
 def _dec(obj: Mapping[str, Any], key: str, where: str) -> Fraction:

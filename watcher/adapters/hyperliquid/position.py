@@ -20,6 +20,7 @@ from watcher.adapters.hyperliquid.parse import (
     USD,
     HyperliquidSnapshot,
 )
+from watcher.adapters.hyperliquid.simulator import simulator_of
 from watcher.margin import fixed_decimal as _fmt
 from watcher.model import BlockRef, Leg, PerpLeg, Position
 
@@ -50,6 +51,8 @@ def positions_from(snapshot: HyperliquidSnapshot, accounts: Sequence[Account], c
             notional = abs(pos.size) * mark * USD
             req, tier = reqs[i], _tier_index(notional, market.tiers)
             extra: dict[str, Any] = {"requirement_exact_usd": _fmt(req / USD)}
+            if pos.coin in snapshot.funding:
+                extra["funding_hourly"] = _fmt(snapshot.funding[pos.coin], 12)
             equity: int | None = None
             if pos.isolated:
                 assert pos.raw_usd is not None  # parse_position requires rawUsd for isolated positions
@@ -108,6 +111,9 @@ def positions_from(snapshot: HyperliquidSnapshot, accounts: Sequence[Account], c
                     "cross_liquidatable": cross_liq,
                 },
                 perps=tuple(legs),
+                simulator=simulator_of(
+                    state, snapshot.markets, snapshot.marks, snapshot.funding, snapshot.oracles, snapshot.fetched_at
+                ),
                 cross_equity=(state.cross_account_value * USD).__floor__() if has_cross else None,
             )
         )

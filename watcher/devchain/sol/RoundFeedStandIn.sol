@@ -7,7 +7,8 @@ pragma solidity ^0.8.19;
 /// @dev What it leaves out of the real EACAggregatorProxy + OCR aggregator: the oracle network and its report
 ///      signatures, deviation and heartbeat triggers (rounds are whatever the test pushes), access control on reads,
 ///      and aggregator upgrades: it is one phase (phase id 1) for its whole life, so round ids are
-///      (1 << 64) | n for n = 1, 2, ... A round that does not exist reverts with "No data present", as the real
+///      (1 << 64) | n for n = 1, 2, ... (FeedProxyStandIn fronts several of them as the phases of one feed, and
+///      reads `latestRound`, an OCR aggregator's own round count). A round that does not exist reverts with "No data present", as the real
 ///      proxy does; answeredInRound equals the round id and startedAt equals updatedAt.
 contract RoundFeedStandIn {
     uint8 public immutable decimals;
@@ -41,6 +42,10 @@ contract RoundFeedStandIn {
         uint256 n = uint256(roundId) ^ PHASE;
         require(uint256(roundId) >> 64 == 1 && n >= 1 && n <= answers.length, "No data present");
         return _round(n);
+    }
+
+    function latestRound() external view returns (uint256) {
+        return answers.length;
     }
 
     function latestAnswer() external view returns (int256) {

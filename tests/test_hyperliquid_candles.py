@@ -1,0 +1,236 @@
+"""Hyperliquid candleSnapshot history and the one-market liquidation probability, against the info-API stand-in.
+
+The stand-in serves hourly closes of a seeded random walk of known volatility; the realised sigma must be within
+sampling error of it. A venue answering garbage, too many candles, an undecimal close, 503, or nothing at all must
+give a null probability with the reason, within the venue's timeout, through `watcher check --json` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import random
+import time
+import tomllib
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests import run_harness
+from tests.configs import write_toml
+from tests.hyperliquid_server import HyperliquidStandIn
+from tests.processes import check_json, wait_for
+from tests.telegram_server import TelegramStandIn
+from tests.test_faults_venue import SLACK, TIMEOUT, Venue, start, venue_keys, venues, write_config
+from tests.test_hyperliquid import META, world
+from tests.test_hyperliquid_simulator import MIXED, read_all
+from watcher.adapters.base import ReadError
+from watcher.adapters.hyperliquid.candles import fetch_candles
+from watcher.adapters.hyperliquid.history import one_market_estimates
+from watcher.probability import YEAR, first_passage, realised_volatility
+
+telegram_standin = run_harness.telegram_standin
+__all__ = ["telegram_standin", "venues"]  # fixtures, found by pytest under these names
+
+HOUR_MS = 3_600_000
+SIGMA = 0.8  #: the walk's annualised volatility
+HOURS = 600  #: candles the stand-in holds (the watcher reads back 500)
+
+
+def walk(start: float, seed: int, hours: int = HOURS) -> list[tuple[int, str]]:
+    """Hourly closes of a driftless GBM of volatility SIGMA, ending with the candle open now."""
+    rng = random.Random(seed)
+    step = SIGMA * math.sqrt(3600 / YEAR)
+    now = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+    price, out = start, []
+    for k in range(hours):
+        out.append((now - (hours - 1 - k) * HOUR_MS, f"{price:.6f}"))
+        price *= math.exp(rng.gauss(0.0, step))
+    return out
+
+
+async def _fetch(server: HyperliquidStandIn, coin: str = "BTC", hours: int = 500, timeout: float = 5.0) -> list:
+    now = int(time.time() * 1000)
+    async with aiohttp.ClientSession() as session:
+        return await fetch_candles(session, server.url, coin, now - hours * HOUR_MS, now, timeout=timeout)
+
+
+def _serve(fault: str | None = None, timeout: float = 5.0) -> list | str:
+    """Candles of BTC from a stand-in with `fault`; the ReadError text when the fetch fails."""
+    mids, states = world(Fraction(95_000), Fraction(3_100))
+
+    async def scenario() -> list | str:
+        async with HyperliquidStandIn(META, mids, states) as server:
+            server.candles["BTC"] = walk(95_000.0, 1)
+            server.candle_fault = fault
+            try:
+                return await _fetch(server, timeout=timeout)
+            except ReadError as exc:
+                return str(exc)
+
+    return asyncio.run(scenario())
+
+
+def test_candles_are_time_close_pairs_with_the_walks_volatility() -> None:
+    got = _serve()
+    assert isinstance(got, list) and 500 <= len(got) <= 502
+    times = [t for t, _ in got]
+    steps = [b - a for a, b in itertools.pairwise(times)]
+    # closes on the hour, and the candle still open at the time of the read (its close is the latest price)
+    assert set(steps[:-1]) == {3600} and 0 < steps[-1] <= 3600 and times[-1] <= time.time() + 1, steps[-3:]
+    vol = realised_volatility(got)
+    assert vol is not None and vol.samples == len(got) - 1
+    # the sampling error of a realised sigma from n returns is sigma / sqrt(2n): about 0.025 here
+    assert abs(vol.sigma_annual - SIGMA) < 4 * vol.standard_error, (vol.sigma_annual, vol.standard_error)
+
+
+@pytest.mark.parametrize(
+    ("fault", "named"),
+    [
+        ("garbage", "is not a list of candles"),
+        ("many", "600 candles, more than the 502 the window holds"),
+        ("badclose", "field 'c' is not a plain decimal"),
+        ("down", "HTTP 503"),
+        ("stall", "no whole answer within 1 s (timeout)"),
+    ],
+)
+def test_a_broken_candle_answer_is_a_read_error_naming_it_quickly(fault: str, named: str) -> None:
+    start = time.monotonic()
+    got = _serve(fault, timeout=1.0)
+    assert isinstance(got, str) and named in got, got
+    assert time.monotonic() - start < 1.0 + 2.0  # the deadline, and a loaded machine
+
+
+def test_a_slow_answer_within_the_deadline_is_read_and_a_venue_not_listening_is_a_read_error() -> None:
+    got = _serve("slow", timeout=2.0)  # half a second late, inside a 2 s deadline
+    assert isinstance(got, list) and len(got) >= 500
+
+    async def closed_port() -> str:
+        now = int(time.time() * 1000)
+        async with aiohttp.ClientSession() as session:
+            try:
+                await fetch_candles(session, "http://127.0.0.1:9", "BTC", now - HOUR_MS, now, timeout=2.0)
+            except ReadError as exc:
+                return str(exc)
+        raise AssertionError("a closed port answered")
+
+    start = time.monotonic()
+    assert "ClientConnectorError" in asyncio.run(closed_port()) and time.monotonic() - start < 2.0
+
+
+def test_the_one_market_probability_is_the_first_passage_to_the_liquidation_price() -> None:
+    got = read_all(Fraction(95_000), Fraction(3_100))
+    history = [(t // 1000, Fraction(c)) for t, c in walk(95_000.0, 2)]
+    vol = realised_volatility(history)
+    for p in got.values():
+        est = one_market_estimates(p, history, "", [3600, 86_400, 7 * 86_400])
+        if p.account == MIXED:  # BTC cross and ETH isolated: two drivers, no estimate
+            assert {e.probability for e in est} == {None} and "several markets" in est[0].note
+            continue
+        (leg,) = p.perps
+        d = abs(math.log(leg.liquidation_price / leg.mark_price))
+        assert [e.probability for e in est] == [first_passage(d, vol.sigma_annual, h) for h in (3600, 86_400, 604_800)]
+        assert est[0].probability <= est[1].probability <= est[2].probability
+    # no history reason passes through; too few candles say so
+    p = got[next(iter(got))]
+    assert one_market_estimates(p, None, "price history unreadable: x", [3600])[0].note == "price history unreadable: x"
+    assert "not enough candles" in one_market_estimates(p, history[:5], "", [3600])[0].note
+
+
+def _probabilities(doc: dict) -> dict[str, list[dict]]:
+    return {p["label"]: p["liquidation_probability"] for p in doc["positions"]}
+
+
+def test_check_json_estimates_from_candles_and_a_broken_venue_gives_null_with_the_reason_quickly(
+    tmp_path: Path, telegram_standin: TelegramStandIn, venues: Callable[[], Venue]
+) -> None:
+    venue = venues()
+    venue._apply(lambda s: s.candles.update({"BTC": walk(95_000.0, 3), "ETH": walk(3_100.0, 4)}))
+    config = write_config(tmp_path, telegram_standin, {"hl": venue_keys(venue)})
+    run = check_json(config)
+    assert run.code == 0 and run.doc is not None, run.stderr
+    baseline = run.seconds
+    by_label = {p["label"]: p for p in run.doc["positions"]}
+    for label, est in _probabilities(run.doc).items():
+        assert [e["horizon_s"] for e in est] == [3600, 86_400, 604_800]
+        sigma, n = est[0]["sigma_annual"], est[0]["samples"]
+        assert abs(sigma - SIGMA) < 4 * sigma / math.sqrt(2 * n), (label, sigma)
+        (leg,) = by_label[label]["perps"]
+        d = abs(math.log(Fraction(leg["liquidation_price"]["exact"]) / Fraction(leg["mark_price"]["exact"])))
+        for e in est:
+            assert e["probability"] == pytest.approx(first_passage(d, sigma, e["horizon_s"]), rel=1e-6), e
+            assert "liquidation price" in e["model"]
+    for fault, named in (
+        ("garbage", "is not a list of candles"),
+        ("many", "more than the"),
+        ("down", "HTTP 503"),
+        ("stall", f"no whole answer within {TIMEOUT:g} s"),
+    ):
+        venue.server.candle_fault = fault
+        run = check_json(config)
+        # the interpreter's start is the healthy run's; a broken history adds at most the venue's deadline
+        assert run.code == 0 and run.seconds < baseline + TIMEOUT + SLACK, (fault, run.seconds, baseline, run.stderr)
+        for label, est in _probabilities(run.doc).items():
+            assert {e["probability"] for e in est} == {None}, (fault, label, est)
+            assert named in est[0]["note"] and est[0]["note"].startswith("price history unreadable"), est[0]
+        venue.server.candle_fault = None
+
+
+def test_probability_rounds_in_the_config_sets_the_candles_read_back(
+    tmp_path: Path, telegram_standin: TelegramStandIn, venues: Callable[[], Venue]
+) -> None:
+    venue = venues()
+    venue._apply(lambda s: s.candles.update({"BTC": walk(95_000.0, 5), "ETH": walk(3_100.0, 6)}))
+    config = write_config(tmp_path, telegram_standin, {"hl": venue_keys(venue)})
+    doc = tomllib.loads(config.read_text())
+    write_toml(config, doc | {"probability": {"rounds": 100}})
+    run = check_json(config)
+    assert run.code == 0 and run.doc is not None, run.stderr
+    # 100 hours back: the 100 candles opened since (the last one still open), so 99 returns (the default: 499)
+    assert {e["samples"] for est in _probabilities(run.doc).values() for e in est} == {99}
+
+
+def test_watcher_run_serves_the_candle_probability_in_the_api_document(
+    tmp_path: Path, telegram_standin: TelegramStandIn, venues: Callable[[], Venue]
+) -> None:
+    """In `watcher run` the candles are read after a check commits: the next check's documents carry the figures,
+    the same as `watcher check --json` gives, and a venue whose candles break says so without stopping the checks."""
+    venue = venues()
+    venue._apply(lambda s: s.candles.update({"BTC": walk(95_000.0, 3), "ETH": walk(3_100.0, 4)}))
+    config = write_config(tmp_path, telegram_standin, {"hl": venue_keys(venue)})
+    once = _probabilities(check_json(config).doc)
+    w = start(config, "hl")
+    try:
+
+        def served() -> dict[str, list[dict]] | None:
+            docs = w.get("/positions")["positions"]
+            got = {d["label"]: d.get("liquidation_probability") for d in docs}
+            return got if got and all(e and e[0]["probability"] is not None for e in got.values()) else None
+
+        got = wait_for(served, 30, what="candle figures in the API documents")
+        assert got.keys() == once.keys()
+        for label, est in got.items():
+            # the candle still open moves with the clock between the two reads: the same history to 1e-4
+            assert [e["sigma_annual"] for e in est] == pytest.approx([e["sigma_annual"] for e in once[label]], rel=1e-4)
+            assert [e["samples"] for e in est] == [e["samples"] for e in once[label]]
+        checks = w.get("/health")
+        venue.server.candle_fault = "garbage"
+        # the candles are kept within their hour, so a broken venue shows only when they are read again: a restart
+        w.stop()
+        w = start(config, "hl")
+        broken = wait_for(
+            lambda: (
+                (docs := w.get("/positions")["positions"])
+                and all("price history unreadable" in (d["liquidation_probability"][0].get("note") or "") for d in docs)
+                and docs
+            ),
+            30,
+            what="the broken candles named",
+        )
+        assert all(d["level"] for d in broken) and w.get("/health")["status"] == checks["status"]
+    finally:
+        w.stop()

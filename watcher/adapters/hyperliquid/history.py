@@ -1,0 +1,151 @@
+"""Liquidation probability of Hyperliquid accounts from the venue's own candles (candleSnapshot), one market a driver.
+
+watcher/probability.py does not model perp legs yet, so this is the one-driver case only: an account holding one
+position is liquidated when that coin's mark reaches the position's liquidation price (watcher's own, tiers
+included), so with a driftless GBM of the price the probability is `first_passage` of the log distance to it, at the
+volatility the hourly closes realise. Accounts holding several coins get no estimate and say so. The candles are
+trade prices, not the mark the venue margins at; over hours the two move together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import aiohttp
+
+from watcher.adapters.base import ReadError
+from watcher.adapters.hyperliquid.candles import INTERVALS, fetch_candles
+from watcher.adapters.hyperliquid.parse import PROTOCOL
+from watcher.model import Position
+from watcher.probability import MIN_RETURNS, Estimate, first_passage, realised_volatility
+
+ONE_MARKET = (
+    "driftless GBM of the venue's hourly closes, first passage of the position's liquidation price (closed form)"
+)
+INTERVAL = "1h"
+
+
+@dataclass
+class CandleHistories:
+    """Hourly closes per (venue, coin), kept until a new candle closes: repeated checks within the hour ask nothing."""
+
+    candles: int = 500  #: candles to read back: about three weeks of hours
+    _kept: dict[tuple[str, str], tuple[int, list[tuple[int, Fraction]]]] = field(default_factory=dict)
+    _errors: dict[tuple[str, str], str] = field(default_factory=dict)  #: why a market's last read failed
+    version: int = 0  #: changes with every candle read or failure: estimates at the same version can be kept
+
+    async def estimate(
+        self,
+        positions: Sequence[Position],
+        venues: Mapping[str, Any],
+        horizons: Sequence[int],
+        session: aiohttp.ClientSession | None = None,
+    ) -> dict[str, list[Estimate]]:
+        """By position id, each Hyperliquid position's estimates; `venues` maps a venue name to its reader."""
+        await self.refresh(positions, venues, session)
+        return self.cached(positions, venues, horizons)
+
+    async def refresh(
+        self, positions: Sequence[Position], venues: Mapping[str, Any], session: aiohttp.ClientSession | None = None
+    ) -> None:
+        """Read the candles the positions' markets need (nothing within the same hour)."""
+        wanted = {(p.chain, p.perps[0].market) for p in positions if _one_market(p) and p.chain in venues}
+        if session is None:
+            async with aiohttp.ClientSession() as own:
+                errors = await self._learn(wanted, venues, own)
+        else:
+            errors = await self._learn(wanted, venues, session)
+        for key in wanted:
+            if errors.get(key, "") != self._errors.get(key, ""):
+                self.version += 1
+            if key in errors:
+                self._errors[key] = errors[key]
+            else:
+                self._errors.pop(key, None)
+
+    def cached(
+        self, positions: Sequence[Position], venues: Mapping[str, Any], horizons: Sequence[int]
+    ) -> dict[str, list[Estimate]]:
+        """By position id, the estimates from the candles read so far (no I/O)."""
+        out = {}
+        for p in positions:
+            key = (p.chain, p.perps[0].market) if p.perps else None
+            history = self._kept.get(key)[1] if key in self._kept else None
+            if p.chain not in venues:
+                error = f"venue {p.chain!r} is not configured"
+            elif key is not None and history is None and key not in self._errors:
+                error = "price history is being read: the next check carries the figures"
+            else:
+                error = self._errors.get(key, "") if key is not None else ""
+            out[p.key] = one_market_estimates(p, history, error, horizons)
+        return out
+
+    async def _learn(
+        self, wanted: set[tuple[str, str]], venues: Mapping[str, Any], session: aiohttp.ClientSession
+    ) -> dict[tuple[str, str], str]:
+        step = INTERVALS[INTERVAL]
+        now_ms = int(time.time() * 1000)
+        due = sorted(k for k in wanted if k not in self._kept or self._kept[k][0] != now_ms // 1000 // step)
+
+        async def one(key: tuple[str, str]) -> str:
+            reader = venues[key[0]]
+            try:
+                got = await fetch_candles(
+                    session,
+                    reader.base_url,
+                    key[1],
+                    now_ms - self.candles * step * 1000,
+                    now_ms,
+                    interval=INTERVAL,
+                    timeout=reader.timeout,
+                    max_bytes=reader.max_bytes,
+                )
+            except ReadError as exc:
+                self._kept.pop(key, None)  # an unreadable venue is not answered from an older history
+                return f"price history unreadable: {exc}"
+            self._kept[key] = (now_ms // 1000 // step, got)
+            self.version += 1
+            return ""
+
+        # every coin at once: the slowest answer, not their sum, bounds the wait (each under the venue's deadline)
+        results = await asyncio.gather(*(one(k) for k in due))
+        return {k: r for k, r in zip(due, results, strict=True) if r}
+
+
+def _one_market(p: Position) -> bool:
+    return p.protocol == PROTOCOL and len(p.perps) == 1
+
+
+def one_market_estimates(
+    p: Position, history: Sequence[tuple[int, Fraction]] | None, error: str, horizons: Sequence[int]
+) -> list[Estimate]:
+    """A one-position account's probability of liquidation within each horizon; None with the reason otherwise."""
+
+    def each(prob: float | None, sigma: float | None, samples: int, kind: str, note: str = "") -> list[Estimate]:
+        return [Estimate(h, prob, sigma, samples, kind, note) for h in horizons]
+
+    if not p.perps:
+        return each(0.0, None, 0, "no positions")
+    if p.liquidatable:
+        return each(1.0, None, 0, "already liquidatable")
+    if len(p.perps) > 1:
+        return each(None, None, 0, "none", "accounts with several markets are not modelled (one market drives it)")
+    if error:
+        return each(None, None, 0, "none", error)
+    leg = p.perps[0]
+    if leg.liquidation_price is None or leg.liquidation_price <= 0:
+        return each(0.0, None, 0, "no price liquidates the position")
+    vol = realised_volatility(history or ())
+    if vol is None:
+        return each(None, None, 0, "none", f"not enough candles for {leg.market} (at least {MIN_RETURNS} closes)")
+    distance = abs(math.log(leg.liquidation_price / leg.mark_price))
+    return [
+        Estimate(h, first_passage(distance, vol.sigma_annual, h), vol.sigma_annual, vol.samples, ONE_MARKET)
+        for h in horizons
+    ]

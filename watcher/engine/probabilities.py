@@ -1,0 +1,158 @@
+"""The probability listener: each position's liquidation probability, its price histories read off the check path.
+
+A check's positions get their estimates while the check is staged, from the histories already read (pure math,
+microseconds a position, and kept while neither the histories nor the position's health moved by a basis point);
+after the commit a background task reads what changed (a feed's new rounds, the feeds of new positions), so no
+check ever waits on a feed's history. The first check after a start therefore says the history is being read, and
+the next one carries the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from watcher.adapters.base import VenueReader
+from watcher.chain import ChainClient
+from watcher.config import Config
+from watcher.engine.heads import first_done
+from watcher.engine.publish import Check, Staged
+from watcher.model import Position
+from watcher.outlook import Outlook
+from watcher.probability import Estimate
+from watcher.readings import Readings
+from watcher.store import Store
+
+log = logging.getLogger("watcher")
+
+DAY = 86_400
+_BP = 10**14  #: a basis point of health (WAD): finer moves keep an estimate
+#: a refresh is a few eth_calls under the client's own deadlines; this bounds a pathological one as a whole
+REFRESH_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    inputs: tuple[object, ...]
+    estimates: list[Estimate]
+
+
+class Probabilities:
+    """Estimates per position (`get`), and the task that keeps their price histories read (`run`)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        clients: Mapping[str, ChainClient],
+        store: Store | None = None,
+        now: float = 0.0,
+        *,
+        venues: Sequence[VenueReader] = (),
+        session: Callable[[], Any] = lambda: None,
+    ) -> None:
+        pc = cfg.probability
+        self.enabled = pc.enabled
+        self.store = store
+        self.session = session  #: the daemon's aiohttp session, which venues' candles are read through
+        self.outlook = Outlook([int(h) for h in pc.horizons], pc.rounds, venues={v.chain: v for v in venues})
+        self.readings = Readings(pc.readings_every, pc.rounds)
+        if store is not None and self.enabled:
+            # a restart goes on from the readings it took before: the samples are spread over hours, not a check
+            self.readings.load(store.price_readings(now - pc.readings_every * pc.rounds * 2, pc.rounds))
+        self.outlook.readings = self.readings
+        self.clients = dict(clients)
+        self.chains = {name: c.name for name, c in clients.items()}
+        self.errors: dict[str, str] = {}  #: per chain, why its last history read failed
+        self.refreshes = 0  #: background reads finished (tests and benches wait on it)
+        self._kept: dict[str, _Kept] = {}
+        self._due: dict[str, list[Position]] = {}
+        self._staged: tuple[str, list[Position]] | None = None
+        self._wake: asyncio.Event | None = None
+
+    def get(self, key: str) -> list[Estimate] | None:
+        """The position's estimates at its latest check, or None (disabled, or not checked yet)."""
+        kept = self._kept.get(key)
+        return kept.estimates if kept is not None else None
+
+    def within_day(self, key: str) -> Estimate | None:
+        """The 24 h estimate (the `alerts.warn_probability_24h` rule's), or None."""
+        return next((e for e in self.get(key) or () if e.horizon_s == DAY), None)
+
+    def stage(self, check: Check, staged: Staged) -> None:
+        """Estimate every position read, from the histories read so far."""
+        if not self.enabled:
+            return
+        version = self.outlook.version
+        todo: list[tuple[Position, tuple[object, ...]]] = []
+        for p in check.result.positions:
+            inputs = (
+                version,
+                None if p.health is None else p.health // _BP,
+                p.liquidatable,
+                p.has_debt,
+                self.errors.get(p.chain),
+                self.readings.version,
+            )
+            kept = self._kept.get(p.key)
+            if kept is None or kept.inputs != inputs:
+                todo.append((p, inputs))
+        if todo:
+            got = self.outlook.cached([p for p, _ in todo], self.chains, self.errors)
+            for p, inputs in todo:
+                # derived, not state: kept even if this commit fails, as the same inputs give the same figures
+                self._kept[p.key] = _Kept(inputs, got[p.key])
+        self._staged = (check.source, list(check.result.positions))
+
+    def applied(self, staged: Staged) -> None:
+        """The check committed: its positions' histories are read next, off the check path."""
+        if self._staged is None:
+            return
+        source, positions = self._staged
+        self._staged = None
+        rows = self.readings.sample(positions, staged.now)
+        if rows and self.store is not None:
+            try:
+                self.store.add_price_readings(rows)
+            except (sqlite3.Error, OSError) as exc:  # kept in memory; a restart would start these series anew
+                log.warning("price readings not stored", extra={"error": f"{type(exc).__name__}: {exc}"})
+        if positions and any(p.chain in self.clients or p.chain in self.outlook.venues for p in positions):
+            self._due[source] = positions
+            if self._wake is not None:
+                self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Read the histories the committed checks need, one source's at a time, until `stop`."""
+        self._wake = asyncio.Event()
+        if self._due:
+            self._wake.set()
+        while not stop.is_set():
+            await first_done(stop.wait(), self._wake.wait())
+            self._wake.clear()
+            due, self._due = self._due, {}
+            for positions in due.values():
+                await self._refresh(positions)
+
+    async def _refresh(self, positions: list[Position]) -> None:
+        chains = {p.chain for p in positions if p.chain in self.clients}
+        try:
+            errors = await asyncio.wait_for(
+                self.outlook.refresh(positions, self.clients, self.session()), REFRESH_TIMEOUT
+            )
+        except TimeoutError:
+            errors = dict.fromkeys(chains, f"no answer within {REFRESH_TIMEOUT:g} s")
+        except Exception as exc:  # a history is a convenience: its failure must not stop the task for good
+            log.exception("price history refresh failed")
+            errors = dict.fromkeys(chains, f"{type(exc).__name__}: {exc}")
+        for c in chains:
+            if c in errors:
+                self.errors[c] = errors[c]
+            else:
+                self.errors.pop(c, None)
+        self.refreshes += 1
+
+
+__all__ = ["Probabilities"]
