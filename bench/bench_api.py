@@ -29,7 +29,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.aave_helpers import batch_reader
-from tests.notify_servers import free_port
+from tests.loopback import free_port
 from watcher.chain import ChainClient
 from watcher.check import build
 from watcher.config import parse_config

@@ -37,7 +37,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_check import borrowers
-from tests.notify_servers import TelegramStandIn
+from tests.telegram_server import TelegramStandIn
 from watcher.check import build
 from watcher.cli import channels_for, connect
 from watcher.config import parse_config

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from web3 import Web3
 
-from tests.notify_servers import RecordingHandler, start_smtp
+from tests.smtp_servers import RecordingHandler, start_smtp
 from watcher.devchain.aave import VERSIONS, AaveMarket, aave_artifacts, deploy_aave
 from watcher.devchain.anvil import Anvil
 from watcher.devchain.deploy import eth_tester_web3, revert_snapshot, take_snapshot

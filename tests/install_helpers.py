@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import tomlkit
 
-from tests.notify_servers import free_port
-from tests.run_harness import REPO_ROOT, child_env, wait_for
+from tests.loopback import free_port
+from tests.processes import REPO_ROOT, child_env, wait_for
 
 
 def shipped_config(tmp_path: Path, port: int) -> Path:

@@ -28,7 +28,8 @@ from urllib.parse import quote
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.notify_servers import TelegramStandIn, free_port
+from tests.loopback import free_port
+from tests.telegram_server import TelegramStandIn
 from tests.test_daemon import Clock, config_text, make_daemon, step
 from watcher.api import make_app, serve
 from watcher.config import Config, ConfigError, parse_config

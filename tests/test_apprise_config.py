@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tests.apprise_standin import HookStandIn
-from tests.run_harness import REPO_ROOT, child_env, write_toml
+from tests.configs import write_toml
+from tests.processes import REPO_ROOT, child_env
 
 SECRET = "APPRISE-URL-SECRET"
 

@@ -11,7 +11,8 @@ import pytest
 
 from tests import run_harness
 from tests.apprise_standin import HookStandIn
-from tests.run_harness import RunSetup, WatcherProcess, ref_of, set_price, wait_for
+from tests.processes import WatcherProcess, wait_for
+from tests.run_harness import RunSetup, ref_of, set_price
 
 run_market = run_harness.run_market
 run_setup = run_harness.run_setup

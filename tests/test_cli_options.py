@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.notify_servers import free_port
+from tests.loopback import free_port
 from tests.test_bad_input import Counter, counter, run_config  # noqa: F401 - counter is a fixture
 
 ROOT = Path(__file__).resolve().parent.parent

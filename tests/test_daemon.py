@@ -22,7 +22,8 @@ import pytest
 
 from tests.aave_helpers import batch_reader
 from tests.configs import accounts, config_toml, inline_env, local_chain
-from tests.notify_servers import RecordingHandler, TelegramStandIn
+from tests.smtp_servers import RecordingHandler
+from tests.telegram_server import TelegramStandIn
 from watcher.chain import ChainClient
 from watcher.check import build
 from watcher.cli import channels_for

@@ -19,7 +19,8 @@ import pytest
 
 from tests import run_harness
 from tests.dom import Node, parse
-from tests.run_harness import RunSetup, set_price, wait_for
+from tests.processes import wait_for
+from tests.run_harness import RunSetup, set_price
 
 run_market = run_harness.run_market
 telegram_standin = run_harness.telegram_standin

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.install_helpers import watcher_api
-from tests.notify_servers import free_port
-from tests.run_harness import REPO_ROOT
+from tests.loopback import free_port
+from tests.processes import REPO_ROOT
 from watcher.cli import parser
 from watcher.config import ApiConfig
 

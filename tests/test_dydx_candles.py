@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.dydx_server import DydxIndexerStandIn, num
-from tests.notify_servers import free_port
+from tests.loopback import free_port
 from tests.test_dydx_v4 import ACCOUNTS, SUBS, _markets, _subaccounts
 from watcher.adapters.base import ReadError
 from watcher.adapters.dydx_v4 import DydxV4Reader

@@ -21,8 +21,9 @@ import pytest
 from tests import run_harness
 from tests.configs import write_toml
 from tests.dydx_server import DydxIndexerStandIn, num
-from tests.notify_servers import TelegramStandIn, free_port
-from tests.run_harness import TOKEN_ENV, WatcherProcess, check_json, wait_for
+from tests.loopback import free_port
+from tests.processes import TOKEN_ENV, WatcherProcess, check_json, wait_for
+from tests.telegram_server import TelegramStandIn
 from tests.test_dydx_simulator import GRID, HOUR
 from tests.test_dydx_v4 import A, B, _markets, _run, _subaccounts
 from tests.test_simulate import simulate

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.run_harness import RunSetup, check_json, merge, run_market, run_setup, telegram_standin, wait_for, write_toml
+from tests.configs import merge, write_toml
+from tests.processes import check_json, wait_for
+from tests.run_harness import RunSetup, run_market, run_setup, telegram_standin
 from watcher.devchain.ens import EnsStandIn, deploy_ens_stand_in
 from watcher.ens import namehash, normalize
 

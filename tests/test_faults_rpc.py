@@ -30,21 +30,12 @@ import pytest
 import requests
 
 from tests.aave_helpers import batch_reader
-from tests.notify_servers import Received, TelegramStandIn, free_port
+from tests.configs import merge, write_toml
+from tests.loopback import free_port
+from tests.processes import TOKEN, TOKEN_ENV, CheckRun, WatcherProcess, check_json, wait_for
 from tests.rpc_proxy import RpcProxy
-from tests.run_harness import (
-    TOKEN,
-    TOKEN_ENV,
-    CheckRun,
-    RunSetup,
-    WatcherProcess,
-    check_json,
-    merge,
-    ref_of,
-    set_price,
-    wait_for,
-    write_toml,
-)
+from tests.run_harness import RunSetup, ref_of, set_price
+from tests.telegram_server import Received, TelegramStandIn
 from watcher.devchain.aave import AaveMarket, deploy_aave
 from watcher.devchain.anvil import Anvil, rpc
 from watcher.devchain.deploy import mine, revert_snapshot, take_snapshot

@@ -19,17 +19,12 @@ from typing import Any
 import pytest
 
 from tests import run_harness
-from tests.notify_servers import StuckSMTP, TelegramStandIn
-from tests.run_harness import (
-    RunSetup,
-    SwitchableNode,
-    WatcherProcess,
-    first_lines,
-    open_borrowers,
-    ref_of,
-    set_price,
-    wait_for,
-)
+from tests.configs import write_toml
+from tests.processes import WatcherProcess, wait_for
+from tests.run_harness import RunSetup, first_lines, open_borrowers, ref_of, set_price
+from tests.smtp_servers import StuckSMTP
+from tests.switchable_node import SwitchableNode
+from tests.telegram_server import TelegramStandIn
 
 # The harness's fixtures, found by pytest under these names.
 run_market = run_harness.run_market
@@ -549,7 +544,7 @@ def test_a_configured_chain_no_account_uses_never_reads_as_stale(run_setup: RunS
     s = run_setup
     parts = s.parts(interval=INTERVAL)
     parts["chains"]["spare"] = dict(parts["chains"]["local"]) | {"stale_after": 2.0}
-    cfg = run_harness.write_toml(s.tmp_path / "spare.toml", parts)
+    cfg = write_toml(s.tmp_path / "spare.toml", parts)
     w = s.start(cfg)
     wait_for(lambda: w.logs("check", chain="local"), 30, what="a first good check")
     time.sleep(3.0)

@@ -21,18 +21,12 @@ from typing import Any
 import pytest
 
 from tests import run_harness
+from tests.configs import write_toml
 from tests.hyperliquid_server import HyperliquidStandIn
-from tests.notify_servers import TelegramStandIn
-from tests.run_harness import (
-    TOKEN_ENV,
-    CheckRun,
-    RunSetup,
-    WatcherProcess,
-    check_json,
-    free_port,
-    wait_for,
-    write_toml,
-)
+from tests.loopback import free_port
+from tests.processes import TOKEN_ENV, CheckRun, WatcherProcess, check_json, wait_for
+from tests.run_harness import RunSetup
+from tests.telegram_server import TelegramStandIn
 from tests.test_hyperliquid import ACCOUNTS, CROSS_LIQ, META, world
 
 # The harness's fixtures, found by pytest under these names.

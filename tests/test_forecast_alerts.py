@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 
 from tests import run_harness
-from tests.run_harness import RunSetup, wait_for
+from tests.processes import wait_for
+from tests.run_harness import RunSetup
 from tests.test_forecast_aave import _drain
 
 run_market = run_harness.run_market

@@ -19,8 +19,9 @@ import pytest
 
 from tests.aave_helpers import batch_reader, latest_timestamp, next_block_at
 from tests.configs import accounts, check_config, local_chain, write_toml
-from tests.notify_servers import TelegramStandIn, free_port
-from tests.run_harness import TOKEN, TOKEN_ENV, WatcherProcess, check_json, wait_for
+from tests.loopback import free_port
+from tests.processes import TOKEN, TOKEN_ENV, WatcherProcess, check_json, wait_for
+from tests.telegram_server import TelegramStandIn
 from tests.test_gmx_between_checks import KeptReader
 from tests.test_synthetix_perps_standin import StandInWatcher, _liquidatable_at
 from watcher.adapters.gmx_v2 import FLOAT, market_key, open_interest_in_tokens_key, open_interest_key, pool_amount_key

@@ -9,7 +9,8 @@ import sys
 
 from tests import run_harness
 from tests.aave_helpers import Watcher, latest_timestamp, set_price_at
-from tests.run_harness import REPO_ROOT, RunSetup, check_json, child_env, wait_for
+from tests.processes import REPO_ROOT, check_json, child_env, wait_for
+from tests.run_harness import RunSetup
 from tests.test_forecast_aave import _drain, _tick_at
 from watcher.devchain.deploy import revert_snapshot, take_snapshot
 from watcher.forecast import DAY

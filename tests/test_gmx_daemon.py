@@ -15,7 +15,7 @@ import pytest
 
 from tests.aave_helpers import batch_reader
 from tests.configs import accounts, check_config, local_chain
-from tests.notify_servers import TelegramStandIn
+from tests.telegram_server import TelegramStandIn
 from tests.test_daemon import TOKEN, Clock, close, make_daemon, step, texts
 from tests.test_gmx_between_checks import open_legs
 from watcher.chain import ChainClient

@@ -14,9 +14,10 @@ import time
 import pytest
 
 from tests import run_harness
-from tests.notify_servers import free_port
+from tests.loopback import free_port
+from tests.processes import REPO_ROOT, WatcherProcess, child_env, wait_for
 from tests.rpc_proxy import RpcProxy
-from tests.run_harness import REPO_ROOT, RunSetup, child_env, set_price, wait_for
+from tests.run_harness import RunSetup, set_price
 
 run_market = run_harness.run_market
 run_setup = run_harness.run_setup
@@ -49,7 +50,7 @@ def _alert_after_block(s: RunSetup, wait: float) -> float | None:
     return None
 
 
-def _first_check(w: run_harness.WatcherProcess) -> None:
+def _first_check(w: WatcherProcess) -> None:
     wait_for(lambda: w.logs("check", chain="local"), 30, what="a first good check")
 
 

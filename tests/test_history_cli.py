@@ -8,7 +8,8 @@ import sqlite3
 from pathlib import Path
 
 from tests import run_harness
-from tests.run_harness import RunSetup, set_price, wait_for
+from tests.processes import wait_for
+from tests.run_harness import RunSetup, set_price
 from tests.test_cli_options import watcher
 
 run_market = run_harness.run_market

@@ -21,9 +21,10 @@ import aiohttp
 import pytest
 
 from tests import run_harness
+from tests.configs import write_toml
 from tests.hyperliquid_server import HyperliquidStandIn
-from tests.notify_servers import TelegramStandIn
-from tests.run_harness import check_json, wait_for, write_toml
+from tests.processes import check_json, wait_for
+from tests.telegram_server import TelegramStandIn
 from tests.test_faults_venue import SLACK, TIMEOUT, Venue, start, venue_keys, venues, write_config
 from tests.test_hyperliquid import META, world
 from tests.test_hyperliquid_simulator import MIXED, read_all

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tests import run_harness
-from tests.notify_servers import TelegramStandIn
-from tests.run_harness import check_json
+from tests.processes import check_json
+from tests.telegram_server import TelegramStandIn
 from tests.test_faults_venue import Venue, start, venue_keys, venues, write_config
 from tests.test_hyperliquid_simulator import read_all
 from tests.test_simulate import simulate

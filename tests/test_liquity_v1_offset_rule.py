@@ -15,7 +15,7 @@ from web3 import Web3
 
 from tests.aave_helpers import batch_reader
 from tests.configs import accounts, check_config, local_chain
-from tests.run_harness import check_json
+from tests.processes import check_json
 from tests.test_liquity_standin import StandInWatcher, _answers, _plan, _v1_reader_ready
 from watcher.adapters.base import Account, ReadError
 from watcher.adapters.liquity import (

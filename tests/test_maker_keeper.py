@@ -12,7 +12,7 @@ import pytest
 
 from tests.aave_helpers import batch_reader
 from tests.configs import accounts, check_config, local_chain
-from tests.run_harness import check_json
+from tests.processes import check_json
 from tests.test_maker_standin import THRESHOLDS, MakerStandInWatcher
 from watcher.adapters.maker import JUG_DRIP, OSM_POKE, SPOTTER_POKE, DogState, MakerSimulator, spot_of
 from watcher.devchain.anvil import Anvil

@@ -18,17 +18,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlite_utils import Database
 
-from tests.notify_servers import (
-    HOST,
-    Cert,
-    RecordingHandler,
-    StuckSMTP,
-    TelegramStandIn,
-    free_port,
-    make_cert,
-    password_authenticator,
-    start_smtp,
-)
+from tests.loopback import HOST, free_port
+from tests.smtp_servers import Cert, RecordingHandler, StuckSMTP, make_cert, password_authenticator, start_smtp
+from tests.telegram_server import TelegramStandIn
 from watcher.notify import outbox
 from watcher.notify.base import Message, PermanentFailure, TemporaryFailure
 from watcher.notify.email import EmailChannel

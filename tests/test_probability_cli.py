@@ -14,7 +14,7 @@ import pytest
 
 from tests.aave_helpers import batch_reader
 from tests.configs import accounts, check_config, local_chain
-from tests.run_harness import REPO_ROOT, check_json, child_env
+from tests.processes import REPO_ROOT, check_json, child_env
 from tests.test_probability import walk
 from watcher.devchain.aave import AaveMarket, deploy_aave
 from watcher.devchain.anvil import Anvil

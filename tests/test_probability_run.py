@@ -17,8 +17,9 @@ import pytest
 
 from tests import run_harness
 from tests.dom import parse
+from tests.processes import check_json, wait_for
 from tests.rpc_proxy import RpcProxy
-from tests.run_harness import RunSetup, check_json, set_price, wait_for
+from tests.run_harness import RunSetup, set_price
 from tests.test_probability import walk
 from watcher.devchain.aave import AaveMarket
 from watcher.devchain.deploy import Calldata, Tx, send_txs

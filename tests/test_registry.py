@@ -10,7 +10,9 @@ import subprocess
 import sys
 
 from tests import run_harness
-from tests.run_harness import REPO_ROOT, RunSetup, WatcherProcess, child_env, set_price, wait_for, write_toml
+from tests.configs import write_toml
+from tests.processes import REPO_ROOT, WatcherProcess, child_env, wait_for
+from tests.run_harness import RunSetup, set_price
 
 run_market = run_harness.run_market
 run_setup = run_harness.run_setup

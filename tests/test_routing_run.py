@@ -12,8 +12,10 @@ import pytest
 
 from tests import run_harness
 from tests.apprise_standin import HookStandIn
-from tests.notify_servers import RecordingHandler
-from tests.run_harness import RunSetup, SwitchableNode, WatcherProcess, ref_of, set_price, wait_for
+from tests.processes import WatcherProcess, wait_for
+from tests.run_harness import RunSetup, ref_of, set_price
+from tests.smtp_servers import RecordingHandler
+from tests.switchable_node import SwitchableNode
 
 run_market = run_harness.run_market
 run_setup = run_harness.run_setup

@@ -21,7 +21,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.run_harness import RunSetup, WatcherProcess, run_market, run_setup, telegram_standin, wait_for
+from tests.processes import WatcherProcess, wait_for
+from tests.run_harness import RunSetup, run_market, run_setup, telegram_standin
 from watcher.sdnotify import Liveness, Notifier, socket_address, status_line, watchdog_interval
 
 __all__ = ["run_market", "run_setup", "telegram_standin"]  # fixtures, imported for pytest
@@ -252,7 +253,7 @@ sources.ChainSource.read = read
 def hanging_env(tmp_path: Path, sd: NotifySocket) -> dict[str, str]:
     """systemd's variables (1 s watchdog) and the hanging plugin on the path."""
     (tmp_path / "mw_hang.py").write_text(HANG)
-    from tests.run_harness import REPO_ROOT
+    from tests.processes import REPO_ROOT
 
     return {
         "NOTIFY_SOCKET": sd.address,

@@ -18,7 +18,7 @@ import pytest
 import tomlkit
 
 from tests.aave_helpers import batch_reader
-from tests.run_harness import REPO_ROOT, child_env
+from tests.processes import REPO_ROOT, child_env
 from watcher.devchain.aave import AaveMarket, PositionSpec, deploy_aave
 from watcher.devchain.anvil import Anvil
 from watcher.devchain.deploy import revert_snapshot, take_snapshot

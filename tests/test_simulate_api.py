@@ -8,8 +8,9 @@ import sys
 import urllib.parse
 
 from tests import run_harness
-from tests.notify_servers import free_port
-from tests.run_harness import REPO_ROOT, RunSetup, WatcherProcess, child_env, wait_for
+from tests.loopback import free_port
+from tests.processes import REPO_ROOT, WatcherProcess, child_env, wait_for
+from tests.run_harness import RunSetup
 from tests.test_simulate import simulate
 from watcher.api.simulate import NO_SIMULATORS
 

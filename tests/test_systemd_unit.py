@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.install_helpers import api_process, shipped_config, wait_api, watcher_api
-from tests.notify_servers import free_port
-from tests.run_harness import REPO_ROOT, RunSetup, WatcherProcess, child_env, run_market, run_setup, telegram_standin
-from tests.run_harness import wait_for as wait_until
+from tests.loopback import free_port
+from tests.processes import REPO_ROOT, WatcherProcess, child_env
+from tests.processes import wait_for as wait_until
+from tests.run_harness import RunSetup, run_market, run_setup, telegram_standin
 from tests.test_sdnotify import NotifySocket
 from watcher.cli import parser
 

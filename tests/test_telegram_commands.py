@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from tests import run_harness
-from tests.run_harness import REPO_ROOT, TOKEN, RunSetup, WatcherProcess, child_env, ref_of, set_price, wait_for
+from tests.processes import REPO_ROOT, TOKEN, WatcherProcess, child_env, wait_for
+from tests.run_harness import RunSetup, ref_of, set_price
 from watcher.render import health_text
 
 # The harness's fixtures, found by pytest under these names.

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from tests import run_harness
-from tests.run_harness import TOKEN, RunSetup, set_price, wait_for
+from tests.processes import TOKEN, wait_for
+from tests.run_harness import RunSetup, set_price
 from tests.telegram_updates import FLOOD_WAIT
 from tests.test_faults_run import DbFault
 from tests.test_telegram_commands import CHAT, ask, commands_on, log_text, started

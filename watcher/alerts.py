@@ -24,6 +24,8 @@ class Rules:
     fall_window: float = 600.0  #: ... within this many seconds
     #: warn when the time to liquidation at constant prices is at most this many seconds (None: no such rule)
     warn_ttl: int | None = None
+    #: a Maker vault is judged at the worse of its health now and at the OSM's queued price (False: now only)
+    maker_next_price: bool = True
     #: warn when the probability of liquidation within 24 h is at least this (None: no such rule)
     warn_p24: float | None = None
 

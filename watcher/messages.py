@@ -8,6 +8,7 @@ from decimal import Decimal
 from watcher.alerts import Event
 from watcher.forecast_doc import CACHE, forecast_line
 from watcher.model import Level, Position
+from watcher.next_oracle import next_oracle_line
 from watcher.probability import Estimate
 from watcher.render import health_text, percent_text, perp_text, short, top_up_text
 from watcher.risk import Advice, perp_top_ups
@@ -35,9 +36,11 @@ def position_message(
     previous: int | None,
     target: int | None = None,
     ttl_under: int | None = None,
+    levels: tuple[int, int] | None = None,
     chance: Estimate | None = None,
 ) -> tuple[str, str]:
-    """(subject, text) for an alert about a position; `previous` is an earlier health, for the trend."""
+    """(subject, text) for an alert about a position; `previous` is an earlier health, for the trend; `levels`
+    (warn, critical) name the level a Maker vault's next oracle price brings."""
     level = event.level.name
     head = _HEAD.get(event.kind, event.kind).format(level=level)
     icon = "📉" if event.kind == "falling_fast" else _ICON[event.level]
@@ -54,6 +57,9 @@ def position_message(
         else f"read {time.strftime('%H:%M:%S', time.gmtime(p.block.timestamp))} UTC"
     )
     lines.append(f"Health {health_text(p.health)}{trend} · {when}")
+    osm = next_oracle_line(p, *levels) if levels is not None else None
+    if osm:
+        lines.append(osm)
     if event.level in (Level.WARN, Level.CRITICAL) and event.kind != "recover":
         # under 30 days (or the warn_days_to_liquidation rule's limit): further out it is noise in an alert
         ttl = forecast_line(p, CACHE.get(p), max(30 * 86_400, ttl_under or 0))

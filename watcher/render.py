@@ -14,6 +14,7 @@ from rich.table import Table
 from watcher.check import CheckResult
 from watcher.forecast_doc import CACHE, add_forecast, days_text
 from watcher.model import WAD, Leg, Level, PerpLeg, Position
+from watcher.next_oracle import next_oracle_cell, next_oracle_doc
 from watcher.output import current
 from watcher.risk import Action, Advice, LiquidationPrice, MarginTopUp, Thresholds, level_of, perp_top_ups
 
@@ -174,6 +175,9 @@ def render_table(
                 advice = " and\n".join(top_up_text(p, u) for u in ups) if ups else "-"
             f = CACHE.get(p, lvl is Level.OK)
             ttl = f"liq. in {days_text(f.at - p.block.timestamp)}" if f.at is not None and not p.liquidatable else ""
+            osm = next_oracle_cell(p, thresholds.warn, thresholds.critical)
+            if osm:
+                ttl = f"{ttl}\n{osm}" if ttl else osm
             chance = (chances or {}).get(p.key)
             if chance is not None and chance.probability is not None and p.has_debt and not p.liquidatable:
                 ttl += ("\n" if ttl else "") + f"24 h liq. {percent_text(chance.probability)}"
@@ -266,6 +270,8 @@ def position_json(
     """
     doc = _position_json(p, adv, thresholds, protocol)
     add_forecast(doc, p, ok=doc["level"] == "ok")
+    if "osm" in p.details:  # a Maker vault: its OSM's queued price, null when the oracle does not move
+        doc["next_oracle"] = next_oracle_doc(p, thresholds.warn, thresholds.critical)
     if p.perps:
         decimals = _base_decimals(p)
         doc["perps"] = [perp_json(p, leg) for leg in p.perps]

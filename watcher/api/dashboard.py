@@ -289,6 +289,14 @@ def _silences(rows: list[tuple[Any, ...]]) -> str:
     return _table("silences", ("id", "mutes", "until (UTC)"), out)
 
 
+def _next_oracle(doc: dict[str, Any]) -> str:
+    """A Maker vault's OSM queued price, in the words its alerts use."""
+    nxt = doc.get("next_oracle") or {}
+    if not nxt.get("text"):
+        return ""
+    return f'<p id="next-oracle" class="lv-{_e(nxt.get("level"))}">{_e(nxt["text"])}</p>'
+
+
 def _chances(doc: dict[str, Any]) -> str:
     estimates = [e for e in doc.get("liquidation_probability") or [] if isinstance(e, dict)]
     if not estimates:
@@ -325,7 +333,7 @@ async def position_page(request: web.Request) -> web.Response:
         f' <span class="lv-{_e(level)}">{_e(level)}</span></h2>'
         f'<p><span class="muted">{_e(key)}</span><br>health <strong class="num">'
         f"{_health_text(doc.get('health_raw'))}</strong>, read {_e(updated)} at block"
-        f" {_e((doc.get('block') or {}).get('number'))}</p>{stale}"
+        f" {_e((doc.get('block') or {}).get('number'))}</p>{stale}{_next_oracle(doc)}"
         f"{_legs(doc)}<h2>Liquidation prices</h2>{_liquidation_prices(doc)}<h2>Advice</h2>{_advice(doc)}"
         f"<h2>Liquidation probability</h2>{_chances(doc)}"
         f"{_charts(doc, readings, settings['config'])}"

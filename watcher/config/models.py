@@ -144,6 +144,8 @@ class AlertsConfig(Strict):
     falling_window: float = Field(default=600.0, gt=0, le=365 * MAX_INTERVAL)
     #: warn when interest alone liquidates within this many days at constant prices (None: no such rule)
     warn_days_to_liquidation: float | None = Field(default=None, gt=0, le=3650)
+    #: a Maker vault alerts on the OSM's queued price before the Vat sees it (false: only once a keeper can act)
+    maker_next_price: bool = True
     #: warn when the probability of liquidation within 24 h reaches this (None: no such rule; needs [probability])
     warn_probability_24h: float | None = Field(default=None, gt=0, lt=1)
     overrides: list[Override] = []

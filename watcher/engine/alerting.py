@@ -11,6 +11,7 @@ from watcher.engine.rules import RuleBook
 from watcher.forecast_doc import ttl_of
 from watcher.messages import position_message
 from watcher.model import Level, Position
+from watcher.next_oracle import alert_health
 from watcher.store import AlertRecord, Store
 
 
@@ -42,7 +43,13 @@ class Alerting:
                 # an ok-by-health position may reuse a young forecast (see forecast_doc); worse ones are solved anew
                 ttl = ttl_of(p, classify(p.health, p.liquidatable, rules.warn, rules.critical) is Level.OK)
             day = self.probabilities.within_day(p.key) if self.probabilities is not None else None
-            obs = Observation(check.now, p.health, p.liquidatable, ttl, day.probability if day is not None else None)
+            obs = Observation(
+                check.now,
+                alert_health(p, rules.maker_next_price),
+                p.liquidatable,
+                ttl,
+                day.probability if day is not None else None,
+            )
             new, events = evaluate(p.key, state, obs, rules)
             if new != state:
                 staged.states[p.key] = new
@@ -56,13 +63,15 @@ class Alerting:
 
     def _record(self, check: Check, p: Position, ev: Event) -> AlertRecord:
         previous = self.last_history.get(p.key)
+        rules = self.rules.rules_for(p)
         subject, text = position_message(
             p,
             ev,
             check.advice(p),
             previous[1] if previous else None,
             self.rules.cfg.thresholds.target,
-            ttl_under=self.rules.rules_for(p).warn_ttl,
+            ttl_under=rules.warn_ttl,
+            levels=(rules.warn, rules.critical),
             chance=self.probabilities.within_day(p.key) if self.probabilities is not None else None,
         )
         return AlertRecord(ev.alert_id, p.key, ev.kind, ev.level.name.lower(), p.health, ev.at, subject, text)

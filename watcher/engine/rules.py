@@ -21,6 +21,7 @@ def rules_from(cfg: Config) -> Rules:
         fall_drop=a.falling_drop,
         fall_window=a.falling_window,
         warn_ttl=None if a.warn_days_to_liquidation is None else int(a.warn_days_to_liquidation * 86_400),
+        maker_next_price=a.maker_next_price,
         warn_p24=a.warn_probability_24h,
     )
 
