@@ -114,3 +114,36 @@ def test_perps_it_does_not_model_say_so() -> None:
             and e.sigma_annual is None
             and "not enough price history for ETH/USD: 5 rounds" in e.note
         )
+
+
+def test_a_perp_without_feed_history_takes_the_watchers_own_readings_of_its_mark() -> None:
+    """A perp venue whose prices the outlook cannot read (dYdX, Synthetix, GMX without feeds): the marks the checks
+    read, sampled by `Readings`, become the history under the leg's driver, and the estimate is the closed form of
+    that history at the nearest leg's distance."""
+    from dataclasses import replace
+
+    from watcher.outlook import Outlook
+    from watcher.readings import Readings
+
+    readings = Readings(every=60.0, keep=500)
+    outlook = Outlook(horizons=[86_400], readings=readings)
+    rng = random.Random(9)
+    mark, t = 2_000.0, 1_700_000_000
+    for _ in range(40):
+        mark *= math.exp(0.01 * rng.gauss(0.0, 1.0))
+        m = Fraction(round(mark * 100), 100)
+        readings.sample([account(perp(10, m, m * Fraction(8, 10)))], t)
+        t += 60
+    p = account(perp(10, m, m * Fraction(8, 10)))
+    [est] = outlook.cached([p], {})[p.key]
+    history = readings.series[("local", "gmx_v2", ETH)]
+    assert len(history) == 40 and history[-1][1] == int(m * WAD)
+    vol = realised_volatility(history)
+    assert vol is not None and est.sigma_annual == pytest.approx(vol.sigma_annual) and est.samples == 39
+    assert est.probability == pytest.approx(first_passage(math.log(10 / 8), vol.sigma_annual, 86_400))
+    assert "the watcher's own price readings, one every 60 s" in est.note, est.note
+    # too few readings: null, counting them
+    few = Readings(every=60.0, keep=500)
+    few.sample([replace(p, label="other")], t)
+    [none] = Outlook(horizons=[86_400], readings=few).cached([p], {})[p.key]
+    assert none.probability is None and "1 of 21 so far" in none.note, none.note

@@ -216,7 +216,10 @@ def _needs(p: Position) -> list[Need] | str:
     fn = SOURCES.get(kind)
     if fn is None:
         return WHY_NOT.get(kind, f"price history is not read for {p.protocol} positions yet")
-    return fn(p)
+    try:
+        return fn(p)
+    except (KeyError, TypeError, ValueError) as exc:  # a position without what its oracle's path starts from
+        return f"price history is not read: the {p.protocol} position names no {exc}"
 
 
 async def resolve(

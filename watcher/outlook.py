@@ -99,7 +99,7 @@ class Outlook:
                 out[p.key] = self._none(p, f"price history unreadable: {errors[p.chain]}")
             else:
                 out[p.key] = self._for(p, _needs(p), chains[p.chain], memo)
-            if self.readings is not None and p.has_debt and out[p.key][0].probability is None:
+            if self.readings is not None and (p.has_debt or p.perps) and out[p.key][0].probability is None:
                 out[p.key] = self._from_readings(p, out[p.key][0].note, own)
         return out
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from watcher.model import WAD, Position
+from watcher.perp_probability import perp_driver
 
 #: (chain, deployment, asset or market): one price series; the deployment's own oracle prices it
 Key = tuple[str, str, str]
@@ -25,8 +26,9 @@ def prices_of(p: Position) -> dict[str, tuple[Key, int]]:
             out[leg.asset] = ((p.chain, p.protocol, leg.asset), leg.price)
     for perp in p.perps:
         mark = int(perp.mark_price * WAD)  # a Fraction: kept as an integer at 18 decimals
+        driver = perp_driver(perp)  # the key perp_probability looks a leg's history up by
         if mark > 0:
-            out[perp.market] = ((p.chain, p.protocol, perp.market), mark)
+            out[driver] = ((p.chain, p.protocol, driver), mark)
     return out
 
 

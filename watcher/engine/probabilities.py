@@ -101,10 +101,17 @@ class Probabilities:
             if kept is None or kept.inputs != inputs:
                 todo.append((p, inputs))
         if todo:
-            got = self.outlook.cached([p for p, _ in todo], self.chains, self.errors)
+            try:
+                got = self.outlook.cached([p for p, _ in todo], self.chains, self.errors)
+            except Exception:  # a figure is a convenience: its failure must not cost the check its commit
+                log.exception("liquidation probability failed")
+                got = {}
             for p, inputs in todo:
-                # derived, not state: kept even if this commit fails, as the same inputs give the same figures
-                self._kept[p.key] = _Kept(inputs, got[p.key])
+                if p.key in got:
+                    # derived, not state: kept even if this commit fails, as the same inputs give the same figures
+                    self._kept[p.key] = _Kept(inputs, got[p.key])
+                else:
+                    self._kept.pop(p.key, None)
         self._staged = (check.source, list(check.result.positions))
 
     def applied(self, staged: Staged) -> None:
