@@ -8,7 +8,10 @@ processes print are compared with a read of the stand-in at the shocked price or
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -27,6 +30,7 @@ from tests.telegram_server import TelegramStandIn
 from tests.test_dydx_simulator import GRID, HOUR
 from tests.test_dydx_v4 import A, B, _markets, _run, _subaccounts
 from tests.test_simulate import simulate
+from watcher.probability import first_passage, realised_volatility
 
 telegram_standin = run_harness.telegram_standin
 
@@ -248,3 +252,55 @@ def test_warn_days_to_liquidation_warns_a_dydx_subaccount_paying_funding(
     # 33 to 34 hours from the read: 1.4 days either way
     assert "Liquidation in 1.4 days at constant prices (fees and funding)" in text, text
     assert [r.text for r in telegram_standin.received if "bob" in r.text.splitlines()[0]] == []
+
+
+def _walk(start: float, seed: int, hours: int = 600) -> list[tuple[int, str]]:
+    """Hourly closes of a driftless GBM at SIGMA a year, ending with the hour open now, as the indexer's decimals."""
+    rng = random.Random(seed)
+    now = int(time.time()) // HOUR * HOUR
+    price, out = start, []
+    for k in range(hours):
+        out.append((now - (hours - 1 - k) * HOUR, num(Fraction(round(price * 10**6), 10**6))))
+        price *= math.exp(rng.gauss(0.0, SIGMA * math.sqrt(HOUR / (365 * 86_400))))
+    return out
+
+
+SIGMA = 0.8
+
+
+def test_check_json_and_watcher_run_estimate_from_the_indexers_candles(indexer: Indexer, tmp_path: Path) -> None:
+    """One-market subaccounts take their probability from the indexer's hourly candles, the closed form at the
+    distance to their liquidation price; the cross subaccount on several markets says it is not modelled."""
+    walks = {"TRUMP-USD": _walk(10.0, 1), "SOL-USD": _walk(150.0, 2), "BTC-USD": _walk(60_000.0, 3)}
+    indexer.change(lambda s: s.candles.update(walks))
+    config = write_config(tmp_path, indexer.server.url)
+    run = check_json(config)
+    assert run.doc is not None, run.stderr
+    by_id = {p["id"]: p for p in run.doc["positions"]}
+    for key, ticker in ((KEYS["alice128"], "TRUMP-USD"), (KEYS["bob0"], "SOL-USD")):
+        p = by_id[key]
+        [leg] = p["perps"]
+        closes = [(t, Fraction(c)) for t, c in walks[ticker]][-500:]
+        vol = realised_volatility(closes)
+        assert vol is not None and abs(vol.sigma_annual - SIGMA) < 4 * vol.standard_error
+        d = abs(math.log(Fraction(leg["liquidation_price"]["exact"]) / Fraction(leg["mark_price"]["exact"])))
+        for e in p["liquidation_probability"]:
+            assert e["sigma_annual"] == pytest.approx(vol.sigma_annual, rel=1e-4) and e["samples"] == vol.samples
+            assert e["probability"] == pytest.approx(first_passage(d, e["sigma_annual"], e["horizon_s"]), rel=1e-6)
+    cross = by_id[KEYS["alice0"]]
+    assert len({leg["market"] for leg in cross["perps"]}) > 1
+    assert all(e["probability"] is None and "not modelled" in e["note"] for e in cross["liquidation_probability"])
+
+    # watcher run: read after the first check commits, the same figures in the API documents
+    with WatcherProcess(config).start() as proc:
+
+        def served() -> dict[str, Any] | None:
+            docs = {d["id"]: d for d in proc.get("/positions")["positions"]}
+            iso = docs.get(KEYS["alice128"], {}).get("liquidation_probability") or [{}]
+            return docs if iso[0].get("probability") is not None else None
+
+        docs = wait_for(served, 30, what="the candle figures in the API")
+        for key in (KEYS["alice128"], KEYS["bob0"]):
+            want = [e["probability"] for e in by_id[key]["liquidation_probability"]]
+            got = [e["probability"] for e in docs[key]["liquidation_probability"]]
+            assert got == pytest.approx(want, rel=1e-3), key

@@ -3,8 +3,8 @@
 Off the check's critical path: a check's positions go in, estimates come out, and the feed histories are cached
 per chain and feed so that a later call reads only the rounds added since (or nothing, at the same block).
 Where the oracle's feeds are known (watcher/feed_sources.py: Aave and its forks, Compound v3, Liquity v1, GMX v2,
-Morpho Blue's Chainlink oracle) the history is the feed's own rounds; Hyperliquid's is the venue's hourly candles
-(candleSnapshot, watcher/adapters/hyperliquid/history.py); other protocols say that their price history is not read
+Morpho Blue's Chainlink oracle) the history is the feed's own rounds; Hyperliquid's and dYdX's are the venue's
+hourly candles (watcher/adapters/hyperliquid/history.py); other protocols say that their price history is not read
 yet, never a probability without its data. Each estimate names the feed every history came from.
 """
 
@@ -119,7 +119,7 @@ class Outlook:
         return self._version + (self._candles.version if self._candles is not None else 0)
 
     def _on_venue(self, p: Position) -> bool:
-        return p.protocol == "hyperliquid" and p.chain in self.venues
+        return p.protocol in ("hyperliquid", "dydx_v4") and p.chain in self.venues
 
     def _venue_candles(self) -> Any:
         if self._candles is None:

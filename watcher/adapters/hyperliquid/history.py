@@ -1,6 +1,7 @@
-"""Liquidation probability of Hyperliquid accounts from the venue's own candles (candleSnapshot), one market a driver.
+"""Liquidation probability of venue accounts from the venue's own hourly candles, one market a driver: Hyperliquid's
+candleSnapshot, and dYdX v4's indexer candles (`DydxV4Reader.hourly_closes`).
 
-watcher/probability.py does not model perp legs yet, so this is the one-driver case only: an account holding one
+This is the one-driver case only (the same distance watcher/perp_probability.py takes): an account holding one
 position is liquidated when that coin's mark reaches the position's liquidation price (watcher's own, tiers
 included), so with a driftless GBM of the price the probability is `first_passage` of the log distance to it, at the
 volatility the hourly closes realise. Accounts holding several coins get no estimate and say so. The candles are
@@ -96,16 +97,20 @@ class CandleHistories:
         async def one(key: tuple[str, str]) -> str:
             reader = venues[key[0]]
             try:
-                got = await fetch_candles(
-                    session,
-                    reader.base_url,
-                    key[1],
-                    now_ms - self.candles * step * 1000,
-                    now_ms,
-                    interval=INTERVAL,
-                    timeout=reader.timeout,
-                    max_bytes=reader.max_bytes,
-                )
+                if getattr(reader, "protocol", PROTOCOL) == DYDX:
+                    # dYdX's indexer pages its hourly candles itself (DydxV4Reader.hourly_closes)
+                    got = await reader.hourly_closes(session, key[1], self.candles)
+                else:
+                    got = await fetch_candles(
+                        session,
+                        reader.base_url,
+                        key[1],
+                        now_ms - self.candles * step * 1000,
+                        now_ms,
+                        interval=INTERVAL,
+                        timeout=reader.timeout,
+                        max_bytes=reader.max_bytes,
+                    )
             except ReadError as exc:
                 self._kept.pop(key, None)  # an unreadable venue is not answered from an older history
                 return f"price history unreadable: {exc}"
@@ -118,8 +123,13 @@ class CandleHistories:
         return {k: r for k, r in zip(due, results, strict=True) if r}
 
 
+#: the venues whose own candles this reads: Hyperliquid's candleSnapshot and dYdX's indexer candles
+DYDX = "dydx_v4"
+VENUES = (PROTOCOL, DYDX)
+
+
 def _one_market(p: Position) -> bool:
-    return p.protocol == PROTOCOL and len(p.perps) == 1
+    return p.protocol in VENUES and len(p.perps) == 1
 
 
 def one_market_estimates(
