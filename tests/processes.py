@@ -87,9 +87,18 @@ class WatcherProcess:
         def up() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"watcher run exited with {self.proc.returncode}: {self.other[-5:]}")
+            with self._lock:
+                unbound = [e for e in self.lines if e.get("msg") == "api not started"]
+            if unbound:
+                raise AssertionError(f"watcher run could not open its API on port {self.port}: {unbound[0]}")
             return self.status("/health")[0] == 200
 
-        wait_for(up, ready, every=0.1, what="GET /health to answer")
+        try:
+            wait_for(up, ready, every=0.1, what="GET /health to answer")
+        except AssertionError as exc:
+            with self._lock:
+                tail = [e.get("msg") for e in self.lines[-8:]], self.other[-5:]
+            raise AssertionError(f"{exc}; its last log lines and other stderr: {tail}") from None
         return self
 
     @staticmethod

@@ -64,6 +64,10 @@ _logger.setLevel(logging.INFO)
 _logger.addHandler(_records)
 
 
+#: Seconds apprise's own socket timeouts run past the channel's deadline.
+SOCKET_MARGIN = 1.0
+
+
 def load_url(url: str, where: str, timeout: float) -> Any:
     """The apprise plugin for `url`; a ValueError names `where` and at most the scheme, never the URL."""
     scheme = url.split("://", 1)[0] if "://" in url else ""
@@ -72,9 +76,10 @@ def load_url(url: str, where: str, timeout: float) -> Any:
     if plugin is None:
         known = f"the scheme {scheme!r}" if scheme.isalnum() and len(scheme) <= 20 else "its scheme"
         raise ValueError(f"{where}: not a URL apprise can use ({known}, or a part of it, is not valid)")
-    # Our own deadline bounds the send; apprise's sockets get the same, so a timed-out thread ends soon after.
-    plugin.socket_connect_timeout = timeout
-    plugin.socket_read_timeout = timeout
+    # Our own deadline bounds the send and names it; apprise's sockets give up a little later, so that on a loaded
+    # machine their vaguer "no answer" never beats it, and a timed-out worker thread still ends soon after.
+    plugin.socket_connect_timeout = timeout + SOCKET_MARGIN
+    plugin.socket_read_timeout = timeout + SOCKET_MARGIN
     # The relay paces and backs off (429 included); apprise's sleep between sends would only eat into the deadline.
     plugin.request_rate_per_sec = 0
     return plugin
