@@ -129,7 +129,7 @@ def test_the_one_market_probability_is_the_first_passage_to_the_liquidation_pric
     for p in got.values():
         est = one_market_estimates(p, history, "", [3600, 86_400, 7 * 86_400])
         if p.account == MIXED:  # BTC cross and ETH isolated: two drivers, no estimate
-            assert {e.probability for e in est} == {None} and "several markets" in est[0].note
+            assert {e.probability for e in est} == {None} and "several assets" in est[0].note
             continue
         (leg,) = p.perps
         d = abs(math.log(leg.liquidation_price / leg.mark_price))
@@ -138,7 +138,8 @@ def test_the_one_market_probability_is_the_first_passage_to_the_liquidation_pric
     # no history reason passes through; too few candles say so
     p = got[next(iter(got))]
     assert one_market_estimates(p, None, "price history unreadable: x", [3600])[0].note == "price history unreadable: x"
-    assert "not enough candles" in one_market_estimates(p, history[:5], "", [3600])[0].note
+    assert "not enough price history" in (note := one_market_estimates(p, history[:5], "", [3600])[0].note)
+    assert "5 hourly closes" in note
 
 
 def _probabilities(doc: dict) -> dict[str, list[dict]]:

@@ -250,8 +250,6 @@ MODELS: dict[str, _Model] = {
     "GmxAccountSim": _Model(perps.GMX_BASIS, perps.gmx_fees_usd, refuse=perps.gmx_refuse),
     "SynthetixAccountSimulator": _Model(perps.SYNTHETIX_BASIS, perps.synthetix_costs, search=perps.synthetix_search),
 }
-#: simulators whose time path the search does not cover, and why
-NOT_MODELLED: dict[str, str] = {}
 
 
 def forecast(position: Position, horizon: int = DEFAULT_HORIZON) -> Forecast:
@@ -261,8 +259,7 @@ def forecast(position: Position, horizon: int = DEFAULT_HORIZON) -> Forecast:
     name = type(sim).__name__
     model = MODELS.get(name)
     if sim is None or model is None:
-        why = NOT_MODELLED.get(name, "not modelled: the venue's funding is not projected")
-        return Forecast(None, horizon, start, False, why, None)
+        return Forecast(None, horizon, start, False, "not modelled: the venue's funding is not projected", None)
     apy = model.apy(position, sim) if model.apy else {}
     refused = model.refuse(position, sim) if model.refuse else None
     if refused:

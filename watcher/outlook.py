@@ -114,9 +114,9 @@ class Outlook:
         return [replace(e, note=f"{e.note}; {source}" if e.note else source) for e in got]
 
     @property
-    def version(self) -> int:
+    def version(self) -> tuple[int, int]:
         """Changes whenever a feed or a history is learned: estimates computed at the same version can be kept."""
-        return self._version + (self._candles.version if self._candles is not None else 0)
+        return self._version, (self._candles.version if self._candles is not None else 0)
 
     def _on_venue(self, p: Position) -> bool:
         return p.protocol in ("hyperliquid", "dydx_v4") and p.chain in self.venues

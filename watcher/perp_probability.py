@@ -40,8 +40,13 @@ def perp_probability(
     histories: Mapping[str, History],
     horizons: Sequence[int],
     memo: dict[tuple[str, ...], Any] | None = None,
+    *,
+    model: str = PERP_CLOSED_FORM,
+    unit: str = "round",
 ) -> list[Estimate]:
-    """By horizon, the probability a perp position's one driver reaches the nearest leg's liquidation price."""
+    """By horizon, the probability a perp position's one driver reaches the nearest leg's liquidation price.
+
+    `model` names where the history came from in the estimate; `unit` is what one of its points is called."""
 
     def each(prob: float | None, samples: int, kind: str, note: str = "") -> list[Estimate]:
         return [Estimate(h, prob, None, samples, kind, note) for h in horizons]
@@ -63,11 +68,11 @@ def perp_probability(
     vol: Volatility | None = memo[key]
     if vol is None:
         got = len(histories.get(driver, ()))
-        rounds = f"{got} round{'' if got == 1 else 's'}"
-        note = f"not enough price history for {p.perps[0].market}: {rounds} (at least {MIN_RETURNS + 1})"
+        note = f"not enough price history for {p.perps[0].market}: {got} {unit}{'' if got == 1 else 's'}"
+        note += f" (at least {MIN_RETURNS + 1})"
         return each(None, 0, "none", note)
     return [
-        Estimate(h, first_passage(distance, vol.sigma_annual, h), vol.sigma_annual, vol.samples, PERP_CLOSED_FORM)
+        Estimate(h, first_passage(distance, vol.sigma_annual, h), vol.sigma_annual, vol.samples, model)
         for h in horizons
     ]
 

@@ -1,8 +1,8 @@
 """Liquidation probability of venue accounts from the venue's own hourly candles, one market a driver: Hyperliquid's
 candleSnapshot, and dYdX v4's indexer candles (`DydxV4Reader.hourly_closes`).
 
-This is the one-driver case only (the same distance watcher/perp_probability.py takes): an account holding one
-position is liquidated when that coin's mark reaches the position's liquidation price (watcher's own, tiers
+This is the one-driver case only (watcher/perp_probability.py's closed form, fed these candles): an account holding
+one position is liquidated when that coin's mark reaches the position's liquidation price (watcher's own, tiers
 included), so with a driftless GBM of the price the probability is `first_passage` of the log distance to it, at the
 volatility the hourly closes realise. Accounts holding several coins get no estimate and say so. The candles are
 trade prices, not the mark the venue margins at; over hours the two move together.
@@ -11,7 +11,6 @@ trade prices, not the mark the venue margins at; over hours the two move togethe
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,8 @@ from watcher.adapters.base import ReadError
 from watcher.adapters.hyperliquid.candles import INTERVALS, fetch_candles
 from watcher.adapters.hyperliquid.parse import PROTOCOL
 from watcher.model import Position
-from watcher.probability import MIN_RETURNS, Estimate, first_passage, realised_volatility
+from watcher.perp_probability import perp_driver, perp_probability
+from watcher.probability import Estimate
 
 ONE_MARKET = (
     "driftless GBM of the venue's hourly closes, first passage of the position's liquidation price (closed form)"
@@ -135,27 +135,11 @@ def _one_market(p: Position) -> bool:
 def one_market_estimates(
     p: Position, history: Sequence[tuple[int, Fraction]] | None, error: str, horizons: Sequence[int]
 ) -> list[Estimate]:
-    """A one-position account's probability of liquidation within each horizon; None with the reason otherwise."""
-
-    def each(prob: float | None, sigma: float | None, samples: int, kind: str, note: str = "") -> list[Estimate]:
-        return [Estimate(h, prob, sigma, samples, kind, note) for h in horizons]
-
+    """A one-market account's probability of liquidation within each horizon; None with the reason otherwise."""
     if not p.perps:
-        return each(0.0, None, 0, "no positions")
-    if p.liquidatable:
-        return each(1.0, None, 0, "already liquidatable")
-    if len(p.perps) > 1:
-        return each(None, None, 0, "none", "accounts with several markets are not modelled (one market drives it)")
-    if error:
-        return each(None, None, 0, "none", error)
-    leg = p.perps[0]
-    if leg.liquidation_price is None or leg.liquidation_price <= 0:
-        return each(0.0, None, 0, "no price liquidates the position")
-    vol = realised_volatility(history or ())
-    if vol is None:
-        return each(None, None, 0, "none", f"not enough candles for {leg.market} (at least {MIN_RETURNS} closes)")
-    distance = abs(math.log(leg.liquidation_price / leg.mark_price))
-    return [
-        Estimate(h, first_passage(distance, vol.sigma_annual, h), vol.sigma_annual, vol.samples, ONE_MARKET)
-        for h in horizons
-    ]
+        return [Estimate(h, 0.0, None, 0, "no positions") for h in horizons]
+    if error and not p.liquidatable and len(p.perps) == 1:
+        return [Estimate(h, None, None, 0, "none", error) for h in horizons]
+    # the venue's candles are the one driver's history: the closed form is perp_probability's
+    histories = {perp_driver(leg): history or () for leg in p.perps}
+    return perp_probability(p, histories, horizons, model=ONE_MARKET, unit="hourly close")
