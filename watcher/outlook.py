@@ -82,12 +82,18 @@ class Outlook:
         return errors
 
     def cached(
-        self, positions: Sequence[Position], chains: Mapping[str, str], errors: Mapping[str, str] | None = None
+        self,
+        positions: Sequence[Position],
+        chains: Mapping[str, str],
+        errors: Mapping[str, str] | None = None,
+        memo: dict[tuple[str, ...], Any] | None = None,
     ) -> dict[str, list[Estimate]]:
         """By position id, the estimates from what `refresh` has read so far (no I/O); `chains` maps a chain's
-        config name to its client's name, `errors` says why a chain's history could not be read."""
+        config name to its client's name, `errors` says why a chain's history could not be read, and `memo`
+        carries volatilities between calls made while no history changed."""
         out: dict[str, list[Estimate]] = {}
-        memo: dict[tuple[str, ...], Any] = {}  # one call's volatilities and correlations, shared across positions
+        # volatilities and correlations of the feeds' histories, shared across positions
+        memo = {} if memo is None else memo
         own: dict[tuple[str, ...], Any] = {}  # the same from the readings: other series of the same assets
         for p in positions:
             if self._on_venue(p):

@@ -2,8 +2,9 @@
 
 A check's positions get their estimates while the check is staged, from the histories already read (pure math,
 microseconds a position, and kept while neither the histories nor the position's health moved by a basis point);
-after the commit a background task reads what changed (a feed's new rounds, the feeds of new positions), so no
-check ever waits on a feed's history. The first check after a start therefore says the history is being read, and
+after the commit a background task reads what changed (a feed's new rounds, the feeds of new positions) and
+estimates again the positions those change, so no check waits on a feed's history, and a new round costs the next
+check nothing. The first check after a start therefore says the history is being read, and
 the next one carries the figures.
 """
 
@@ -33,6 +34,9 @@ DAY = 86_400
 _BP = 10**14  #: a basis point of health (WAD): finer moves keep an estimate
 #: a refresh is a few eth_calls under the client's own deadlines; this bounds a pathological one as a whole
 REFRESH_TIMEOUT = 120.0
+_Todo = tuple[Position, tuple[object, ...]]  #: a position and the inputs its estimate is made from
+#: positions estimated again between two yields to the event loop (a few milliseconds of math)
+_CHUNK = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,36 +87,48 @@ class Probabilities:
         return next((e for e in self.get(key) or () if e.horizon_s == DAY), None)
 
     def stage(self, check: Check, staged: Staged) -> None:
-        """Estimate every position read, from the histories read so far."""
+        """Estimate every position read whose inputs changed since its estimate (usually none: see `_refresh`)."""
         if not self.enabled:
             return
         version = self.outlook.version
-        todo: list[tuple[Position, tuple[object, ...]]] = []
-        for p in check.result.positions:
-            inputs = (
-                version,
-                None if p.health is None else p.health // _BP,
-                p.liquidatable,
-                p.has_debt,
-                self.errors.get(p.chain),
-                self.readings.version,
-            )
-            kept = self._kept.get(p.key)
-            if kept is None or kept.inputs != inputs:
-                todo.append((p, inputs))
+        todo = [(p, i) for p in check.result.positions if self._stale(p, i := self._inputs(p, version))]
         if todo:
-            try:
-                got = self.outlook.cached([p for p, _ in todo], self.chains, self.errors)
-            except Exception:  # a figure is a convenience: its failure must not cost the check its commit
-                log.exception("liquidation probability failed")
-                got = {}
-            for p, inputs in todo:
-                if p.key in got:
-                    # derived, not state: kept even if this commit fails, as the same inputs give the same figures
-                    self._kept[p.key] = _Kept(inputs, got[p.key])
-                else:
-                    self._kept.pop(p.key, None)
+            self._estimate(todo)
         self._staged = (check.source, list(check.result.positions))
+
+    def _inputs(self, p: Position, version: object) -> tuple[object, ...]:
+        """What a position's estimate depends on: the same inputs give the same figures."""
+        health = None if p.health is None else p.health // _BP
+        return (version, health, p.liquidatable, p.has_debt, self.errors.get(p.chain), self.readings.version)
+
+    def _stale(self, p: Position, inputs: tuple[object, ...]) -> bool:
+        kept = self._kept.get(p.key)
+        return kept is None or kept.inputs != inputs
+
+    def _estimate(self, todo: Sequence[_Todo], memo: dict[Any, Any] | None = None) -> None:
+        try:
+            got = self.outlook.cached([p for p, _ in todo], self.chains, self.errors, memo)
+        except Exception:  # a figure is a convenience: its failure must not cost the check its commit
+            log.exception("liquidation probability failed")
+            got = {}
+        for p, inputs in todo:
+            if p.key in got:
+                # derived, not state: kept even if this commit fails, as the same inputs give the same figures
+                self._kept[p.key] = _Kept(inputs, got[p.key])
+            else:
+                self._kept.pop(p.key, None)
+
+    async def _reestimate(self, positions: Sequence[Position]) -> None:
+        """Estimate again, off the check path, the committed positions whose histories the refresh changed."""
+        version = self.outlook.version
+        todo = [(p, i, self._kept.get(p.key)) for p in positions if self._stale(p, i := self._inputs(p, version))]
+        memo: dict[Any, Any] = {}  # the feeds' volatilities, once for all chunks: only this task changes histories
+        for start in range(0, len(todo), _CHUNK):
+            # a check staged meanwhile estimated its own, newer positions: those are not overwritten
+            chunk = [(p, i) for p, i, before in todo[start : start + _CHUNK] if self._kept.get(p.key) is before]
+            if chunk:
+                self._estimate(chunk, memo)
+            await asyncio.sleep(0)  # a check due meanwhile runs between chunks, not after all of them
 
     def applied(self, staged: Staged) -> None:
         """The check committed: its positions' histories are read next, off the check path."""
@@ -142,6 +158,8 @@ class Probabilities:
             due, self._due = self._due, {}
             for positions in due.values():
                 await self._refresh(positions)
+                # a new round changes every estimate it enters: made now, the next check finds them kept
+                await self._reestimate(positions)
 
     async def _refresh(self, positions: list[Position]) -> None:
         chains = {p.chain for p in positions if p.chain in self.clients}
