@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests import test_forecast_perps
 from tests.aave_helpers import batch_reader
 from tests.configs import accounts, local_chain, write_toml
 from tests.loopback import free_port
@@ -22,8 +23,7 @@ from tests.processes import TOKEN, TOKEN_ENV, WatcherProcess, wait_for
 from tests.telegram_server import TelegramStandIn
 from tests.test_synthetix_perps_standin import StandInWatcher
 from watcher.devchain.anvil import Anvil
-from watcher.devchain.deploy import revert_snapshot, take_snapshot
-from watcher.devchain.synthetix import ETH, SynthetixStandInMarket, deploy_synthetix_stand_in, owner_addresses
+from watcher.devchain.synthetix import ETH, SynthetixStandInMarket, owner_addresses
 from watcher.perp_probability import PERP_CLOSED_FORM, perp_distance, perp_driver
 from watcher.probability import first_passage, realised_volatility
 
@@ -32,11 +32,7 @@ DAY = 86_400
 ACCOUNT = 1
 
 
-@pytest.fixture
-def snx(anvil: Anvil) -> Iterator[SynthetixStandInMarket]:
-    snap = take_snapshot(anvil.w3)
-    yield deploy_synthetix_stand_in(anvil.w3)
-    revert_snapshot(anvil.w3, snap)
+snx = test_forecast_perps.snx  #: the Synthetix stand-in, deployed in a snapshot the test's end reverts
 
 
 @pytest.fixture
