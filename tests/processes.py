@@ -96,6 +96,7 @@ class WatcherProcess:
         try:
             wait_for(up, ready, every=0.1, what="GET /health to answer")
         except AssertionError as exc:
+            self.kill()  # the caller's `with` is never entered: no daemon is left running on its database
             with self._lock:
                 tail = [e.get("msg") for e in self.lines[-8:]], self.other[-5:]
             raise AssertionError(f"{exc}; its last log lines and other stderr: {tail}") from None

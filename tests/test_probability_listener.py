@@ -91,3 +91,18 @@ def test_a_check_staged_during_the_re_estimate_is_not_overwritten_by_older_posit
         assert kept.inputs[1] == p.health // listener_module._BP, p.key  # the newer check's health
     probs.stage(_check(newer), Staged(0.0))
     assert len(asked) == 3
+
+
+def test_a_check_staged_while_the_refresh_waited_keeps_its_newer_estimates(
+    engine: tuple[Probabilities, list[int]],
+) -> None:
+    """The task re-estimates the positions a commit handed it; a later check that saw them in another state wins."""
+    probs, asked = engine
+    positions = _positions()
+    probs.stage(_check(positions), Staged(0.0))
+    newer = [replace(p, health=101 * WAD // 100) for p in positions]
+    probs.stage(_check(newer), Staged(0.0))  # the next check, while the refresh waited on the node
+    probs.outlook._version += 1
+    asyncio.run(probs._reestimate(positions))
+    assert asked == [N, N]  # nothing of the older state estimated again
+    assert {probs._kept[p.key].inputs[1] for p in positions} == {101 * WAD // 100 // listener_module._BP}

@@ -75,6 +75,7 @@ class Probabilities:
         self._kept: dict[str, _Kept] = {}
         self._due: dict[str, list[Position]] = {}
         self._staged: tuple[str, list[Position]] | None = None
+        self._committed: dict[str, list[Position]] = {}  #: per source, the positions of its latest commit
         self._wake: asyncio.Event | None = None
 
     def get(self, key: str) -> list[Estimate] | None:
@@ -87,7 +88,7 @@ class Probabilities:
         return next((e for e in self.get(key) or () if e.horizon_s == DAY), None)
 
     def stage(self, check: Check, staged: Staged) -> None:
-        """Estimate every position read whose inputs changed since its estimate (usually none: see `_refresh`)."""
+        """Estimate every position read whose inputs changed since its estimate (usually none: see `_reestimate`)."""
         if not self.enabled:
             return
         version = self.outlook.version
@@ -120,12 +121,17 @@ class Probabilities:
 
     async def _reestimate(self, positions: Sequence[Position]) -> None:
         """Estimate again, off the check path, the committed positions whose histories the refresh changed."""
-        version = self.outlook.version
-        todo = [(p, i, self._kept.get(p.key)) for p in positions if self._stale(p, i := self._inputs(p, version))]
         memo: dict[Any, Any] = {}  # the feeds' volatilities, once for all chunks: only this task changes histories
-        for start in range(0, len(todo), _CHUNK):
-            # a check staged meanwhile estimated its own, newer positions: those are not overwritten
-            chunk = [(p, i) for p, i, before in todo[start : start + _CHUNK] if self._kept.get(p.key) is before]
+        for start in range(0, len(positions), _CHUNK):
+            version = self.outlook.version
+            chunk = []
+            for p in positions[start : start + _CHUNK]:
+                inputs = self._inputs(p, version)  # per chunk: a commit between two takes readings
+                kept = self._kept.get(p.key)
+                if kept is not None and kept.inputs[1:4] != inputs[1:4]:
+                    continue  # a newer check staged this position in another state: its own estimate stands
+                if kept is None or kept.inputs != inputs:
+                    chunk.append((p, inputs))
             if chunk:
                 self._estimate(chunk, memo)
             await asyncio.sleep(0)  # a check due meanwhile runs between chunks, not after all of them
@@ -142,6 +148,7 @@ class Probabilities:
                 self.store.add_price_readings(rows)
             except (sqlite3.Error, OSError) as exc:  # kept in memory; a restart would start these series anew
                 log.warning("price readings not stored", extra={"error": f"{type(exc).__name__}: {exc}"})
+        self._committed[source] = positions
         if positions and any(p.chain in self.clients or p.chain in self.outlook.venues for p in positions):
             self._due[source] = positions
             if self._wake is not None:
@@ -156,10 +163,11 @@ class Probabilities:
             await first_done(stop.wait(), self._wake.wait())
             self._wake.clear()
             due, self._due = self._due, {}
-            for positions in due.values():
+            for source, positions in due.items():
                 await self._refresh(positions)
-                # a new round changes every estimate it enters: made now, the next check finds them kept
-                await self._reestimate(positions)
+                # a new round changes every estimate it enters: made now, the next check finds them kept; from the
+                # source's latest commit, as checks went on while the refresh waited on the node
+                await self._reestimate(self._committed.get(source, positions))
 
     async def _refresh(self, positions: list[Position]) -> None:
         chains = {p.chain for p in positions if p.chain in self.clients}

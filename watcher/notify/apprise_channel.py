@@ -77,7 +77,8 @@ def load_url(url: str, where: str, timeout: float) -> Any:
         known = f"the scheme {scheme!r}" if scheme.isalnum() and len(scheme) <= 20 else "its scheme"
         raise ValueError(f"{where}: not a URL apprise can use ({known}, or a part of it, is not valid)")
     # Our own deadline bounds the send and names it; apprise's sockets give up a little later, so that on a loaded
-    # machine their vaguer "no answer" never beats it, and a timed-out worker thread still ends soon after.
+    # machine their vaguer "no answer" never beats it. A timed-out worker thread ends at most SOCKET_MARGIN after the
+    # deadline on each socket operation it was in.
     plugin.socket_connect_timeout = timeout + SOCKET_MARGIN
     plugin.socket_read_timeout = timeout + SOCKET_MARGIN
     # The relay paces and backs off (429 included); apprise's sleep between sends would only eat into the deadline.

@@ -141,5 +141,5 @@ def one_market_estimates(
     if error and not p.liquidatable and len(p.perps) == 1:
         return [Estimate(h, None, None, 0, "none", error) for h in horizons]
     # the venue's candles are the one driver's history: the closed form is perp_probability's
-    histories = {perp_driver(leg): history or () for leg in p.perps}
+    histories = {perp_driver(p.perps[0]): history or ()}  # one market's candles; several get "not modelled"
     return perp_probability(p, histories, horizons, model=ONE_MARKET, unit="hourly close")
