@@ -561,6 +561,7 @@ def test_abi_files_match_the_stand_ins() -> None:
         "ILiquityV2TroveManager": "LiquityV2TroveManagerStandIn",
         "ILiquityV2BorrowerOperations": "LiquityV2BorrowerOperationsStandIn",
         "ILiquityV2TroveNFT": "LiquityV2TroveNFTStandIn",
+        "ILiquityV2PriceFeed": "LiquityV2PriceFeedStandIn",
     }
     for abi_name, contract in pairs.items():
         ours = Contract(abi_name).fns

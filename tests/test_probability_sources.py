@@ -28,7 +28,7 @@ from watcher.devchain.comet import BASE, COLLATERALS, CometStandInMarket, deploy
 from watcher.devchain.deploy import revert_snapshot, take_snapshot
 from watcher.devchain.feeds import deploy_morpho_chainlink_oracle, deploy_round_feed
 from watcher.devchain.gmx import GmxStandIn, deploy_gmx_stand_in
-from watcher.devchain.liquity import deploy_liquity_v1_stand_in
+from watcher.devchain.liquity import deploy_liquity_v1_stand_in, deploy_liquity_v2_stand_in
 from watcher.devchain.morpho import deploy_morpho
 from watcher.model import WAD
 from watcher.outlook import Outlook
@@ -164,6 +164,51 @@ def test_liquity_v1_probability_from_the_price_feeds_chainlink_aggregator(anvil:
         revert_snapshot(anvil.w3, snap)
 
 
+def test_liquity_v2_weth_branch_probability_from_its_price_feeds_eth_usd_oracle(anvil: Anvil, tmp_path: Path) -> None:
+    """A WETH branch's PriceFeed answers its ethUsdOracle's rounds, named by `contracts.eth_usd_price_feed_<i>`;
+    BOLD counts at 1 USD. A branch without the key says which key would name it; a key without a branch index is
+    refused by name."""
+    snap = take_snapshot(anvil.w3)
+    try:
+        v2 = deploy_liquity_v2_stand_in(anvil.w3)
+        eth = ending_now(anvil, SIGMA, 64, 2_000 * 10**8)
+        aggregator = deploy_round_feed(anvil.w3, eth, description="ETH / USD")
+        v2.set_eth_usd_oracle(0, aggregator.address)
+        assert v2.oracle_price(0) == eth[-1][1] * 10**10  # fetchPrice: the aggregator's answer at 18 decimals
+        weth_owner, lst_owner, whale = new_addresses(3, "liquity-v2-probability")
+        # 10 WETH at ~$2,000 against 15,151 BOLD: ICR ~1.32, health ~1.2 over the 110 % MCR; a whale keeps TCR high
+        v2.set_trove(0, 1, weth_owner, 15_151 * WAD, 10 * WAD)
+        v2.set_trove(0, 2, whale, 10_000 * WAD, 100 * WAD)
+        v2.set_trove(1, 3, lst_owner, 12_000 * WAD, 10 * WAD)
+        v2.set_trove(1, 4, whale, 10_000 * WAD, 100 * WAD)
+        feed = v2.branches[0].price_feed.address
+        deployment = {
+            "protocol": "liquity_v2",
+            "name": "liquity_v2_local",
+            "address": v2.collateral_registry.address,
+            "troves": [1, 3],
+            "contracts": {"eth_usd_price_feed_0": feed},
+        }
+        run = check_json(config(anvil, deployment, [weth_owner, lst_owner], tmp_path / "v2.toml"))
+        assert run.doc is not None, run.stderr
+        [p] = [p for p in run.doc["positions"] if p["account"].lower() == weth_owner.lower()]
+        estimates = p["liquidation_probability"]
+        assert_closed_form(estimates, eth, math.log(p["health_raw"] / WAD))
+        [coll] = p["collateral"]
+        for e in estimates:
+            assert e["model"] == CLOSED_FORM
+            assert e["feeds"] == {coll["symbol"]: aggregator.address, "BOLD": "fixed at 1 USD by Liquity"}
+        [lst] = estimates_of(run, lst_owner)[:1]
+        assert lst["probability"] is None and "contracts.eth_usd_price_feed_1" in lst["note"], lst
+
+        bad = deployment | {"contracts": {"eth_usd_price_feed_weth": feed}}
+        refused = check_json(config(anvil, bad, [weth_owner], tmp_path / "bad.toml"))
+        assert refused.code == 2 and "eth_usd_price_feed_weth" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    finally:
+        revert_snapshot(anvil.w3, snap)
+
+
 @pytest.fixture(scope="module")
 def gmx(anvil: Anvil) -> Iterator[tuple[GmxStandIn, str, Rounds]]:
     """GMX's DataStore names a round-keeping feed for WETH (the other tokens keep the stand-in's latest-only feeds)."""
@@ -259,3 +304,22 @@ def test_morpho_blue_probability_from_the_chainlink_oracles_base_and_quote_feeds
         print("probabilities:", [(e["horizon_s"], round(e["probability"], 5)) for e in estimates])
     finally:
         revert_snapshot(anvil.w3, snap)
+
+
+def test_liquity_v2_on_ethereum_names_its_weth_branchs_price_feed_from_the_protocols_file() -> None:
+    """The stock deployment needs no key: protocols/liquity_v2.toml names branch 0's WETHPriceFeed."""
+    from watcher.adapters.base import Account
+    from watcher.check import make_reader
+    from watcher.config import parse_config, resolve_deployments
+
+    owner = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+    cfg = parse_config(
+        {
+            "chains": {"ethereum": {"chain_id": 1, "rpc_urls": ["http://127.0.0.1:1"]}},
+            "deployments": [{"protocol": "liquity_v2", "chains": ["ethereum"], "troves": [7]}],
+            "accounts": [{"address": owner, "label": "main"}],
+        }
+    )
+    [dep] = resolve_deployments(cfg)
+    reader = make_reader(dep, [Account(owner, "main")])
+    assert reader.eth_usd_feeds == {0: "0xCC5F8102eb670c89a4a3c567C13851260303c24F"}  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ AAVE_ORACLE = Contract("IAaveOracle")
 COMET = Contract("IComet")
 LIQUITY_V1_TROVES = Contract("ILiquityV1TroveManager")
 LIQUITY_V1_FEED = Contract("ILiquityV1PriceFeed")
+LIQUITY_V2_FEED = Contract("ILiquityV2PriceFeed")
 GMX_DATA_STORE = Contract("IGmxDataStore")
 MORPHO_ORACLE = Contract("IMorphoChainlinkOracleV2")
 ZERO = "0x" + "00" * 20
@@ -101,6 +102,21 @@ def _compound_v3(p: Position) -> list[Need]:
     return out
 
 
+def _liquity_v2(p: Position) -> list[Need] | str:
+    # a WETH branch's PriceFeed answers its ethUsdOracle's round (word 0 of the struct is the aggregator); the LST
+    # branches' composites (an exchange rate times other feeds, the lower of two) are not replayed
+    feed = p.details.get("eth_usd_price_feed")
+    if not feed:
+        branch = p.details.get("branch")
+        return (
+            "price history is not read for this liquity_v2 branch: no view leads from the CollateralRegistry to a "
+            f"branch's PriceFeed; name a WETH branch's as contracts.eth_usd_price_feed_{branch}"
+        )
+    path = (Step(LIQUITY_V2_FEED.ethUsdOracle),)
+    out = [Need(leg.asset, leg.symbol, Lookup(str(feed), path)) for leg in p.collateral]
+    return out + [Need(leg.asset, leg.symbol, None, "fixed at 1 USD by Liquity") for leg in p.debt]
+
+
 def _liquity_v1(p: Position) -> list[Need]:
     # v1's PriceFeed reads Chainlink ETH/USD (priceAggregator), Tellor only while Chainlink is broken or frozen
     path = (Step(LIQUITY_V1_TROVES.priceFeed), Step(LIQUITY_V1_FEED.priceAggregator))
@@ -169,9 +185,10 @@ def _which(p: Position) -> str:
 
 
 #: protocol -> its needs; Aave and its forks are found by the oracle their positions name
-SOURCES: dict[str, Callable[[Position], list[Need]]] = {
+SOURCES: dict[str, Callable[[Position], list[Need] | str]] = {
     "compound_v3": _compound_v3,
     "liquity_v1": _liquity_v1,
+    "liquity_v2": _liquity_v2,
     "gmx_v2": _gmx_v2,
     "morpho_blue": _morpho_blue,
 }
@@ -181,15 +198,20 @@ WHY_NOT = {
         "price history is not read for synthetix_perps_v3 positions yet: the market's price comes from an Oracle "
         "Manager node (getPriceData's feedId), which our stand-in does not model"
     ),
-    "liquity_v2": (
-        "price history is not read for liquity_v2 positions yet: no view on chain leads from the CollateralRegistry "
-        "to a branch's PriceFeed (LiquityBase keeps it internal), whose Chainlink feed is ethUsdOracle() on WETH"
-    ),
 }
 
 
 #: the details a position's needs are made from (with its legs): a position whose are unchanged has the same needs
-_NAMED = ("oracle", "comet", "trove_manager", "branch", "data_store", "account_id", "morpho_oracle")
+_NAMED = (
+    "oracle",
+    "comet",
+    "trove_manager",
+    "branch",
+    "eth_usd_price_feed",
+    "data_store",
+    "account_id",
+    "morpho_oracle",
+)
 _KNOWN: dict[tuple[Any, ...], list[Need] | str] = {}
 
 

@@ -140,6 +140,7 @@ class LiquityV2Reader(TaggedReader):
         accounts: Sequence[Account],
         troves: Sequence[int] = (),
         symbols: Mapping[str, str] | None = None,
+        eth_usd_feeds: Mapping[int, str] | None = None,
     ) -> None:
         self.protocol = protocol
         self.chain = chain
@@ -148,6 +149,8 @@ class LiquityV2Reader(TaggedReader):
         self.troves = list(dict.fromkeys(int(t) for t in troves))
         self.skipped: list[tuple[Account, str]] = []
         self.symbols = {k.lower(): v for k, v in (symbols or {}).items()}
+        #: branch index -> its PriceFeed, where that prices the collateral at its ethUsdOracle (a WETH branch)
+        self.eth_usd_feeds = {int(i): to_checksum_address(a) for i, a in (eth_usd_feeds or {}).items()}
         self.count: int | None = None
         self.branches: tuple[V2Branch, ...] = ()
         #: (branch index, trove id) -> status last seen; data is read only where the trove is live
@@ -289,6 +292,8 @@ class LiquityV2Reader(TaggedReader):
                 "price": price,
                 "price_source": "fetchPrice",
             }
+            if i in self.eth_usd_feeds:
+                branch_details["eth_usd_price_feed"] = self.eth_usd_feeds[i]
             for t in live:
                 w = self._required(got, ("trove", i, t), 10)
                 entire_debt, entire_coll = w[0], w[1]
@@ -358,9 +363,20 @@ class LiquityV2Reader(TaggedReader):
         )
 
 
+#: a deployment's contracts key naming branch <i>'s PriceFeed where it answers its ethUsdOracle (WETHPriceFeed)
+ETH_USD_FEED_KEY = "eth_usd_price_feed_"
+
+
 def make_reader_v2(dep: Any, accounts: Sequence[Account]) -> LiquityV2Reader:
     """A v2 reader for a resolved deployment (its address is the CollateralRegistry; trove ids from `troves`)."""
-    return LiquityV2Reader(dep.name, dep.chain, dep.address, accounts, dep.troves)
+    feeds: dict[int, str] = {}
+    for key, address in dep.extra.items():
+        if key.startswith(ETH_USD_FEED_KEY):
+            branch = key.removeprefix(ETH_USD_FEED_KEY)
+            if not branch.isdigit():
+                raise ValueError(f"{key}: ends in {branch!r}, not a branch index (e.g. {ETH_USD_FEED_KEY}0)")
+            feeds[int(branch)] = address
+    return LiquityV2Reader(dep.name, dep.chain, dep.address, accounts, dep.troves, eth_usd_feeds=feeds)
 
 
 class LiquityV2Options(ProtocolOptions):

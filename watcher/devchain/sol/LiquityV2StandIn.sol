@@ -27,10 +27,20 @@ struct LatestTroveData {
 }
 
 /// @notice Stand-in PriceFeed: fetchPrice() -> (price, newOracleFailureDetected) stores lastGoodPrice, as v2's does.
+///         With an ETH-USD aggregator set it answers that feed's latest round scaled to 18 decimals and names it in
+///         ethUsdOracle() (aggregator, staleness threshold, decimals), as v2's WETHPriceFeed does. It leaves out the
+///         staleness check and the shutdown on an oracle failure, and the LST branches' composite prices.
 contract LiquityV2PriceFeedStandIn {
+    struct Oracle {
+        address aggregator;
+        uint256 stalenessThreshold;
+        uint8 decimals;
+    }
+
     address public immutable admin;
     uint256 public lastGoodPrice;
     uint256 internal oracleAnswer;
+    Oracle public ethUsdOracle;
 
     constructor(uint256 price_) {
         admin = msg.sender;
@@ -43,10 +53,27 @@ contract LiquityV2PriceFeedStandIn {
         oracleAnswer = price_;
     }
 
-    function fetchPrice() external returns (uint256, bool) {
-        lastGoodPrice = oracleAnswer;
-        return (oracleAnswer, false);
+    /// @notice Stand-in only: read this Chainlink-style aggregator from now on (v2 sets it in its constructor).
+    function setEthUsdOracle(address aggregator, uint256 stalenessThreshold) external {
+        require(msg.sender == admin, "stand-in: not admin");
+        ethUsdOracle = Oracle(aggregator, stalenessThreshold, IV2AggregatorStandIn(aggregator).decimals());
     }
+
+    function fetchPrice() external returns (uint256, bool) {
+        uint256 price = oracleAnswer;
+        if (ethUsdOracle.aggregator != address(0)) {
+            (, int256 answer,,,) = IV2AggregatorStandIn(ethUsdOracle.aggregator).latestRoundData();
+            require(answer > 0, "stand-in: bad answer");
+            price = uint256(answer) * 10 ** (18 - ethUsdOracle.decimals);
+        }
+        lastGoodPrice = price;
+        return (price, false);
+    }
+}
+
+interface IV2AggregatorStandIn {
+    function latestRoundData() external view returns (uint80, int256, uint256, uint256, uint80);
+    function decimals() external view returns (uint8);
 }
 
 /// @notice Stand-in AddressesRegistry: the branch's ratios as immutables set at construction (v2 checks the same
