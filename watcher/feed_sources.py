@@ -195,8 +195,9 @@ SOURCES: dict[str, Callable[[Position], list[Need] | str]] = {
 #: protocols whose oracle we know but do not read, and why
 WHY_NOT = {
     "synthetix_perps_v3": (
-        "price history is not read for synthetix_perps_v3 positions yet: the market's price comes from an Oracle "
-        "Manager node (getPriceData's feedId), which our stand-in does not model"
+        "price history is not read for synthetix_perps_v3 positions: the market's price comes from an Oracle "
+        "Manager node (getPriceData's feedId), and the deployed markets' nodes read Pyth, which keeps no rounds on "
+        "chain"
     ),
 }
 
