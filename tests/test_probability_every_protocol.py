@@ -22,7 +22,7 @@ WHY = {
     "aave_v3": "no price history for",  # Aave's MockAggregator answers latestAnswer only
     "compound_v3": "the feed serves no round history",  # the Comet stand-in's placeholder feeds have no code
     "liquity_v1": "no price history for ETH: the oracle names no feed for it",  # no priceAggregator set
-    "liquity_v2": "name a WETH branch's as contracts.eth_usd_price_feed_",  # the world names no branch feed
+    "liquity_v2": "can be named as contracts.eth_usd_price_feed_",  # the world names no branch feed
     "gmx_v2": "not enough price history for",  # the stand-in feeds answer round 1 alone
     "synthetix_perps_v3": "Oracle Manager node",
     "morpho_blue": "the oracle names no feed for it",  # an OracleMock has no BASE_FEED_1

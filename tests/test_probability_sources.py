@@ -26,7 +26,7 @@ from watcher.chain import ChainClient
 from watcher.devchain.anvil import Anvil
 from watcher.devchain.comet import BASE, COLLATERALS, CometStandInMarket, deploy_comet_stand_in, new_addresses
 from watcher.devchain.deploy import revert_snapshot, take_snapshot
-from watcher.devchain.feeds import deploy_morpho_chainlink_oracle, deploy_round_feed
+from watcher.devchain.feeds import deploy_morpho_chainlink_oracle, deploy_round_feed, push_rounds
 from watcher.devchain.gmx import GmxStandIn, deploy_gmx_stand_in
 from watcher.devchain.liquity import deploy_liquity_v1_stand_in, deploy_liquity_v2_stand_in
 from watcher.devchain.morpho import deploy_morpho
@@ -201,10 +201,33 @@ def test_liquity_v2_weth_branch_probability_from_its_price_feeds_eth_usd_oracle(
         [lst] = estimates_of(run, lst_owner)[:1]
         assert lst["probability"] is None and "contracts.eth_usd_price_feed_1" in lst["note"], lst
 
-        bad = deployment | {"contracts": {"eth_usd_price_feed_weth": feed}}
-        refused = check_json(config(anvil, bad, [weth_owner], tmp_path / "bad.toml"))
-        assert refused.code == 2 and "eth_usd_price_feed_weth" in refused.stderr, refused.stderr
-        assert "Traceback" not in refused.stderr
+        # the wstETH branch's feed named by mistake: it names ETH-USD too, but answers its own $2,400
+        v2.set_eth_usd_oracle(1, aggregator.address, answered=False)
+        lst_feed = v2.branches[1].price_feed.address
+        wrong = deployment | {"contracts": {"eth_usd_price_feed_0": feed, "eth_usd_price_feed_1": lst_feed}}
+        run = check_json(config(anvil, wrong, [weth_owner, lst_owner], tmp_path / "wrong.toml"))
+        [lst] = estimates_of(run, lst_owner)[:1]
+        assert lst["probability"] is None and "not the feed of its price" in lst["note"], lst
+        assert "answers 2,000.00, not the 2,400.00" in lst["note"], lst
+        assert estimates_of(run, weth_owner)[0]["probability"] is not None
+
+        for key, why in (("eth_usd_price_feed_weth", "not a branch index"), ("eth_usd_price_feed_00", "not a branch")):
+            bad = deployment | {"contracts": {key: feed}}
+            refused = check_json(config(anvil, bad, [weth_owner], tmp_path / "bad.toml"))
+            assert refused.code == 2 and f"contracts.{key}: ends in" in refused.stderr and why in refused.stderr
+            assert "Traceback" not in refused.stderr
+        beyond = deployment | {"contracts": {"eth_usd_price_feed_5": feed}}
+        unread = check_json(config(anvil, beyond, [weth_owner], tmp_path / "beyond.toml"))
+        assert unread.code == 3 and "Traceback" not in unread.stderr  # the deployment unreadable, saying why
+        said = unread.stderr + str(unread.doc)
+        assert "contracts.eth_usd_price_feed_5 names branch 5, but the CollateralRegistry has 2 branches" in said, said
+
+        # a shut-down branch's price no longer follows the feed: no figure from it
+        push_rounds(anvil.w3, aggregator, [(eth[-1][0] + 60, 200 * 10**8)])  # TCR under SCR: it may be shut down
+        v2.shutdown(0)
+        run = check_json(config(anvil, deployment, [weth_owner], tmp_path / "shut.toml"))
+        [shut] = estimates_of(run, weth_owner)[:1]
+        assert shut["probability"] is None and "branch 0 is shut down" in shut["note"], shut
     finally:
         revert_snapshot(anvil.w3, snap)
 

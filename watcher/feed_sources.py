@@ -77,6 +77,15 @@ class Need:
     #: the price is the product of its needs' feeds, each to this power (Morpho's base feeds 1, quote feeds -1)
     exponent: int = 1
     optional: bool = False  #: a path that ends at no feed means 1 (an unset Morpho feed), not a missing history
+    #: the feed's latest round must be the price the protocol answered for this asset at the check (within
+    #: `MATCH_WITHIN`) to be its history: a feed the config names wrongly is refused, not walked
+    matches_price: bool = False
+    feed_decimals: int = 8  #: the decimals of that feed's answers, for the comparison
+
+
+#: how far a feed's latest round may be from the price the protocol answered (a round between the check's block and
+#: the history's read moves it by ~0.5 %; a liquid staking token's composite price is 10 % or more from ETH's)
+MATCH_WITHIN = 0.05
 
 
 def _arg(a: Any) -> str:
@@ -106,14 +115,18 @@ def _liquity_v2(p: Position) -> list[Need] | str:
     # a WETH branch's PriceFeed answers its ethUsdOracle's round (word 0 of the struct is the aggregator); the LST
     # branches' composites (an exchange rate times other feeds, the lower of two) are not replayed
     feed = p.details.get("eth_usd_price_feed")
+    branch = p.details.get("branch")
     if not feed:
-        branch = p.details.get("branch")
         return (
-            "price history is not read for this liquity_v2 branch: no view leads from the CollateralRegistry to a "
-            f"branch's PriceFeed; name a WETH branch's as contracts.eth_usd_price_feed_{branch}"
+            f"price history is not read for this {p.protocol} branch: no view leads from the CollateralRegistry to a "
+            f"branch's PriceFeed (a WETH branch's can be named as contracts.eth_usd_price_feed_{branch}; an LST "
+            "branch's composite price is not replayed)"
         )
+    if p.details.get("shut_down"):
+        return f"price history is not read: branch {branch} is shut down, and its price no longer follows a feed"
     path = (Step(LIQUITY_V2_FEED.ethUsdOracle),)
-    out = [Need(leg.asset, leg.symbol, Lookup(str(feed), path)) for leg in p.collateral]
+    # WETHPriceFeed's fetchPrice is its ethUsdOracle's answer: a feed named for an LST branch answers ETH's instead
+    out = [Need(leg.asset, leg.symbol, Lookup(str(feed), path), matches_price=True) for leg in p.collateral]
     return out + [Need(leg.asset, leg.symbol, None, "fixed at 1 USD by Liquity") for leg in p.debt]
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from watcher.chain import ChainClient, ChainError
-from watcher.feed_sources import Lookup, Need, feed_needs, product_history, resolve
+from watcher.feed_sources import MATCH_WITHIN, Lookup, Need, feed_needs, product_history, resolve
 from watcher.feeds import feed_histories
-from watcher.model import Position
+from watcher.model import WAD, Position
 from watcher.probability import DEFAULT_HORIZONS, MIN_RETURNS, Estimate, liquidation_probability
 from watcher.readings import Readings
 
@@ -164,6 +164,14 @@ class Outlook:
             if feed is None or known is None or known.error:
                 why = "the oracle names no feed for it" if feed is None else (known.error if known else "not read")
                 return self._none(p, f"no price history for {n.label}: {why} ({n.lookup.describe()})")
+            answered = _price_of(p, n.key) if n.matches_price else 0
+            if answered and known.rounds and _far(known.rounds[-1][1], n.feed_decimals, answered):
+                latest = known.rounds[-1][1] / 10**n.feed_decimals
+                return self._none(
+                    p,
+                    f"no price history for {n.label}: {feed} answers {latest:,.2f}, not the {answered / WAD:,.2f} the "
+                    f"protocol prices it at ({n.lookup.describe()}): not the feed of its price",
+                )
             parts.setdefault(n.key, []).append((known.rounds, n.exponent))
             sources.append((n.label, feed))
             signature[n.key] = f"{signature.get(n.key, '')} {feed}^{n.exponent}"
@@ -216,6 +224,16 @@ class Outlook:
             if old is None or (old.rounds, old.error) != (new.rounds, new.error):
                 self._version += 1  # a new round (or a feed gone quiet) changes estimates; the same rounds do not
             self._feeds[(client.name, f)] = new
+
+
+def _price_of(p: Position, asset: str) -> int:
+    """The price (18 decimals) the check read for the position's leg in `asset`; 0 where it has none."""
+    return next((leg.price for leg in (*p.collateral, *p.debt) if leg.asset == asset), 0)
+
+
+def _far(latest: int, decimals: int, answered: int) -> bool:
+    """Whether a feed's latest round is further than MATCH_WITHIN from the price the protocol answered."""
+    return abs(latest * 10 ** (18 - decimals) - answered) > MATCH_WITHIN * answered
 
 
 def _needs(p: Position) -> list[Need]:

@@ -196,10 +196,11 @@ class LiquityV2StandIn:
         """The branch collateral's USD price (18 decimals) that fetchPrice answers from now on."""
         return _send(self.w3, self.admin, self.branches[branch].price_feed, "setPrice", price)
 
-    def set_eth_usd_oracle(self, branch: int, aggregator: str, staleness: int = 86_400) -> int:
-        """The branch's fetchPrice answers this Chainlink-style feed from now on, named by ethUsdOracle() as v2's
-        WETHPriceFeed names its own."""
-        return _send(self.w3, self.admin, self.branches[branch].price_feed, "setEthUsdOracle", aggregator, staleness)
+    def set_eth_usd_oracle(self, branch: int, aggregator: str, staleness: int = 86_400, answered: bool = True) -> int:
+        """The branch's ethUsdOracle() names this Chainlink-style feed, and its fetchPrice answers it from now on, as
+        v2's WETHPriceFeed does; `answered` False: named only, as an LST branch's feed names ETH-USD too."""
+        feed = self.branches[branch].price_feed
+        return _send(self.w3, self.admin, feed, "setEthUsdOracle", aggregator, staleness, answered)
 
     def set_trove(
         self, branch: int, trove_id: int, owner: str, debt: int, coll: int, rate: int = 5 * 10**16, stake: int = -1

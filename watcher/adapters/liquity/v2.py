@@ -11,6 +11,8 @@ TroveNFT.balanceOf on every branch.
 The v2 price: the branch PriceFeed is internal in v2's LiquityBase (no view on the TroveManager or BorrowerOperations
 gives its address), but getUnbackedPortionPriceAndRedeemability() returns the branch PriceFeed's fetchPrice() (the
 very call batchLiquidateTroves makes) and whether the branch TCR >= SCR and it is not shut down; run in eth_call.
+Where the config names a WETH branch's PriceFeed (`contracts.eth_usd_price_feed_<i>`) it rides in the positions'
+details, for the probability to walk the rounds of that feed's ethUsdOracle.
 
 v2 decision (batchLiquidateTroves): status active or zombie, ICR = floor(entireColl*price/entireDebt) < MCR of the
 branch, and not the last trove. There are no Recovery Mode liquidations; a branch whose TCR is below SCR can be shut
@@ -22,6 +24,7 @@ skipped (unknown), never as fully read.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
@@ -47,6 +50,7 @@ from watcher.adapters.liquity.common import (
     compute_cr,
     word_bool,
 )
+from watcher.config.errors import ConfigError
 from watcher.config.options import ProtocolOptions
 from watcher.model import BPS, WAD, BlockRef, Leg, Position
 from watcher.registry import ChainProtocol, register
@@ -203,6 +207,12 @@ class LiquityV2Reader(TaggedReader):
         count = self._word(got, "count")
         if not 0 < count <= 10:
             raise ValueError(f"totalCollaterals {count} is outside v2's 1..10")
+        beyond = sorted(i for i in self.eth_usd_feeds if i >= count)
+        if beyond:  # a mistake in the config, said on every check rather than a key that silently does nothing
+            raise ReadError(
+                f"{self.protocol}/{self.chain}: contracts.{ETH_USD_FEED_KEY}{beyond[0]} names branch {beyond[0]}, "
+                f"but the CollateralRegistry has {count} branch{'es' if count > 1 else ''} (0..{count - 1})"
+            )
         known = min(count, self.count or 0)
         pairs = [
             (address_word(self._word(got, "token", i)), address_word(self._word(got, "tm", i))) for i in range(known)
@@ -373,8 +383,11 @@ def make_reader_v2(dep: Any, accounts: Sequence[Account]) -> LiquityV2Reader:
     for key, address in dep.extra.items():
         if key.startswith(ETH_USD_FEED_KEY):
             branch = key.removeprefix(ETH_USD_FEED_KEY)
-            if not branch.isdigit():
-                raise ValueError(f"{key}: ends in {branch!r}, not a branch index (e.g. {ETH_USD_FEED_KEY}0)")
+            if not re.fullmatch(r"0|[1-9][0-9]?", branch):
+                raise ConfigError(
+                    f"deployment {dep.name} on {dep.chain}: contracts.{key}: ends in {branch!r}, not a branch index "
+                    f"(0, 1, ... as the CollateralRegistry numbers its branches: e.g. {ETH_USD_FEED_KEY}0)"
+                )
             feeds[int(branch)] = address
     return LiquityV2Reader(dep.name, dep.chain, dep.address, accounts, dep.troves, eth_usd_feeds=feeds)
 

@@ -28,8 +28,10 @@ struct LatestTroveData {
 
 /// @notice Stand-in PriceFeed: fetchPrice() -> (price, newOracleFailureDetected) stores lastGoodPrice, as v2's does.
 ///         With an ETH-USD aggregator set it answers that feed's latest round scaled to 18 decimals and names it in
-///         ethUsdOracle() (aggregator, staleness threshold, decimals), as v2's WETHPriceFeed does. It leaves out the
-///         staleness check and the shutdown on an oracle failure, and the LST branches' composite prices.
+///         ethUsdOracle() (aggregator, staleness threshold, decimals), as v2's WETHPriceFeed does. With `answered`
+///         false it names the aggregator but keeps answering its own price, as an LST branch's feed names ETH-USD
+///         too while it answers a composite. It leaves out the staleness check, the shutdown on an oracle failure,
+///         and the LST composites' own math.
 contract LiquityV2PriceFeedStandIn {
     struct Oracle {
         address aggregator;
@@ -41,6 +43,7 @@ contract LiquityV2PriceFeedStandIn {
     uint256 public lastGoodPrice;
     uint256 internal oracleAnswer;
     Oracle public ethUsdOracle;
+    bool internal answersOracle;
 
     constructor(uint256 price_) {
         admin = msg.sender;
@@ -54,14 +57,15 @@ contract LiquityV2PriceFeedStandIn {
     }
 
     /// @notice Stand-in only: read this Chainlink-style aggregator from now on (v2 sets it in its constructor).
-    function setEthUsdOracle(address aggregator, uint256 stalenessThreshold) external {
+    function setEthUsdOracle(address aggregator, uint256 stalenessThreshold, bool answered) external {
         require(msg.sender == admin, "stand-in: not admin");
         ethUsdOracle = Oracle(aggregator, stalenessThreshold, IV2AggregatorStandIn(aggregator).decimals());
+        answersOracle = answered;
     }
 
     function fetchPrice() external returns (uint256, bool) {
         uint256 price = oracleAnswer;
-        if (ethUsdOracle.aggregator != address(0)) {
+        if (answersOracle) {
             (, int256 answer,,,) = IV2AggregatorStandIn(ethUsdOracle.aggregator).latestRoundData();
             require(answer > 0, "stand-in: bad answer");
             price = uint256(answer) * 10 ** (18 - ethUsdOracle.decimals);
