@@ -106,3 +106,25 @@ def test_a_check_staged_while_the_refresh_waited_keeps_its_newer_estimates(
     asyncio.run(probs._reestimate(positions))
     assert asked == [N, N]  # nothing of the older state estimated again
     assert {probs._kept[p.key].inputs[1] for p in positions} == {101 * WAD // 100 // listener_module._BP}
+
+
+def test_a_perp_account_on_two_coins_is_estimated_again_when_its_marks_move_and_its_health_holds(
+    engine: tuple[Probabilities, list[int]],
+) -> None:
+    """A cross account long ETH and short BTC can keep its health while both marks move: the boundary's nearest point
+    moved, so the estimate is made again; the same marks keep it."""
+    from fractions import Fraction
+
+    from tests.test_perp_probability import BTC, ETH, account, cross
+
+    probs, asked = engine
+    before = account(cross(10, 3_000, 2_400, ETH, "ETH"), cross(-1, 60_000, 75_000, BTC, "BTC"))
+    probs.stage(_check([before]), Staged(0.0))
+    probs.stage(_check([before]), Staged(0.0))
+    assert asked == [1]
+    # both coins up 5 %: the short's loss and the long's gain offset, health (2.0 in `account`) as it was
+    legs = tuple(replace(leg, mark_price=leg.mark_price * Fraction(105, 100)) for leg in before.perps)
+    after = replace(before, perps=legs)
+    assert after.health == before.health
+    probs.stage(_check([after]), Staged(0.0))
+    assert asked == [1, 1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ log = logging.getLogger("watcher")
 
 DAY = 86_400
 _BP = 10**14  #: a basis point of health (WAD): finer moves keep an estimate
+_BPS = 10_000  #: and of a perp leg's log distance to its liquidation price
 #: a refresh is a few eth_calls under the client's own deadlines; this bounds a pathological one as a whole
 REFRESH_TIMEOUT = 120.0
 _Todo = tuple[Position, tuple[object, ...]]  #: a position and the inputs its estimate is made from
@@ -100,7 +102,13 @@ class Probabilities:
     def _inputs(self, p: Position, version: object) -> tuple[object, ...]:
         """What a position's estimate depends on: the same inputs give the same figures."""
         health = None if p.health is None else p.health // _BP
-        return (version, health, p.liquidatable, p.has_debt, self.errors.get(p.chain), self.readings.version)
+        # perps on several coins: the marks can move the boundary's nearest point while health holds still
+        perps = tuple(
+            round(math.log(leg.liquidation_price / leg.mark_price) * _BPS)
+            for leg in p.perps
+            if leg.liquidation_price is not None and leg.liquidation_price > 0 and leg.mark_price > 0
+        )
+        return (version, health, p.liquidatable, p.has_debt, perps, self.errors.get(p.chain), self.readings.version)
 
     def _stale(self, p: Position, inputs: tuple[object, ...]) -> bool:
         kept = self._kept.get(p.key)
@@ -128,7 +136,7 @@ class Probabilities:
             for p in positions[start : start + _CHUNK]:
                 inputs = self._inputs(p, version)  # per chunk: a commit between two takes readings
                 kept = self._kept.get(p.key)
-                if kept is not None and kept.inputs[1:4] != inputs[1:4]:
+                if kept is not None and kept.inputs[1:5] != inputs[1:5]:
                     continue  # a newer check staged this position in another state: its own estimate stands
                 if kept is None or kept.inputs != inputs:
                     chunk.append((p, inputs))
