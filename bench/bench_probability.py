@@ -5,7 +5,8 @@ of a random walk each). Times one check (read + health replay), then Outlook.est
 (the oracle's sources and every feed's rounds read, then the probabilities), at the same block (the histories
 cached: the computation alone), and the Monte Carlo the closed form is checked against, for a sample of positions.
 Then what `watcher run` adds to each check (engine/probabilities.py, staged with the check): after a new round (every
-estimate computed again from the cached rounds) and at unchanged inputs (every estimate kept).
+estimate computed again from the cached rounds) and at unchanged inputs (every estimate kept). Last, perp accounts on
+two coins (the nearest point of their boundary) against accounts on one (the closed form), the computation alone.
 
 Run: python bench/bench_probability.py [--n 1000] [--repeat 3]
 """
@@ -19,6 +20,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 from bench.bench_check import GAS_BUDGET, SPECS, borrowers, timed
@@ -33,7 +35,9 @@ from watcher.devchain.deploy import Calldata, Tx, deploy_batch_reader, send_txs
 from watcher.devchain.feeds import deploy_round_feed
 from watcher.engine.probabilities import Probabilities
 from watcher.engine.publish import Check, Staged
+from watcher.model import BlockRef, PerpLeg, Position
 from watcher.outlook import Outlook
+from watcher.perp_probability import perp_monte_carlo
 from watcher.probability import YEAR, liquidation_probability
 
 SIGMAS = {"WETH": 0.8, "WBTC": 0.6, "USDC": 0.02, "DAI": 0.03}
@@ -129,6 +133,42 @@ def main() -> None:
         print(f"    a new round, estimated off the check {off_s * 1000:7.1f} ms ({off_s / check_s:.2f}x the check)")
         print(f"    the same, were the check to do it    {moved_s * 1000:7.1f} ms ({moved_s / check_s:.2f}x the check)")
         print(f"    added to the check (all kept)        {kept_s * 1000:7.1f} ms ({kept_s / check_s:.3f}x the check)")
+    perps_figures(n, args.repeat)
+
+
+def perps_figures(n: int, repeat: int) -> None:
+    """Perp accounts on one coin (the closed form) against accounts on two (the nearest point of the boundary), the
+    histories shared as the outlook shares them; no chain, the computation alone."""
+    rng, end = random.Random(11), 1_800_000_000
+    eth, btc = walk(3_000, 0.8, 500, end, rng), walk(60_000, 0.6, 500, end, rng)
+
+    def leg(market: str, size: int, mark: int, liq: int) -> PerpLeg:
+        return PerpLeg(
+            market, size, 0, Fraction(mark), Fraction(mark), 0, 0, Fraction(0), liquidation_price=Fraction(liq)
+        )
+
+    def account(i: int, *legs: PerpLeg) -> Position:
+        return Position("hyperliquid", "hl", f"0x{i:040x}", "", (), (), 2 * 10**18, False, 10**6, "USD",
+                        BlockRef(0, end), perps=legs)  # fmt: skip
+
+    one = [account(i, leg("ETH", 10, 3_000, 2_400 + i % 400)) for i in range(n)]
+    two = [account(i, leg("ETH", 10, 3_000, 2_000 + i % 400), leg("BTC", 1, 60_000, 40_000 + i)) for i in range(n)]
+    histories = {"ETH": eth, "BTC": btc}
+
+    def estimate(accounts: list[Position]) -> None:
+        memo: dict[tuple[str, ...], Any] = {}
+        for a in accounts:
+            liquidation_probability(a, histories, cache=memo)
+
+    one_s, two_s = median_s(lambda: estimate(one), repeat), median_s(lambda: estimate(two), repeat)
+    start = time.perf_counter()
+    perp_monte_carlo(two[0].perps, {"ETH": 0.8, "BTC": 0.6}, [[1.0, 0.0], [0.0, 1.0]], 7 * 86_400)
+    mc_s = time.perf_counter() - start
+    print(f"perp accounts, N={n}, 3 horizons, histories of 500 hourly closes shared; medians of {repeat}")
+    print(f"  one coin (closed form)                     {one_s * 1000:8.1f} ms  ({one_s / n * 1e6:.0f} us/account)")
+    print(f"  two coins (nearest point of the boundary)  {two_s * 1000:8.1f} ms  ({two_s / n * 1e6:.0f} us/account)")
+    print(f"  ratio two coins / one coin: {two_s / one_s:.2f}x")
+    print(f"  Monte Carlo of the same model (4000 paths x 48 steps, one horizon), one account: {mc_s * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -26,12 +26,14 @@ from tests.hyperliquid_server import HyperliquidStandIn
 from tests.processes import check_json, wait_for
 from tests.telegram_server import TelegramStandIn
 from tests.test_faults_venue import SLACK, TIMEOUT, Venue, start, venue_keys, venues, write_config
-from tests.test_hyperliquid import META, world
+from tests.test_hyperliquid import META, _position, _state, world
 from tests.test_hyperliquid_simulator import MIXED, read_all
 from watcher.adapters.base import ReadError
 from watcher.adapters.hyperliquid.candles import fetch_candles
-from watcher.adapters.hyperliquid.history import one_market_estimates
-from watcher.probability import YEAR, first_passage, realised_volatility
+from watcher.adapters.hyperliquid.history import venue_estimates
+from watcher.model import PerpLeg
+from watcher.perp_probability import perp_monte_carlo
+from watcher.probability import YEAR, correlation, first_passage, realised_volatility
 
 telegram_standin = run_harness.telegram_standin
 __all__ = ["telegram_standin", "venues"]  # fixtures, found by pytest under these names
@@ -57,6 +59,13 @@ async def _fetch(server: HyperliquidStandIn, coin: str = "BTC", hours: int = 500
     now = int(time.time() * 1000)
     async with aiohttp.ClientSession() as session:
         return await fetch_candles(session, server.url, coin, now - hours * HOUR_MS, now, timeout=timeout)
+
+
+async def _read_back(url: str, coin: str, hours: int = 500) -> list[tuple[int, Fraction]]:
+    """A coin's hourly closes as the watcher reads them back from a venue at `url`."""
+    now = int(time.time() * 1000)
+    async with aiohttp.ClientSession() as session:
+        return await fetch_candles(session, url, coin, now - hours * HOUR_MS, now, timeout=5.0)
 
 
 def _serve(fault: str | None = None, timeout: float = 5.0) -> list | str:
@@ -126,19 +135,29 @@ def test_the_one_market_probability_is_the_first_passage_to_the_liquidation_pric
     got = read_all(Fraction(95_000), Fraction(3_100))
     history = [(t // 1000, Fraction(c)) for t, c in walk(95_000.0, 2)]
     vol = realised_volatility(history)
+    eth = [(t // 1000, Fraction(c)) for t, c in walk(3_100.0, 7)]
     for p in got.values():
-        est = one_market_estimates(p, history, "", [3600, 86_400, 7 * 86_400])
-        if p.account == MIXED:  # BTC cross and ETH isolated: two drivers, no estimate
-            assert {e.probability for e in est} == {None} and "several assets" in est[0].note
+        if p.account == MIXED:  # BTC cross and ETH isolated: two pools, each its own leg's first passage, added up
+            est = venue_estimates(p, {"BTC": history, "ETH": eth}, "", [86_400])
+            vol_eth = realised_volatility(eth)
+            parts = [
+                first_passage(abs(math.log(leg.liquidation_price / leg.mark_price)), v.sigma_annual, 86_400)
+                for leg, v in zip(p.perps, (vol, vol_eth), strict=True)
+            ]
+            assert est[0].probability == pytest.approx(sum(parts), rel=1e-9) and "nearest point" in est[0].model
+            assert "from hourly closes" in est[0].note
             continue
+        est = venue_estimates(p, {p.perps[0].market: history}, "", [3600, 86_400, 7 * 86_400])
         (leg,) = p.perps
         d = abs(math.log(leg.liquidation_price / leg.mark_price))
         assert [e.probability for e in est] == [first_passage(d, vol.sigma_annual, h) for h in (3600, 86_400, 604_800)]
         assert est[0].probability <= est[1].probability <= est[2].probability
     # no history reason passes through; too few candles say so
     p = got[next(iter(got))]
-    assert one_market_estimates(p, None, "price history unreadable: x", [3600])[0].note == "price history unreadable: x"
-    assert "not enough price history" in (note := one_market_estimates(p, history[:5], "", [3600])[0].note)
+    assert venue_estimates(p, {}, "price history unreadable: x", [3600])[0].note == "price history unreadable: x"
+    assert "not enough price history" in (
+        note := venue_estimates(p, {p.perps[0].market: history[:5]}, "", [3600])[0].note
+    )
     assert "5 hourly closes" in note
 
 
@@ -179,6 +198,66 @@ def test_check_json_estimates_from_candles_and_a_broken_venue_gives_null_with_th
             assert {e["probability"] for e in est} == {None}, (fault, label, est)
             assert named in est[0]["note"] and est[0]["note"].startswith("price history unreadable"), est[0]
         venue.server.candle_fault = None
+
+
+#: a cross account long 1 BTC and 10 ETH on 20,000 USD: BTC alone liquidates it near 76,000, ETH alone near 1,210
+TWO_COINS = "0x" + "e" * 40
+
+
+def test_check_json_estimates_a_cross_account_on_two_coins_at_the_nearest_point_of_its_boundary(
+    tmp_path: Path, telegram_standin: TelegramStandIn, venues: Callable[[], Venue]
+) -> None:
+    """Both coins' candles are read, and the estimate is the nearest point of the account's boundary in BTC and ETH:
+    held against a Monte Carlo of the same model run from the same candles and the document's own legs."""
+    venue = venues()
+    btc, eth = walk(95_000.0, 11), walk(3_100.0, 12)
+    cross_lev = {"type": "cross", "value": 20}
+    legs = [
+        _position("BTC", Fraction(1), Fraction(95_000), Fraction(95_000), Fraction(1), cross_lev),
+        _position("ETH", Fraction(10), Fraction(3_100), Fraction(3_100), Fraction(1), cross_lev),
+    ]
+    two = _state(Fraction(20_000), Fraction(20_000), legs)
+
+    def serve(s: HyperliquidStandIn) -> None:
+        s.candles.update({"BTC": btc, "ETH": eth})
+        s.states[TWO_COINS] = two
+
+    venue._apply(serve)
+    config = write_config(tmp_path, telegram_standin, {"hl": venue_keys(venue)})
+    doc = tomllib.loads(config.read_text())
+    doc["accounts"].append({"address": TWO_COINS, "label": "two-coins"})
+    write_toml(config, doc)
+    run = check_json(config)
+    assert run.code == 0 and run.doc is not None, run.stderr
+    [pos] = [p for p in run.doc["positions"] if p["label"] == "two-coins"]
+    est = pos["liquidation_probability"]
+    assert [e["horizon_s"] for e in est] == [3600, 86_400, 604_800] and "nearest point" in est[0]["model"], est[0].get(
+        "note"
+    )
+    # the same window the watcher read, from the same stand-in
+    closes = {coin: asyncio.run(_read_back(venue.url, coin)) for coin in ("BTC", "ETH")}
+    vols = {coin: realised_volatility(h) for coin, h in closes.items()}
+    assert est[0]["samples"] == min(v.samples for v in vols.values() if v is not None)
+    assert est[0]["sigma_annual"] == pytest.approx(max(v.sigma_annual for v in vols.values()), rel=1e-9)
+    perps = [
+        PerpLeg(
+            leg["market"], 1, 0, Fraction(1), Fraction(leg["mark_price"]["exact"]), 0, 0, Fraction(0),
+            liquidation_price=Fraction(leg["liquidation_price"]["exact"]),
+        )
+        for leg in pos["perps"]
+    ]  # fmt: skip
+    corr = correlation([closes["BTC"], closes["ETH"]])
+    sigmas = {"BTC": vols["BTC"].sigma_annual, "ETH": vols["ETH"].sigma_annual}
+    mc, err = perp_monte_carlo(perps, sigmas, corr, 604_800, paths=6_000, seed=5)
+    week = est[2]["probability"]
+    print(f"two coins over 7 d: closed form {week:.4f}, Monte Carlo {mc:.4f} +- {err:.4f}; rho {corr[0][1]:+.3f}")
+    assert 0.005 < week < 0.5 and abs(week - mc) < 4 * err
+    # each coin alone reaches the boundary later than both together: the account is likelier gone than either says
+    alone = max(
+        first_passage(abs(math.log(leg.liquidation_price / leg.mark_price)), sigmas[leg.market], 604_800)
+        for leg in perps
+    )
+    assert week > alone
 
 
 def test_probability_rounds_in_the_config_sets_the_candles_read_back(

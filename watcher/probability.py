@@ -25,7 +25,8 @@ it costs about a second a position, the closed form microseconds.
 
 Perpetual positions (GMX, Synthetix) have no collateral/debt boundary but a liquidation price per perp leg: with every
 leg on one asset that asset's price is the one driver, and the same closed form applies at d = |ln(liquidation price /
-mark)|, the nearest leg's (watcher/perp_probability.py). Perps on several assets are not modelled and say so.
+mark)|, the nearest leg's; perps on several assets take the nearest point of their margin pools' boundary in the
+prices' covariance (watcher/perp_probability.py).
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ class Estimate:
 
     horizon_s: int
     probability: float | None
-    #: of the driving quantity: the price or ratio, or health itself with several assets (in a Monte Carlo, the largest
-    #: of the assets')
+    #: of the driving quantity: the price or ratio, or health itself with several assets (in a Monte Carlo, and for
+    #: perps on several assets, the largest of the assets')
     sigma_annual: float | None
     samples: int  #: log returns behind the sigma (the fewest of the assets)
     model: str
@@ -179,7 +180,8 @@ def correlation(histories: Sequence[History], step_s: int = 3600) -> list[list[f
     return out
 
 
-def _cholesky(m: list[list[float]]) -> list[list[float]]:
+def cholesky(m: list[list[float]]) -> list[list[float]]:
+    """The lower-triangular L with L L' = m, for drawing correlated normals."""
     n = len(m)
     low = [[0.0] * n for _ in range(n)]
     for i in range(n):
@@ -230,7 +232,7 @@ def monte_carlo(
     h0 = (p.health or 0) / WAD
     if h0 <= 1:
         return 1.0, 0.0
-    low = _cholesky(corr)
+    low = cholesky(corr)
     dt = horizon_s / YEAR / steps
     scale = [vols[a] * math.sqrt(dt) for a in assets]
     coll0, debt0 = sum(w.collateral.values()), sum(w.debt.values())

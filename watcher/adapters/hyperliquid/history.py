@@ -1,10 +1,10 @@
 """Liquidation probability of venue accounts from the venue's own hourly candles, one market a driver: Hyperliquid's
 candleSnapshot, and dYdX v4's indexer candles (`DydxV4Reader.hourly_closes`).
 
-This is the one-driver case only (watcher/perp_probability.py's closed form, fed these candles): an account holding
-one position is liquidated when that coin's mark reaches the position's liquidation price (watcher's own, tiers
-included), so with a driftless GBM of the price the probability is `first_passage` of the log distance to it, at the
-volatility the hourly closes realise. Accounts holding several coins get no estimate and say so. The candles are
+An account holding one position is liquidated when that coin's mark reaches the position's liquidation price
+(watcher's own, tiers included), so with a driftless GBM of the price the probability is `first_passage` of the log
+distance to it, at the volatility the hourly closes realise. An account on several coins takes every coin's candles,
+and the probability is watcher/perp_probability.py's nearest point of its margin pools' boundary. The candles are
 trade prices, not the mark the venue margins at; over hours the two move together.
 """
 
@@ -56,7 +56,9 @@ class CandleHistories:
         self, positions: Sequence[Position], venues: Mapping[str, Any], session: aiohttp.ClientSession | None = None
     ) -> None:
         """Read the candles the positions' markets need (nothing within the same hour)."""
-        wanted = {(p.chain, p.perps[0].market) for p in positions if _one_market(p) and p.chain in venues}
+        wanted = {
+            (p.chain, leg.market) for p in positions if p.protocol in VENUES and p.chain in venues for leg in p.perps
+        }
         if session is None:
             async with aiohttp.ClientSession() as own:
                 errors = await self._learn(wanted, venues, own)
@@ -76,15 +78,15 @@ class CandleHistories:
         """By position id, the estimates from the candles read so far (no I/O)."""
         out = {}
         for p in positions:
-            key = (p.chain, p.perps[0].market) if p.perps else None
-            history = self._kept.get(key)[1] if key in self._kept else None
+            keys = [(p.chain, leg.market) for leg in p.perps]
+            histories = {k[1]: self._kept[k][1] for k in keys if k in self._kept}
             if p.chain not in venues:
                 error = f"venue {p.chain!r} is not configured"
-            elif key is not None and history is None and key not in self._errors:
+            elif any(k[1] not in histories and k not in self._errors for k in keys):
                 error = "price history is being read: the next check carries the figures"
             else:
-                error = self._errors.get(key, "") if key is not None else ""
-            out[p.key] = one_market_estimates(p, history, error, horizons)
+                error = next((self._errors[k] for k in keys if k in self._errors), "")
+            out[p.key] = venue_estimates(p, histories, error, horizons)
         return out
 
     async def _learn(
@@ -128,18 +130,15 @@ DYDX = "dydx_v4"
 VENUES = (PROTOCOL, DYDX)
 
 
-def _one_market(p: Position) -> bool:
-    return p.protocol in VENUES and len(p.perps) == 1
-
-
-def one_market_estimates(
-    p: Position, history: Sequence[tuple[int, Fraction]] | None, error: str, horizons: Sequence[int]
+def venue_estimates(
+    p: Position, histories: Mapping[str, Sequence[tuple[int, Fraction]]], error: str, horizons: Sequence[int]
 ) -> list[Estimate]:
-    """A one-market account's probability of liquidation within each horizon; None with the reason otherwise."""
+    """A venue account's probability of liquidation within each horizon from its markets' hourly closes (by market);
+    None with the reason where a market's candles could not be read."""
     if not p.perps:
         return [Estimate(h, 0.0, None, 0, "no positions") for h in horizons]
-    if error and not p.liquidatable and len(p.perps) == 1:
+    if error and not p.liquidatable:
         return [Estimate(h, None, None, 0, "none", error) for h in horizons]
-    # the venue's candles are the one driver's history: the closed form is perp_probability's
-    histories = {perp_driver(p.perps[0]): history or ()}  # one market's candles; several get "not modelled"
-    return perp_probability(p, histories, horizons, model=ONE_MARKET, unit="hourly close")
+    # a venue's driver is its market (perp_driver), so the candles key the histories as perp_probability looks them up
+    by_driver = {perp_driver(leg): histories.get(leg.market, ()) for leg in p.perps}
+    return perp_probability(p, by_driver, horizons, model=ONE_MARKET, unit="hourly close")
