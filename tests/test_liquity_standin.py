@@ -524,6 +524,7 @@ def test_v2_garbage_is_read_error() -> None:
         "symbol": int.from_bytes(b"WETH".ljust(32, b"\0"), "big"),  # a bytes32 symbol answer
         "balance": 1,
         "trove": (2_000 * WAD, WAD, 0, 0, 0, 2_000 * WAD, 5 * 10**16, 10**38, 0, 0),
+        "troves": (2_000 * WAD, WAD, WAD, 1, 0, 1, 1, 5 * 10**16, 0, 0),  # Troves(id): in no interest batch
         "owner": owner,
     }
     for _ in range(3):

@@ -185,17 +185,20 @@ def _maker_apy(p: Position, sim: Any) -> dict[tuple[str, str], str]:
 
 def _liquity_v2_apy(p: Position, sim: Any) -> dict[tuple[str, str], str]:
     rate = p.details.get("annual_interest_rate")
+    fee = p.details.get("annual_management_fee")
     out = {("collateral", leg.asset): "0" for leg in p.collateral}
     if isinstance(rate, int):
-        # simple interest on the recorded debt until the trove is touched: the annual rate is its yearly growth
-        out |= {("debt", leg.asset): _fmt(Decimal(rate) / WAD) for leg in p.debt}
+        # simple interest (and a batch's management fee) on the recorded debt until the trove or its batch is
+        # touched: the annual rates are its yearly growth
+        total = rate + (fee if isinstance(fee, int) else 0)
+        out |= {("debt", leg.asset): _fmt(Decimal(total) / WAD) for leg in p.debt}
     return out
 
 
 def _liquity_v2_refuse(p: Position, sim: Any) -> str | None:
-    if p.details.get("accrued_batch_fee"):
+    if (p.details.get("accrued_batch_fee") or p.details.get("interest_batch_manager")) and sim.batch is None:
         # the fee makes the debt grow faster than the time found would say: no time rather than a late one
-        return "not modelled: the trove's batch management fee accrues and is not projected"
+        return "not modelled: the trove's batch management fee accrues and its batch's data does not give its debt"
     return None
 
 
@@ -223,7 +226,8 @@ MODELS: dict[str, _Model] = {
     ),
     "MakerSimulator": _Model("Jug.drip at base + duty from rho", _maker_debt, _maker_apy),
     "LiquityV2Simulator": _Model(
-        "the trove's annual interest on its recorded debt (troves paying a batch management fee are refused)",
+        "the trove's annual interest on its recorded debt; in an interest batch, its share of the batch's interest and "
+        "management fee, each floored as getLatestTroveData floors it",
         lambda s: s.debt,
         _liquity_v2_apy,
         refuse=_liquity_v2_refuse,

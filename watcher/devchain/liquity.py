@@ -211,6 +211,18 @@ class LiquityV2StandIn:
             self.w3, self.admin, tm, "setTrove", trove_id, owner, debt, coll, coll if stake < 0 else stake, rate
         )
 
+    def set_batch(self, branch: int, manager: str, rate: int, fee: int) -> int:
+        """An interest batch's annual rate and management fee (WAD) from now on, its debt compounded to now."""
+        return _send(self.w3, self.admin, self.branches[branch].trove_manager, "setBatch", manager, rate, fee)
+
+    def set_batch_trove(
+        self, branch: int, trove_id: int, owner: str, manager: str, debt: int, coll: int, stake: int = -1
+    ) -> int:
+        """Open a trove in `manager`'s batch holding `debt` now (stake = coll unless given)."""
+        tm = self.branches[branch].trove_manager
+        stake = coll if stake < 0 else stake
+        return _send(self.w3, self.admin, tm, "setBatchTrove", trove_id, owner, manager, debt, coll, stake)
+
     def set_status(self, branch: int, trove_id: int, status: int) -> int:
         """Overwrite a trove's status (4 = zombie)."""
         return _send(self.w3, self.admin, self.branches[branch].trove_manager, "setStatus", trove_id, status)

@@ -5,8 +5,9 @@ A CollateralRegistry over collateral branches; troves are ERC-721 ids. A check r
 shutdownTime, getEntireBranchColl/Debt, getTroveIdsCount, getUnbackedPortionPriceAndRedeemability) and the
 BorrowerOperations (MCR, CCR, SCR, hasBeenShutDown: the TroveManager keeps MCR internal, BorrowerOperations and the
 AddressesRegistry expose it; the AddressesRegistry is not reachable from the registry on chain); per configured trove
-id getTroveStatus on every branch, then getLatestTroveData and TroveNFT.ownerOf where it lives; per account
-TroveNFT.balanceOf on every branch.
+id getTroveStatus on every branch, then getLatestTroveData, Troves (for its interest batch) and TroveNFT.ownerOf
+where it lives, and getLatestBatchData of each batch a watched trove is in; per account TroveNFT.balanceOf on every
+branch.
 
 The v2 price: the branch PriceFeed is internal in v2's LiquityBase (no view on the TroveManager or BorrowerOperations
 gives its address), but getUnbackedPortionPriceAndRedeemability() returns the branch PriceFeed's fetchPrice() (the
@@ -57,6 +58,34 @@ from watcher.registry import ChainProtocol, register
 
 
 @dataclass(frozen=True, slots=True)
+class BatchShare:
+    """A trove's part of an interest batch: getLatestBatchData's debt and rates, and the trove's debt shares."""
+
+    recorded: int  #: the batch's recordedDebt
+    rate: int  #: annualInterestRate, WAD
+    fee: int  #: annualManagementFee, WAD
+    updated: int  #: lastDebtUpdateTime
+    total_shares: int
+    shares: int  #: Troves(id).batchDebtShares
+    redist_debt: int  #: the trove's pending redistribution debt, which earns nothing until applied
+
+    def debt_at(self, timestamp: int) -> int:
+        """The trove's entireDebt at `timestamp` as v2's _getLatestTroveDataFromBatch computes it (no shutdown)."""
+        if self.total_shares == 0:
+            return self.redist_debt
+        period = max(timestamp - self.updated, 0)
+        interest = self.recorded * self.rate * period // ONE_YEAR // WAD
+        fee = self.recorded * self.fee * period // ONE_YEAR // WAD
+        part = self.total_shares
+        return (
+            self.recorded * self.shares // part
+            + interest * self.shares // part
+            + fee * self.shares // part
+            + (self.redist_debt)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class LiquityV2Simulator:
     """Exact replay of v2's batchLiquidateTroves decision for one trove, with the price or the trove changed."""
 
@@ -71,6 +100,8 @@ class LiquityV2Simulator:
     weighted_debt: int  #: recordedDebt * annualInterestRate, what accrues per year (x1e18)
     now: int
     shutdown_time: int = 0
+    #: a trove in an interest batch: what its debt is computed from, so that time is replayed to the wei
+    batch: BatchShare | None = None
 
     def icr(self) -> int:
         """getCurrentICR at this price."""
@@ -85,13 +116,17 @@ class LiquityV2Simulator:
         return None if self.debt == 0 else self.icr() * WAD // self.mcr
 
     def at_time(self, timestamp: int) -> LiquityV2Simulator:
-        """Interest accrued to `timestamp` on the recorded debt (none past a shutdown).
+        """Interest accrued to `timestamp` on the recorded debt (none past a shutdown); in a batch, the batch's
+        interest and management fee, the trove's share of each as getLatestTroveData takes it.
 
-        The contract floors the whole period's interest at once, this adds the floored increment: the debt can read one
-        wei low. A batch's management fee is not projected (LatestTroveData does not carry its rate).
+        Outside a batch the contract floors the whole period's interest at once and this adds the floored increment,
+        so the debt can read one wei low; in a batch the debt is computed afresh as the contract does.
         """
         if timestamp <= self.now or self.shutdown_time:
             return self
+        if self.batch is not None:
+            grown = self.batch.debt_at(timestamp) - self.batch.debt_at(self.now)
+            return replace(self, debt=self.debt + grown, now=timestamp)
         extra = self.weighted_debt * (timestamp - self.now) // ONE_YEAR // WAD
         return replace(self, debt=self.debt + extra, now=timestamp)
 
@@ -115,10 +150,17 @@ class LiquityV2Simulator:
         if asset.lower() != self.bold.lower():
             raise ValueError(f"{asset} is not BOLD")
         if amount >= self.debt:
-            return replace(self, debt=0)
+            return replace(self, debt=0, batch=None)
         if self.shutdown_time:
             return self
-        return replace(self, debt=max(self.debt - amount, min(self.debt, V2_MIN_DEBT)))
+        debt = max(self.debt - amount, min(self.debt, V2_MIN_DEBT))
+        if self.batch is None:
+            return replace(self, debt=debt)
+        # a repayment compounds the batch and takes shares back; from then on the trove's recorded debt is its debt
+        # less redistribution, accruing at the batch's rate and fee (shares rounded as v2 rounds them is not replayed)
+        b = self.batch
+        recorded = max(debt - b.redist_debt, 0)
+        return replace(self, debt=debt, batch=None, weighted_debt=recorded * (b.rate + b.fee))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +201,11 @@ class LiquityV2Reader(TaggedReader):
         self.branches: tuple[V2Branch, ...] = ()
         #: (branch index, trove id) -> status last seen; data is read only where the trove is live
         self.status: dict[tuple[int, int], int] = {}
+        #: (branch index, trove id) -> the interest batch manager of a live trove in a batch
+        self.batch_of: dict[tuple[int, int], str] = {}
 
     def _key(self) -> object:
-        return (self.count, self.branches, tuple(sorted(self.status.items())))
+        return (self.count, self.branches, tuple(sorted(self.status.items())), tuple(sorted(self.batch_of.items())))
 
     def calls(self) -> list[Call]:
         """The reads for this round; the same list object while nothing new was learned."""
@@ -197,7 +241,10 @@ class LiquityV2Reader(TaggedReader):
             for t in self.troves:
                 if self.status.get((i, t)) in V2_LIVE:
                     self._add(("trove", i, t), tm, V2_TM.getLatestTroveData.encode(t), TROVE)
+                    self._add(("troves", i, t), tm, V2_TM.Troves.encode(t))
                     self._add(("owner", i, t), b.trove_nft, V2_NFT.ownerOf.encode(t))
+            for manager in sorted({m for (j, _), m in self.batch_of.items() if j == i}):
+                self._add(("batch", i, manager), tm, V2_TM.getLatestBatchData.encode(manager), TROVE)
         return self._calls
 
     def _word(self, got: dict[tuple[Any, ...], tuple[bool, bytes]], *tag: Any) -> int:
@@ -235,9 +282,18 @@ class LiquityV2Reader(TaggedReader):
                 if s >= len(V2_STATUS):
                     raise ValueError(f"trove status {s} is not one of v2's")
                 status[(i, t)] = s
-        learned = (count, tuple(branches), tuple(sorted(status.items())))
+        batch_of = {}
+        for i, _ in enumerate(branches):
+            for t in self.troves:
+                if ("troves", i, t) in got and status.get((i, t)) in V2_LIVE:
+                    manager = self._required(got, ("troves", i, t), 10)[8]
+                    if manager:
+                        batch_of[(i, t)] = address_word(manager)
+                elif (i, t) in self.batch_of and status.get((i, t)) in V2_LIVE:
+                    batch_of[(i, t)] = self.batch_of[(i, t)]
+        learned = (count, tuple(branches), tuple(sorted(status.items())), tuple(sorted(batch_of.items())))
         if learned != self._key():
-            self.count, self.branches, self.status = count, tuple(branches), status
+            self.count, self.branches, self.status, self.batch_of = count, tuple(branches), status, batch_of
             return None
         bold = address_word(self._word(got, "bold"))
         for i, b in enumerate(self.branches):
@@ -307,6 +363,9 @@ class LiquityV2Reader(TaggedReader):
             for t in live:
                 w = self._required(got, ("trove", i, t), 10)
                 entire_debt, entire_coll = w[0], w[1]
+                share, fee = self._batch_share(got, i, t, w[2])
+                if share is not None and not shutdown_time and share.debt_at(block.timestamp) != entire_debt:
+                    share = None  # the batch's data does not give the trove's debt: its time is not projected
                 sim = LiquityV2Simulator(
                     token=b.token,
                     bold=bold,
@@ -319,6 +378,7 @@ class LiquityV2Reader(TaggedReader):
                     weighted_debt=w[7],
                     now=block.timestamp,
                     shutdown_time=shutdown_time,
+                    batch=share,
                 )
                 owner = owners[t]
                 acct = labels.get(owner.lower()) or Account(owner, owner[:10])
@@ -331,11 +391,27 @@ class LiquityV2Reader(TaggedReader):
                     "annual_interest_rate": w[6],
                     "accrued_interest": w[4],
                     "accrued_batch_fee": w[8],
+                    "interest_batch_manager": self.batch_of.get((i, t)),
+                    "annual_management_fee": fee,
                     "redist_debt_gain": w[2],
                     "redist_coll_gain": w[3],
                 }
                 out.append(self._position(acct, sim, block, details))
         return out
+
+    def _batch_share(
+        self, got: dict[tuple[Any, ...], tuple[bool, bytes]], i: int, t: int, redist_debt: int
+    ) -> tuple[BatchShare | None, int | None]:
+        """A batch trove's share of its batch (from Troves and getLatestBatchData) and the batch's fee."""
+        manager = self.batch_of.get((i, t))
+        if manager is None:
+            return None, None
+        shares = self._required(got, ("troves", i, t), 10)[9]
+        b = self._required(got, ("batch", i, manager), 12)
+        # LatestBatchData: totalDebtShares, entireDebt.., entireColl.., accruedInterest, recordedDebt,
+        # annualInterestRate, weightedRecordedDebt, annualManagementFee, accruedManagementFee, .., lastDebtUpdateTime
+        share = BatchShare(b[4], b[5], b[7], b[10], b[0], shares, redist_debt)
+        return share, b[7]
 
     @staticmethod
     def _price_words(data: bytes) -> tuple[int, bool]:

@@ -6,12 +6,30 @@ pragma solidity ^0.8.19;
 //  branch, an AddressesRegistry (where MCR/CCR/SCR are set), a BorrowerOperations (MCR/CCR/SCR views,
 //  shutdown), a TroveManager, a PriceFeed and a TroveNFT. They expose the subset of Liquity v2's view ABI the
 //  watcher reads (same names, arguments and return layouts) with v2's integer math (getLatestTroveData for
-//  troves outside batches: simple interest on the recorded debt, redistribution gains; LiquityMath._computeCR)
-//  and v2's liquidation decision (batchLiquidateTroves: active or zombie, ICR < MCR at fetchPrice), plus admin
-//  setters so tests can place any trove. Interest batches are not modelled.
+//  troves outside batches: simple interest on the recorded debt, redistribution gains; for a trove in an interest
+//  batch: the batch's simple interest and management fee on its recorded debt, the trove's share of each taken by
+//  its debt shares; LiquityMath._computeCR) and v2's liquidation decision (batchLiquidateTroves: active or zombie,
+//  ICR < MCR at fetchPrice), plus admin setters so tests can place any trove. Of batches it leaves out the batch
+//  manager's registration and rate bounds, upfront fees, the rate-change cooldown and redemptions; a trove joins
+//  a batch only when it is opened.
 
 uint256 constant DECIMAL_PRECISION = 1e18;
 uint256 constant ONE_YEAR = 365 days;
+
+struct LatestBatchData {
+    uint256 totalDebtShares;
+    uint256 entireDebtWithoutRedistribution;
+    uint256 entireCollWithoutRedistribution;
+    uint256 accruedInterest;
+    uint256 recordedDebt;
+    uint256 annualInterestRate;
+    uint256 weightedRecordedDebt;
+    uint256 annualManagementFee;
+    uint256 accruedManagementFee;
+    uint256 weightedRecordedBatchManagementFee;
+    uint256 lastDebtUpdateTime;
+    uint256 lastInterestRateAdjTime;
+}
 
 struct LatestTroveData {
     uint256 entireDebt;
@@ -225,6 +243,17 @@ contract LiquityV2TroveManagerStandIn {
         uint256 boldDebt;
     }
 
+    struct Batch {
+        uint256 debt;
+        uint256 coll;
+        uint64 arrayIndex;
+        uint64 lastDebtUpdateTime;
+        uint64 lastInterestRateAdjTime;
+        uint256 annualInterestRate;
+        uint256 annualManagementFee;
+        uint256 totalDebtShares;
+    }
+
     error NothingToLiquidate();
     error EmptyData();
     error OnlyOneTroveLeft();
@@ -237,6 +266,7 @@ contract LiquityV2TroveManagerStandIn {
 
     mapping(uint256 => Trove) public Troves;
     mapping(uint256 => RewardSnapshot) public rewardSnapshots;
+    mapping(address => Batch) internal batches;
     uint256[] internal TroveIds;
     uint256 internal L_coll;
     uint256 internal L_boldDebt;
@@ -288,6 +318,54 @@ contract LiquityV2TroveManagerStandIn {
         t.lastInterestRateAdjTime = uint64(block.timestamp);
     }
 
+    /// @notice Set an interest batch's rates from now on, its debt compounded to now first (as v2 does on a change).
+    function setBatch(address manager, uint256 annualInterestRate, uint256 annualManagementFee) external {
+        require(msg.sender == admin, "stand-in: not admin");
+        Batch storage b = _compound(manager);
+        b.annualInterestRate = annualInterestRate;
+        b.annualManagementFee = annualManagementFee;
+        b.lastInterestRateAdjTime = uint64(block.timestamp);
+    }
+
+    /// @notice Open a trove owned by `owner` in `manager`'s batch with `debt` now: shares in proportion to the
+    ///         batch's debt (v2's _updateBatchShares, without its upfront fee).
+    function setBatchTrove(uint256 id, address owner, address manager, uint256 debt, uint256 coll, uint256 stake)
+        external
+    {
+        require(msg.sender == admin, "stand-in: not admin");
+        Trove storage t = Troves[id];
+        require(t.status != Status.active && t.status != Status.zombie, "stand-in: trove is open");
+        Batch storage b = _compound(manager);
+        uint256 shares = b.totalDebtShares == 0 ? debt : debt * b.totalDebtShares / b.debt;
+        t.arrayIndex = uint64(TroveIds.length);
+        TroveIds.push(id);
+        rewardSnapshots[id] = RewardSnapshot(L_coll, L_boldDebt);
+        LiquityV2TroveNFTStandIn(troveNFT()).mint(owner, id);
+        t.status = Status.active;
+        t.coll = coll;
+        t.stake = stake;
+        t.debt = 0;
+        t.annualInterestRate = 0;
+        t.lastDebtUpdateTime = 0;
+        t.lastInterestRateAdjTime = uint64(block.timestamp);
+        t.interestBatchManager = manager;
+        t.batchDebtShares = shares;
+        b.debt += debt;
+        b.coll += coll;
+        b.totalDebtShares += shares;
+        activeColl += coll;
+        activeDebt += debt;
+    }
+
+    /// @dev The batch's accrued interest and fee made recorded debt, as v2 does whenever the batch is touched.
+    function _compound(address manager) internal returns (Batch storage b) {
+        b = batches[manager];
+        LatestBatchData memory l = _latestBatch(manager);
+        activeDebt = activeDebt - b.debt + l.entireDebtWithoutRedistribution;
+        b.debt = l.entireDebtWithoutRedistribution;
+        b.lastDebtUpdateTime = uint64(block.timestamp);
+    }
+
     function setStatus(uint256 id, Status status) external {
         require(msg.sender == admin, "stand-in: not admin");
         Troves[id].status = status;
@@ -335,10 +413,50 @@ contract LiquityV2TroveManagerStandIn {
         return 0;
     }
 
+    function _latestBatch(address manager) internal view returns (LatestBatchData memory batch) {
+        Batch storage b = batches[manager];
+        batch.totalDebtShares = b.totalDebtShares;
+        batch.recordedDebt = b.debt;
+        batch.annualInterestRate = b.annualInterestRate;
+        batch.weightedRecordedDebt = batch.recordedDebt * batch.annualInterestRate;
+        uint256 period = _interestPeriod(b.lastDebtUpdateTime);
+        batch.accruedInterest = batch.weightedRecordedDebt * period / ONE_YEAR / DECIMAL_PRECISION;
+        batch.annualManagementFee = b.annualManagementFee;
+        batch.weightedRecordedBatchManagementFee = batch.recordedDebt * batch.annualManagementFee;
+        batch.accruedManagementFee = batch.weightedRecordedBatchManagementFee * period / ONE_YEAR / DECIMAL_PRECISION;
+        batch.entireDebtWithoutRedistribution = batch.recordedDebt + batch.accruedInterest + batch.accruedManagementFee;
+        batch.entireCollWithoutRedistribution = b.coll;
+        batch.lastDebtUpdateTime = b.lastDebtUpdateTime;
+        batch.lastInterestRateAdjTime = b.lastInterestRateAdjTime;
+    }
+
+    function getLatestBatchData(address manager) external view returns (LatestBatchData memory) {
+        return _latestBatch(manager);
+    }
+
     function _latest(uint256 id) internal view returns (LatestTroveData memory trove) {
         Trove storage t = Troves[id];
         trove.redistBoldDebtGain = t.stake * (L_boldDebt - rewardSnapshots[id].boldDebt) / DECIMAL_PRECISION;
         trove.redistCollGain = t.stake * (L_coll - rewardSnapshots[id].coll) / DECIMAL_PRECISION;
+        if (t.interestBatchManager != address(0)) {
+            // v2's _getLatestTroveDataFromBatch: the trove's share of each part, each floored on its own
+            LatestBatchData memory b = _latestBatch(t.interestBatchManager);
+            uint256 shares = t.batchDebtShares;
+            if (b.totalDebtShares > 0) {
+                trove.recordedDebt = b.recordedDebt * shares / b.totalDebtShares;
+                trove.weightedRecordedDebt = trove.recordedDebt * b.annualInterestRate;
+                trove.accruedInterest = b.accruedInterest * shares / b.totalDebtShares;
+                trove.accruedBatchManagementFee = b.accruedManagementFee * shares / b.totalDebtShares;
+            }
+            trove.annualInterestRate = b.annualInterestRate;
+            trove.entireDebt = trove.recordedDebt + trove.redistBoldDebtGain + trove.accruedInterest
+                + trove.accruedBatchManagementFee;
+            trove.entireColl = t.coll + trove.redistCollGain;
+            trove.lastInterestRateAdjTime = b.lastInterestRateAdjTime > t.lastInterestRateAdjTime
+                ? b.lastInterestRateAdjTime
+                : t.lastInterestRateAdjTime;
+            return trove;
+        }
         trove.recordedDebt = t.debt;
         trove.annualInterestRate = t.annualInterestRate;
         trove.weightedRecordedDebt = trove.recordedDebt * trove.annualInterestRate;
@@ -397,6 +515,14 @@ contract LiquityV2TroveManagerStandIn {
         defaultDebt -= trove.redistBoldDebtGain;
         activeColl = activeColl - t.coll;
         activeDebt = activeDebt - t.debt;
+        if (t.interestBatchManager != address(0)) {
+            Batch storage b = _compound(t.interestBatchManager);
+            uint256 part = b.debt * t.batchDebtShares / b.totalDebtShares;
+            b.debt -= part;
+            b.coll -= t.coll;
+            b.totalDebtShares -= t.batchDebtShares;
+            activeDebt -= part;
+        }
         uint64 index = t.arrayIndex;
         uint256 last = TroveIds[TroveIds.length - 1];
         TroveIds[index] = last;
