@@ -37,7 +37,7 @@ from watcher.engine.probabilities import Probabilities
 from watcher.engine.publish import Check, Staged
 from watcher.model import BlockRef, PerpLeg, Position
 from watcher.outlook import Outlook
-from watcher.perp_probability import perp_monte_carlo
+from watcher.perp_boundary import perp_monte_carlo
 from watcher.probability import YEAR, liquidation_probability
 
 SIGMAS = {"WETH": 0.8, "WBTC": 0.6, "USDC": 0.02, "DAI": 0.03}
@@ -153,6 +153,7 @@ def perps_figures(n: int, repeat: int) -> None:
 
     one = [account(i, leg("ETH", 10, 3_000, 2_400 + i % 400)) for i in range(n)]
     two = [account(i, leg("ETH", 10, 3_000, 2_000 + i % 400), leg("BTC", 1, 60_000, 40_000 + i)) for i in range(n)]
+    hedged = [account(i, leg("ETH", 10, 3_000, 2_000 + i % 400), leg("BTC", -1, 60_000, 80_000 + i)) for i in range(n)]
     histories = {"ETH": eth, "BTC": btc}
 
     def estimate(accounts: list[Position]) -> None:
@@ -161,13 +162,17 @@ def perps_figures(n: int, repeat: int) -> None:
             liquidation_probability(a, histories, cache=memo)
 
     one_s, two_s = median_s(lambda: estimate(one), repeat), median_s(lambda: estimate(two), repeat)
+    hedge_s = median_s(lambda: estimate(hedged), repeat)
     start = time.perf_counter()
-    perp_monte_carlo(two[0].perps, {"ETH": 0.8, "BTC": 0.6}, [[1.0, 0.0], [0.0, 1.0]], 7 * 86_400)
+    perp_monte_carlo(two[0].perps, {0: "ETH", 1: "BTC"}, {"ETH": 0.8, "BTC": 0.6}, [[1.0, 0.0], [0.0, 1.0]], 7 * 86_400)
     mc_s = time.perf_counter() - start
     print(f"perp accounts, N={n}, 3 horizons, histories of 500 hourly closes shared; medians of {repeat}")
     print(f"  one coin (closed form)                     {one_s * 1000:8.1f} ms  ({one_s / n * 1e6:.0f} us/account)")
-    print(f"  two coins (nearest point of the boundary)  {two_s * 1000:8.1f} ms  ({two_s / n * 1e6:.0f} us/account)")
-    print(f"  ratio two coins / one coin: {two_s / one_s:.2f}x")
+    print(f"  two coins, both long (nearest point)       {two_s * 1000:8.1f} ms  ({two_s / n * 1e6:.0f} us/account)")
+    print(
+        f"  two coins, long against short (rays)       {hedge_s * 1000:8.1f} ms  ({hedge_s / n * 1e6:.0f} us/account)"
+    )
+    print(f"  ratio to one coin: two longs {two_s / one_s:.2f}x, a hedge {hedge_s / one_s:.2f}x")
     print(f"  Monte Carlo of the same model (4000 paths x 48 steps, one horizon), one account: {mc_s * 1000:.0f} ms")
 
 

@@ -1,6 +1,6 @@
 """Liquidation probability of perp positions: the closed form at |ln(liquidation price / mark)| against a Monte Carlo
-of the mark price itself, for a long and a short; perps on several assets (cross and isolated) against a Monte Carlo
-of the same correlated model; and the cases it does not model."""
+of the mark price itself, for a long and a short, and the cases it does not model (several assets:
+tests/test_perp_boundary.py)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,8 @@ import pytest
 
 from tests.test_probability import walk
 from watcher.model import WAD, BlockRef, PerpLeg, Position
-from watcher.perp_probability import (
-    PERP_CLOSED_FORM,
-    PERP_SEVERAL,
-    design_distance,
-    margin_pools,
-    perp_distance,
-    perp_driver,
-    perp_monte_carlo,
-)
-from watcher.probability import YEAR, correlation, first_passage, liquidation_probability, realised_volatility
+from watcher.perp_probability import PERP_CLOSED_FORM, perp_distance, perp_driver
+from watcher.probability import YEAR, first_passage, liquidation_probability, realised_volatility
 
 ETH, BTC = "0x" + "e1" * 20, "0x" + "b1" * 20
 
@@ -41,6 +33,13 @@ def perp(size: int, mark: Fraction, liq: Fraction | None, index: str = ETH, mark
         margin_mode="isolated",
         liquidation_price=liq,
         details={"index_token": index},
+    )
+
+
+def cross(size: int, mark: int, liq: int | None, index: str, market: str) -> PerpLeg:
+    """A cross-margined perp leg (`perp`'s 1 % requirement) on the asset `index`."""
+    return replace(
+        perp(size, Fraction(mark), None if liq is None else Fraction(liq), index, market), margin_mode="cross"
     )
 
 
@@ -104,107 +103,23 @@ def test_two_legs_on_one_asset_are_one_driver_at_the_nearest_liquidation_price()
     assert both.probability == alone.probability and both.probability is not None and 0 < both.probability < 1
 
 
-def correlated_walks(sigmas: tuple[float, float], rho: float, n: int, seed: int) -> tuple[list, list]:
-    """Two hourly feed histories (ETH near 3,000, BTC near 60,000) with these sigmas and correlation of log returns."""
-    rng = random.Random(seed)
-    t, x, y = 1_700_000_000, math.log(3_000 * 10**8), math.log(60_000 * 10**8)
-    a, b = [(t, round(math.exp(x)))], [(t, round(math.exp(y)))]
-    step = math.sqrt(3600 / YEAR)
-    for _ in range(n):
-        t += 3600
-        z = rng.gauss(0.0, 1.0)
-        x += sigmas[0] * step * z
-        y += sigmas[1] * step * (rho * z + math.sqrt(1 - rho * rho) * rng.gauss(0.0, 1.0))
-        a.append((t, round(math.exp(x))))
-        b.append((t, round(math.exp(y))))
-    return a, b
-
-
-def cross(size: int, mark: int, liq: int | None, index: str, market: str) -> PerpLeg:
-    return replace(
-        perp(size, Fraction(mark), None if liq is None else Fraction(liq), index, market), margin_mode="cross"
-    )
-
-
-#: (name, legs, horizon, how far the closed form may stand from the Monte Carlo beyond 4 of its standard errors)
-SEVERAL = [
-    # two longs in one cross account: the boundary is nearly flat in log prices, and the closed form holds to the MC
-    ("two cross longs", [cross(10, 3_000, 2_600, ETH, "ETH"), cross(1, 60_000, 45_000, BTC, "BTC")], 7 * 86_400, 0.0),
-    # long ETH against short BTC: correlated legs hedge each other, the boundary curves; 30 days to see it at all
-    ("a cross hedge", [cross(10, 3_000, 2_400, ETH, "ETH"), cross(-1, 60_000, 75_000, BTC, "BTC")], 30 * 86_400, 0.0),
-]
-
-
-@pytest.mark.parametrize(("name", "legs", "horizon", "slack"), SEVERAL, ids=[c[0] for c in SEVERAL])
-def test_perps_on_several_assets_match_a_monte_carlo_of_the_same_model(
-    name: str, legs: list[PerpLeg], horizon: int, slack: float
-) -> None:
-    eth, btc = correlated_walks((0.8, 0.6), 0.7, 2_000, seed=61)
-    p = account(*legs)
-    [e] = liquidation_probability(p, {ETH: eth, BTC: btc}, horizons=[horizon])
-    ve, vb = realised_volatility(eth), realised_volatility(btc)
-    assert ve is not None and vb is not None
-    corr = correlation([eth, btc])
-    assert abs(corr[0][1] - 0.7) < 0.05 and e.model == PERP_SEVERAL
-    # the sigma shown is the larger driver's, the sample the smaller
-    assert e.sigma_annual == pytest.approx(max(ve.sigma_annual, vb.sigma_annual)) and e.samples == 2_000
-    vols = {ETH: ve.sigma_annual, BTC: vb.sigma_annual}
-    mc, err = perp_monte_carlo(p.perps, vols, corr, horizon, paths=6_000, steps=48, seed=7)
-    print(f"{name} over {horizon}s: closed form {e.probability:.4f}, Monte Carlo {mc:.4f} +- {err:.4f}")
-    assert e.probability is not None and 0.001 < e.probability < 0.9
-    assert abs(e.probability - mc) < 4 * err + slack
-
-
-def test_the_nearest_boundary_point_of_one_leg_is_its_liquidation_price_and_correlation_moves_a_hedge() -> None:
-    long_eth = margin_pools([cross(10, 3_000, 2_600, ETH, "ETH")])
-    assert isinstance(long_eth, list)
-    [pool] = long_eth
-    assert pool.slopes[ETH] == pytest.approx(3_000 / 400)
-    # one leg: beta is its log distance in sigmas, exactly the one-driver closed form's
-    beta = design_distance(pool, {(ETH, ETH): 0.8**2})
-    assert beta == pytest.approx(abs(math.log(2_600 / 3_000)) / 0.8, rel=1e-9)
-    hedge = [cross(10, 3_000, 2_400, ETH, "ETH"), cross(-1, 60_000, 75_000, BTC, "BTC")]
-    [h] = margin_pools(hedge)  # type: ignore[misc]
-
-    def cov(rho: float) -> dict[tuple[str, str], float]:
-        s = {ETH: 0.8, BTC: 0.6}
-        return {(a, b): (1.0 if a == b else rho) * s[a] * s[b] for a in s for b in s}
-
-    # the more the two move together, the more a long against a short cancels out: the boundary is further away
-    assert design_distance(h, cov(0.9)) > design_distance(h, cov(0.0)) > design_distance(h, cov(-0.5))
-
-
-def test_isolated_pools_add_up_and_err_high_where_they_move_together() -> None:
-    eth, btc = correlated_walks((0.8, 0.6), 0.7, 2_000, seed=62)
-    legs = [
-        perp(10, Fraction(3_000), Fraction(2_700), ETH, "ETH"),
-        perp(1, Fraction(60_000), Fraction(52_000), BTC, "BTC"),
-    ]
-    [e] = liquidation_probability(account(*legs), {ETH: eth, BTC: btc}, horizons=[7 * 86_400])
-    ve, vb = realised_volatility(eth), realised_volatility(btc)
-    assert ve is not None and vb is not None
-    each = [
-        first_passage(math.log(3_000 / 2_700), ve.sigma_annual, 7 * 86_400),
-        first_passage(math.log(60_000 / 52_000), vb.sigma_annual, 7 * 86_400),
-    ]
-    assert e.probability == pytest.approx(sum(each), rel=1e-9)
-    corr = correlation([eth, btc])
-    mc, err = perp_monte_carlo(legs, {ETH: ve.sigma_annual, BTC: vb.sigma_annual}, corr, 7 * 86_400, seed=8)
-    print(f"isolated ETH and BTC over 7 d: sum {e.probability:.4f}, each {each}, Monte Carlo {mc:.4f} +- {err:.4f}")
-    # the union is at least the likelier pool and at most their sum
-    assert max(each) - 4 * err < mc < e.probability
-
-
 def test_perps_it_does_not_model_say_so() -> None:
     eth, btc = walk(0.6, 500, seed=53), walk(0.5, 500, seed=54)
-    # a cross leg with no liquidation price of its own cannot be weighed against the others
-    two = account(cross(5, 3_000, 2_800, ETH, "ETH/USD"), cross(1, 60_000, None, BTC, "BTC/USD"))
+    # a cross account where no leg has a liquidation price of its own: nothing to weigh the legs by
+    two = account(cross(5, 3_000, None, ETH, "ETH/USD"), cross(1, 60_000, None, BTC, "BTC/USD"))
     for e in liquidation_probability(two, {ETH: eth, BTC: btc}):
         assert e.probability is None and e.model == "none" and "perps on several assets" in e.note
-        assert "BTC/USD has no liquidation price" in e.note
+        assert "ETH/USD has no liquidation price" in e.note
     few = account(cross(5, 3_000, 2_800, ETH, "ETH/USD"), cross(1, 60_000, 50_000, BTC, "BTC/USD"))
     [short] = liquidation_probability(few, {ETH: eth, BTC: btc[:5]}, horizons=[3600])
     assert short.probability is None and "not enough price history for BTC/USD: 5 rounds" in short.note
+    # a leg no price liquidates needs no history: the ETH leg alone decides, and BTC's missing candles change nothing
+    iso = account(perp(5, Fraction(3_000), Fraction(2_800)), perp(1, Fraction(60_000), None, BTC, "BTC/USD"))
+    [alone] = liquidation_probability(account(perp(5, Fraction(3_000), Fraction(2_800))), {ETH: eth}, horizons=[3600])
+    [both] = liquidation_probability(iso, {ETH: eth}, horizons=[3600])
+    assert both.probability == pytest.approx(alone.probability) and both.probability is not None
+    # and one with no liquidation price on any leg reads 0 without any history at all
+    assert liquidation_probability(account(perp(10, Fraction(3_000), None)), {}, horizons=[3600])[0].probability == 0
     unreachable = account(perp(5, Fraction(3_000), None))  # a fully backed long: no price liquidates it
     assert {(e.probability, e.model) for e in liquidation_probability(unreachable, {ETH: eth})} == {
         (0.0, "no price liquidates the perp legs")

@@ -40,6 +40,10 @@ class CandleHistories:
     _kept: dict[tuple[str, str], tuple[int, list[tuple[int, Fraction]]]] = field(default_factory=dict)
     _errors: dict[tuple[str, str], str] = field(default_factory=dict)  #: why a market's last read failed
     version: int = 0  #: changes with every candle read or failure: estimates at the same version can be kept
+    #: (version, per venue volatilities and correlations)
+    _memo: tuple[int, dict[str, dict[tuple[str, ...], Any]]] = field(default_factory=lambda: (-1, {}))
+    #: candle requests in flight at once: a venue's rate limit counts them
+    concurrency: int = 8
 
     async def estimate(
         self,
@@ -76,17 +80,22 @@ class CandleHistories:
         self, positions: Sequence[Position], venues: Mapping[str, Any], horizons: Sequence[int]
     ) -> dict[str, list[Estimate]]:
         """By position id, the estimates from the candles read so far (no I/O)."""
+        if self._memo[0] != self.version:  # volatilities and correlations, shared until a candle is read
+            self._memo = (self.version, {})
         out = {}
         for p in positions:
+            if p.chain not in venues:
+                out[p.key] = venue_estimates(p, {}, {"": f"venue {p.chain!r} is not configured"}, horizons)
+                continue
             keys = [(p.chain, leg.market) for leg in p.perps]
             histories = {k[1]: self._kept[k][1] for k in keys if k in self._kept}
-            if p.chain not in venues:
-                error = f"venue {p.chain!r} is not configured"
-            elif any(k[1] not in histories and k not in self._errors for k in keys):
-                error = "price history is being read: the next check carries the figures"
-            else:
-                error = next((self._errors[k] for k in keys if k in self._errors), "")
-            out[p.key] = venue_estimates(p, histories, error, horizons)
+            # why a market has no history: only a market the estimate needs makes it null, saying this
+            missing = {
+                k[1]: self._errors.get(k, "price history is being read: the next check carries the figures")
+                for k in keys
+                if k[1] not in histories
+            }
+            out[p.key] = venue_estimates(p, histories, missing, horizons, self._memo[1].setdefault(p.chain, {}))
         return out
 
     async def _learn(
@@ -120,8 +129,15 @@ class CandleHistories:
             self.version += 1
             return ""
 
-        # every coin at once: the slowest answer, not their sum, bounds the wait (each under the venue's deadline)
-        results = await asyncio.gather(*(one(k) for k in due))
+        # several coins at once: the slowest answer, not their sum, bounds the wait (each under the venue's deadline),
+        # a few at a time so that a venue's rate limit does not refuse the hour's reads
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def gated(key: tuple[str, str]) -> str:
+            async with gate:
+                return await one(key)
+
+        results = await asyncio.gather(*(gated(k) for k in due))
         return {k: r for k, r in zip(due, results, strict=True) if r}
 
 
@@ -131,14 +147,19 @@ VENUES = (PROTOCOL, DYDX)
 
 
 def venue_estimates(
-    p: Position, histories: Mapping[str, Sequence[tuple[int, Fraction]]], error: str, horizons: Sequence[int]
+    p: Position,
+    histories: Mapping[str, Sequence[tuple[int, Fraction]]],
+    missing: Mapping[str, str],
+    horizons: Sequence[int],
+    memo: dict[tuple[str, ...], Any] | None = None,
 ) -> list[Estimate]:
     """A venue account's probability of liquidation within each horizon from its markets' hourly closes (by market);
-    None with the reason where a market's candles could not be read."""
+    None with the reason (`missing`, by market; "" for the whole venue) where a market it needs has none."""
     if not p.perps:
         return [Estimate(h, 0.0, None, 0, "no positions") for h in horizons]
-    if error and not p.liquidatable:
-        return [Estimate(h, None, None, 0, "none", error) for h in horizons]
+    if "" in missing and not p.liquidatable:
+        return [Estimate(h, None, None, 0, "none", missing[""]) for h in horizons]
     # a venue's driver is its market (perp_driver), so the candles key the histories as perp_probability looks them up
-    by_driver = {perp_driver(leg): histories.get(leg.market, ()) for leg in p.perps}
-    return perp_probability(p, by_driver, horizons, model=ONE_MARKET, unit="hourly close")
+    by_driver = {perp_driver(leg): histories.get(leg.market, ()) for leg in p.perps if leg.market in histories}
+    why = {perp_driver(leg): missing[leg.market] for leg in p.perps if leg.market in missing}
+    return perp_probability(p, by_driver, horizons, memo, model=ONE_MARKET, unit="hourly close", missing=why)
