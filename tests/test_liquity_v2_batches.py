@@ -114,3 +114,13 @@ def test_check_json_carries_a_batch_troves_time_and_the_fee_in_its_apy(anvil: An
         assert (_verdict_at(v2, 41, ttl["at"] - 1)[0], _verdict_at(v2, 41, ttl["at"])[0]) == (False, True)
     finally:
         revert_snapshot(anvil.w3, snap)
+
+
+def test_a_repayment_leaves_the_whole_remaining_debt_accruing_at_the_batch_rate_and_fee(v2: LiquityV2StandIn) -> None:
+    """v2's adjustment applies the pending redistribution into the batch's recorded debt: after repaying, all of what
+    is left earns interest and fee (a projection on less of it would come late)."""
+    _, watcher = _open(v2)
+    sim = _read(watcher, 41).simulator
+    repaid = sim.with_repay(sim.bold, 500 * WAD)
+    later = repaid.at_time(repaid.now + 365 * DAY)
+    assert later.debt - repaid.debt == repaid.debt * (RATE + FEE) // WAD

@@ -217,3 +217,24 @@ def test_the_boundary_is_where_the_venues_own_margin_rule_liquidates_as_both_pri
         )
         q = _hyperliquid(btc, eth)
         assert q.liquidatable is expected, (scale, x, q.health)
+
+
+def test_a_leg_at_its_price_reads_one_a_flat_coin_changes_nothing_and_too_many_coins_say_so() -> None:
+    eth, btc = correlated_walks((0.8, 0.6), 0.7, 500, seed=66)
+    # an isolated ETH leg whose mark sits at its liquidation price: gone, whatever BTC does
+    at = account(perp(10, Fraction(3_000), Fraction(3_000), ETH, "ETH"), perp(1, Fraction(60_000), None, BTC, "BTC"))
+    assert liquidation_probability(at, {ETH: eth, BTC: btc}, horizons=[3600])[0].probability == 1.0
+    # BTC's candles never moved: its isolated short is never reached, and the figure is ETH's alone
+    still = [(t, 60_000 * 10**8) for t, _ in btc]
+    legs = [
+        perp(10, Fraction(3_000), Fraction(2_700), ETH, "ETH"),
+        perp(-1, Fraction(60_000), Fraction(66_000), BTC, "BTC"),
+    ]
+    [both] = liquidation_probability(account(*legs), {ETH: eth, BTC: still}, horizons=[WEEK])
+    [alone] = liquidation_probability(account(legs[0]), {ETH: eth}, horizons=[WEEK])
+    assert both.probability == pytest.approx(alone.probability, rel=1e-6), (both, alone)
+    # nine coins in one cross account: not searched, and said so
+    coins = [f"0x{k:040x}" for k in range(9)]
+    many = account(*(cross(1, 100, 80, c, f"C{k}") for k, c in enumerate(coins)))
+    [e] = liquidation_probability(many, {c: eth for c in coins}, horizons=[WEEK])
+    assert e.probability is None and "perps on 9 assets" in e.note and "at most 8" in e.note

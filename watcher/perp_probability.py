@@ -45,6 +45,7 @@ from watcher.probability import (
     realised_volatility,
 )
 
+MAX_DRIVERS = 8  #: more assets than this in one account get no figure: the search would hold the loop for long
 PERP_CLOSED_FORM = "driftless GBM of the perp's price, first passage of its liquidation price (closed form)"
 PERP_SEVERAL = (
     "driftless correlated GBM of the perps' prices, each margin pool's excess affine in them (slopes from each leg's "
@@ -103,18 +104,27 @@ def perp_probability(
             Estimate(h, first_passage(distance, vol.sigma_annual, h), vol.sigma_annual, vol.samples, model)
             for h in horizons
         ]
+    if any(_at_or_past(leg) for leg in p.perps):
+        return each(1.0, 0, "already liquidatable")  # as the one-driver path reads a distance of 0
     pools = margin_pools(p.perps, drivers)
     if isinstance(pools, str):
         return each(None, 0, "none", f"perps on several assets: {pools}")
-    if not pools:
-        return each(0.0, 0, "no price liquidates the perp legs")
-    if any(pool.excess({}) <= 0 for pool in pools):
-        return each(1.0, 0, "already liquidatable")
     # only the drivers a reachable pool moves with need a history: a leg no price liquidates changes nothing
     needed = sorted({d for pool in pools for d in pool.slopes})
+    if len(needed) > MAX_DRIVERS:
+        note = (
+            f"perps on {len(needed)} assets: the boundary's search grows with the fourth power, at most {MAX_DRIVERS}"
+        )
+        return each(None, 0, "none", note)
     vols = _vols(p, set(needed), histories, memo, unit, missing)
     if isinstance(vols, str):
         return each(None, 0, "none", vols)
+    # a pool whose prices never moved in their history never moves in the model either
+    pools = [pool for pool in pools if any(vols[d].sigma_annual > 0 for d in pool.slopes)]
+    if not pools:
+        return each(0.0, 0, "no price liquidates the perp legs")
+    needed = sorted({d for pool in pools for d in pool.slopes})
+    vols = {d: vols[d] for d in needed}
     key = ("corr", *needed)
     if key not in memo:
         memo[key] = correlation([histories[d] for d in needed])
@@ -136,6 +146,14 @@ def perp_probability(
     samples = min(v.samples for v in vols.values())
     note = "" if unit == "round" else f"from {unit}s"
     return [Estimate(h, union_probability(points, cov, h), sigma, samples, PERP_SEVERAL, note) for h in horizons]
+
+
+def _at_or_past(leg: PerpLeg) -> bool:
+    """A leg whose mark is at or past its own liquidation price."""
+    liq, mark = leg.liquidation_price, leg.mark_price
+    if liq is None or liq <= 0 or mark <= 0:
+        return False
+    return mark <= liq if leg.size > 0 else mark >= liq
 
 
 def _vols(
@@ -164,4 +182,4 @@ def _vols(
     return out
 
 
-__all__ = ["PERP_CLOSED_FORM", "PERP_SEVERAL", "perp_distance", "perp_driver", "perp_probability"]
+__all__ = ["MAX_DRIVERS", "PERP_CLOSED_FORM", "PERP_SEVERAL", "perp_distance", "perp_driver", "perp_probability"]

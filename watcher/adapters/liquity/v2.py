@@ -156,11 +156,10 @@ class LiquityV2Simulator:
         debt = max(self.debt - amount, min(self.debt, V2_MIN_DEBT))
         if self.batch is None:
             return replace(self, debt=debt)
-        # a repayment compounds the batch and takes shares back; from then on the trove's recorded debt is its debt
-        # less redistribution, accruing at the batch's rate and fee (shares rounded as v2 rounds them is not replayed)
+        # a repayment applies the pending redistribution and compounds the batch: from then on the whole remaining
+        # debt accrues at the batch's rate and fee (its shares rounded as v2 rounds them is not replayed)
         b = self.batch
-        recorded = max(debt - b.redist_debt, 0)
-        return replace(self, debt=debt, batch=None, weighted_debt=recorded * (b.rate + b.fee))
+        return replace(self, debt=debt, batch=None, weighted_debt=debt * (b.rate + b.fee))
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +285,9 @@ class LiquityV2Reader(TaggedReader):
         for i, _ in enumerate(branches):
             for t in self.troves:
                 if ("troves", i, t) in got and status.get((i, t)) in V2_LIVE:
-                    manager = self._required(got, ("troves", i, t), 10)[8]
+                    ok, data = got[("troves", i, t)]
+                    # a fork laying out Troves otherwise costs a batch trove its time, not the deployment its check
+                    manager = int.from_bytes(data[256:288], "big") if ok and len(data) >= 320 else 0
                     if manager:
                         batch_of[(i, t)] = address_word(manager)
                 elif (i, t) in self.batch_of and status.get((i, t)) in V2_LIVE:
@@ -406,6 +407,9 @@ class LiquityV2Reader(TaggedReader):
         manager = self.batch_of.get((i, t))
         if manager is None:
             return None, None
+        ok, data = got[("batch", i, manager)]
+        if not ok or len(data) < 12 * 32:
+            return None, None  # unread: the trove's fee is then not projected, and its time says so
         shares = self._required(got, ("troves", i, t), 10)[9]
         b = self._required(got, ("batch", i, manager), 12)
         # LatestBatchData: totalDebtShares, entireDebt.., entireColl.., accruedInterest, recordedDebt,

@@ -301,6 +301,7 @@ contract LiquityV2TroveManagerStandIn {
     {
         require(msg.sender == admin, "stand-in: not admin");
         Trove storage t = Troves[id];
+        require(t.interestBatchManager == address(0), "stand-in: the trove is in a batch");
         if (t.status != Status.active && t.status != Status.zombie) {
             t.arrayIndex = uint64(TroveIds.length);
             TroveIds.push(id);
@@ -335,8 +336,10 @@ contract LiquityV2TroveManagerStandIn {
         require(msg.sender == admin, "stand-in: not admin");
         Trove storage t = Troves[id];
         require(t.status != Status.active && t.status != Status.zombie, "stand-in: trove is open");
+        require(debt > 0, "stand-in: a batch trove owes something");
         Batch storage b = _compound(manager);
-        uint256 shares = b.totalDebtShares == 0 ? debt : debt * b.totalDebtShares / b.debt;
+        // as v2's _updateBatchShares: the first debt of an empty batch mints shares one for one
+        uint256 shares = b.debt == 0 ? debt : debt * b.totalDebtShares / b.debt;
         t.arrayIndex = uint64(TroveIds.length);
         TroveIds.push(id);
         rewardSnapshots[id] = RewardSnapshot(L_coll, L_boldDebt);
@@ -517,7 +520,7 @@ contract LiquityV2TroveManagerStandIn {
         activeDebt = activeDebt - t.debt;
         if (t.interestBatchManager != address(0)) {
             Batch storage b = _compound(t.interestBatchManager);
-            uint256 part = b.debt * t.batchDebtShares / b.totalDebtShares;
+            uint256 part = b.totalDebtShares == 0 ? 0 : b.debt * t.batchDebtShares / b.totalDebtShares;
             b.debt -= part;
             b.coll -= t.coll;
             b.totalDebtShares -= t.batchDebtShares;
