@@ -270,7 +270,8 @@ SIGMA = 0.8
 
 def test_check_json_and_watcher_run_estimate_from_the_indexers_candles(indexer: Indexer, tmp_path: Path) -> None:
     """One-market subaccounts take their probability from the indexer's hourly candles, the closed form at the
-    distance to their liquidation price; the cross subaccount on several markets says it is not modelled."""
+    distance to their liquidation price; the cross subaccount on several markets names the market it lacks candles
+    for, then takes the nearest points of its boundary once the indexer serves them."""
     walks = {"TRUMP-USD": _walk(10.0, 1), "SOL-USD": _walk(150.0, 2), "BTC-USD": _walk(60_000.0, 3)}
     indexer.change(lambda s: s.candles.update(walks))
     config = write_config(tmp_path, indexer.server.url)
@@ -289,7 +290,20 @@ def test_check_json_and_watcher_run_estimate_from_the_indexers_candles(indexer: 
             assert e["probability"] == pytest.approx(first_passage(d, e["sigma_annual"], e["horizon_s"]), rel=1e-6)
     cross = by_id[KEYS["alice0"]]
     assert len({leg["market"] for leg in cross["perps"]}) > 1
-    assert all(e["probability"] is None and "not modelled" in e["note"] for e in cross["liquidation_probability"])
+    # the cross subaccount (BTC long, ETH short) needs both markets' candles: the indexer serves none for ETH yet
+    for e in cross["liquidation_probability"]:
+        assert e["probability"] is None and "not enough price history for ETH-USD: 0 hourly closes" in e["note"], e
+    walks["ETH-USD"] = _walk(3_000.0, 4)
+    indexer.change(lambda s: s.candles.update(walks))
+    both = check_json(config)
+    assert both.doc is not None, both.stderr
+    [cross] = [p for p in both.doc["positions"] if p["id"] == KEYS["alice0"]]
+    vols = [realised_volatility([(t, Fraction(c)) for t, c in walks[m]][-500:]) for m in ("BTC-USD", "ETH-USD")]
+    got = cross["liquidation_probability"]
+    for e in got:  # the nearest points of its boundary in BTC and ETH, at the larger sigma of the two
+        assert "nearest points" in e["model"] and e["samples"] == min(v.samples for v in vols if v), e
+        assert e["sigma_annual"] == pytest.approx(max(v.sigma_annual for v in vols if v), rel=1e-4)
+    assert 0 <= got[0]["probability"] <= got[1]["probability"] <= got[2]["probability"] <= 1
 
     # watcher run: read after the first check commits, the same figures in the API documents
     with WatcherProcess(config).start() as proc:
