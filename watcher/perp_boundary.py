@@ -4,12 +4,14 @@ any of them (watcher/perp_probability.py states the model; the tests hold it aga
 A pool (the cross legs together, or one isolated leg) is liquidated where 1 + sum_d g_d (exp(x_d) - 1) <= 0, x_d the
 log move of driver d and g_d its slope. In whitened coordinates z (x = L z, L L' = the prices' annual covariance) a
 Brownian motion of the log prices is a standard one, so the chance of reaching a flat boundary at distance beta
-within T years is 2 Phi(-beta / sqrt(T)), whatever its direction. The boundary curves: each of its nearest points is
-found by the Hasofer-Lind-Rackwitz-Fiessler iteration with a merit line search (plain HL-RF oscillates on hedges),
-from today's prices and from each driver's own liquidation point, and kept only where it converged and no nudge
-along the boundary finds a nearer one. Several nearest points (two shorts on anti-correlated coins, several pools)
-are combined by Ditlevsen's upper bound, each pair's joint chance taken as twice the terminal one of two half-spaces
-(exact for one point, and for two in the same direction).
+within T years is 2 Phi(-beta / sqrt(T)), whatever its direction. The boundary curves: its nearest point is found
+by the Hasofer-Lind-Rackwitz-Fiessler iteration from today's prices with a merit line search (plain HL-RF oscillates
+on hedges), polished by Newton's method; unless the pool holds only longs (then the nearest point is the only one),
+rays in a spread of directions find the other basins, each walked down the boundary to its minimum. A point is kept
+only where the second-order condition says it is a minimum, not a saddle or a farthest point. Several nearest
+points (two shorts on anti-correlated coins, several pools) are combined by Ditlevsen's upper bound, each pair's
+joint chance taken as twice the terminal one of two half-spaces (exact for one point, and for two in the same
+direction).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def margin_pools(legs: Sequence[PerpLeg], drivers: Mapping[int, str]) -> list[Po
         cross[drivers[i]] = cross.get(drivers[i], 0.0) + g
         if abs(math.log(liq / mark)) < nearest:
             nearest = abs(math.log(liq / mark))
-            excess = _signed_value(leg) / g if g else None
+            excess = _signed_value(leg) / g
     for i in unweighed:
         if excess is None or excess <= 0:
             return f"{legs[i].market} has no liquidation price to weigh it by in the cross account"
@@ -150,11 +152,8 @@ def _solve(w: _Whitened, start: Sequence[float]) -> list[float] | None:
     by Newton's method on the optimality conditions, which HL-RF approaches only slowly where the boundary curves."""
     z = list(start)
     for k in range(300):
-        if k % 5 == 0:
-            polished = _newton(w, z)
-            # Newton finds any stationary point, the farthest along the boundary too: only a minimum ends the search
-            if polished is not None and _is_minimum(w, polished):
-                return polished
+        if k % 5 == 0 and (polished := _polish(w, z)) is not None:
+            return polished
         fz, gz = w.f(z), w.grad(z)
         n2 = _dot(gz, gz)
         if n2 <= 1e-300:
@@ -174,6 +173,12 @@ def _solve(w: _Whitened, start: Sequence[float]) -> list[float] | None:
             step *= 0.5
         z = cand
     return None
+
+
+def _polish(w: _Whitened, z: Sequence[float]) -> list[float] | None:
+    """Newton's point from `z`, where it is a minimum: Newton finds any stationary point, the farthest too."""
+    polished = _newton(w, z)
+    return polished if polished is not None and _is_minimum(w, polished) else None
 
 
 def _newton(w: _Whitened, start: Sequence[float]) -> list[float] | None:
@@ -251,8 +256,7 @@ def design_points(pool: Pool, names: Sequence[str], cov: Mapping[tuple[str, str]
         if any(_dot(d, f) > 0.985 * math.sqrt(_dot(f, f)) for f in found):
             continue  # within 10 degrees of a point found already: the same basin
         start = [r * di for di in d]
-        polished = _newton(w, start)
-        add(polished if polished is not None and _is_minimum(w, polished) else _walk(w, start))
+        add(_polish(w, start) or _walk(w, start))
     return _points(w, names, found) if found else None
 
 
@@ -340,10 +344,7 @@ def _walk(w: _Whitened, z: Sequence[float], heading: Sequence[float] | None = No
         else:
             step *= 0.5
         direction = None
-    polished = _newton(w, here)
-    if polished is not None and _is_minimum(w, polished):
-        return polished
-    return here if _stationary(w, here) and _is_minimum(w, here) else None
+    return _polish(w, here) or (here if _stationary(w, here) and _is_minimum(w, here) else None)
 
 
 def _is_minimum(w: _Whitened, z: Sequence[float]) -> bool:
