@@ -58,13 +58,15 @@ def perp_driver(leg: PerpLeg) -> str:
     return str(leg.details.get("index_token") or leg.market)
 
 
+def log_distance(leg: PerpLeg) -> float | None:
+    """ln(liquidation price / mark) of one leg; None where no price liquidates it (or its mark is not read)."""
+    liq, mark = leg.liquidation_price, leg.mark_price
+    return math.log(liq / mark) if liq is not None and liq > 0 and mark > 0 else None
+
+
 def perp_distance(legs: Sequence[PerpLeg]) -> float | None:
     """|ln(liquidation price / mark)| of the nearest leg; None where no price liquidates any of them."""
-    out = [
-        abs(math.log(leg.liquidation_price / leg.mark_price))
-        for leg in legs
-        if leg.liquidation_price is not None and leg.liquidation_price > 0 and leg.mark_price > 0
-    ]
+    out = [abs(d) for leg in legs if (d := log_distance(leg)) is not None]
     return min(out) if out else None
 
 
@@ -182,4 +184,12 @@ def _vols(
     return out
 
 
-__all__ = ["MAX_DRIVERS", "PERP_CLOSED_FORM", "PERP_SEVERAL", "perp_distance", "perp_driver", "perp_probability"]
+__all__ = [
+    "MAX_DRIVERS",
+    "PERP_CLOSED_FORM",
+    "PERP_SEVERAL",
+    "log_distance",
+    "perp_distance",
+    "perp_driver",
+    "perp_probability",
+]

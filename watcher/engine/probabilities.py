@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from watcher.engine.heads import first_done
 from watcher.engine.publish import Check, Staged
 from watcher.model import Position
 from watcher.outlook import Outlook
+from watcher.perp_probability import log_distance
 from watcher.probability import Estimate
 from watcher.readings import Readings
 from watcher.store import Store
@@ -103,11 +103,7 @@ class Probabilities:
         """What a position's estimate depends on: the same inputs give the same figures."""
         health = None if p.health is None else p.health // _BP
         # perps on several coins: the marks can move the boundary's nearest point while health holds still
-        perps = tuple(
-            round(math.log(leg.liquidation_price / leg.mark_price) * _BPS)
-            for leg in p.perps
-            if leg.liquidation_price is not None and leg.liquidation_price > 0 and leg.mark_price > 0
-        )
+        perps = tuple(round(d * _BPS) for leg in p.perps if (d := log_distance(leg)) is not None)
         return (version, health, p.liquidatable, p.has_debt, perps, self.errors.get(p.chain), self.readings.version)
 
     def _stale(self, p: Position, inputs: tuple[object, ...]) -> bool:

@@ -33,7 +33,7 @@ from typing import Annotated, Any
 from eth_utils import to_checksum_address
 from pydantic import Field
 
-from watcher.abi import address_word, symbol_or_prefix
+from watcher.abi import address_word, symbol_or_prefix, words
 from watcher.adapters.base import Account, Call, ReadError, TaggedReader
 from watcher.adapters.liquity.common import (
     CHEAP,
@@ -81,7 +81,7 @@ class BatchShare:
             self.recorded * self.shares // part
             + interest * self.shares // part
             + fee * self.shares // part
-            + (self.redist_debt)
+            + self.redist_debt
         )
 
 
@@ -411,7 +411,7 @@ class LiquityV2Reader(TaggedReader):
         if not ok or len(data) < 12 * 32:
             return None, None  # unread: the trove's fee is then not projected, and its time says so
         shares = self._required(got, ("troves", i, t), 10)[9]
-        b = self._required(got, ("batch", i, manager), 12)
+        b = words(data)[:12]
         # LatestBatchData: totalDebtShares, entireDebt.., entireColl.., accruedInterest, recordedDebt,
         # annualInterestRate, weightedRecordedDebt, annualManagementFee, accruedManagementFee, .., lastDebtUpdateTime
         share = BatchShare(b[4], b[5], b[7], b[10], b[0], shares, redist_debt)
