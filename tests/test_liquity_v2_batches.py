@@ -124,3 +124,39 @@ def test_a_repayment_leaves_the_whole_remaining_debt_accruing_at_the_batch_rate_
     repaid = sim.with_repay(sim.bold, 500 * WAD)
     later = repaid.at_time(repaid.now + 365 * DAY)
     assert later.debt - repaid.debt == repaid.debt * (RATE + FEE) // WAD
+
+
+def test_an_unreadable_batch_costs_the_trove_its_time_not_the_deployment_its_check() -> None:
+    """A batch whose getLatestBatchData reverts (or a fork laying out Troves otherwise): the trove is still read and
+    valued from its own getLatestTroveData, and its time says why it is not projected."""
+    from tests.test_liquity_standin import _answers, _plan
+    from watcher.model import BlockRef
+
+    owner = placeholder("batch:unread")
+    reader = LiquityV2Reader("liquity_v2", "local", "0x" + "ee" * 20, [Account(owner, "o")], [5])
+    values = {
+        "count": 1, "bold": "0x" + "b0" * 20, "token": "0x" + "a4" * 20, "tm": "0x" + "a1" * 20,
+        "borrowerOperations": "0x" + "a2" * 20, "troveNFT": "0x" + "a3" * 20, "shutdownTime": 0,
+        "getEntireBranchColl": 100 * WAD, "getEntireBranchDebt": 50_000 * WAD, "getTroveIdsCount": 3,
+        "price": (0, 2_000 * WAD, 1), "status": 1, "MCR": 11 * WAD // 10, "CCR": 15 * WAD // 10,
+        "SCR": 11 * WAD // 10, "hasBeenShutDown": 0, "symbol": int.from_bytes(b"WETH".ljust(32, b"\0"), "big"),
+        "balance": 1, "owner": owner,
+        # a batch trove: its LatestTroveData carries an accrued batch fee, Troves names its manager
+        "trove": (1_500 * WAD, WAD, 0, 0, 10**18, 1_499 * WAD, 30 * 10**16, 0, 10**17, 0),
+        "troves": (0, WAD, WAD, 1, 0, 0, 1, 0, MANAGER, 1_499 * WAD),
+        "batch": tuple(range(12)),
+    }  # fmt: skip
+    for _ in range(5):
+        plan = _plan(reader)
+        answers = _answers(plan, values)
+        for k, tag in enumerate(plan):
+            if tag[0] == "batch":
+                answers[k] = (False, b"")  # getLatestBatchData reverted
+        got = reader.parse(answers, BlockRef(1, 1_000))
+        if got is not None:
+            break
+    assert got is not None and any(tag[0] == "batch" for tag in plan), plan  # the batch was asked for, and failed
+    [p] = got
+    assert p.details["interest_batch_manager"].lower() == MANAGER.lower() and p.debt[0].amount == 1_500 * WAD
+    f = forecast(p)
+    assert not f.modelled and f.at is None and "batch's data does not give its debt" in f.basis, f
